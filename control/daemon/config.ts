@@ -1,0 +1,129 @@
+// The static configuration appnetd reads from a JSON file (and --flag overrides) until the
+// control plane drives it from the store. Pure: parse and validate, no I/O.
+
+export type PortKind = 'tap' | 'tun';
+
+export interface PortConfig {
+  /** Device name, at most 15 bytes (IFNAMSIZ - 1). */
+  name: string;
+  kind: PortKind;
+  vni: number;
+  /** tap: the MAC of the device the instance sees; tun: the MAC the overlay sees for the instance. */
+  mac?: string;
+  /** Default: the VNI's MTU. */
+  mtu?: number;
+  /** tun only: the instance's IPv4 address, answered for in ARP by the engine. */
+  ipv4?: string;
+  /** Move the device into this network namespace: a name under /var/run/netns, or an absolute path. */
+  netns?: string;
+}
+
+export interface VniConfig {
+  vni: number;
+  /** Overlay MTU; default underlay MTU - 50. */
+  mtu?: number;
+  /** Underlay IPv4 addresses of the remote VTEPs that get BUM traffic (head-end replication). */
+  flood?: string[];
+}
+
+export interface DaemonConfig {
+  host: string;
+  underlay: { address: string; port: number; mtu: number };
+  /** Unix socket of the admin API (HTTP). */
+  adminSocket: string;
+  ageingSeconds: number;
+  vnis: VniConfig[];
+  ports: PortConfig[];
+}
+
+export class ConfigError extends Error {
+  constructor(path: string, message: string) {
+    super(`config: ${path}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, path: string): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(path, 'must be an object');
+  return v as Obj;
+}
+function int(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(path, `must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+function str(v: unknown, path: string, re?: RegExp, form?: string): string {
+  if (typeof v !== 'string' || (re && !re.test(v))) {
+    throw new ConfigError(path, `must be ${form ?? 'a string'}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+function arr(v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw new ConfigError(path, 'must be an array');
+  return v;
+}
+
+/** Validates a parsed config file; every error names the offending field. */
+export function parseDaemonConfig(raw: unknown): DaemonConfig {
+  const c = obj(raw, '(top)');
+  const u = obj(c.underlay, 'underlay');
+  const underlay = {
+    address: str(u.address, 'underlay.address', IPV4, 'an IPv4 address'),
+    port: u.port === undefined ? 4789 : int(u.port, 'underlay.port', 1, 65535),
+    mtu: u.mtu === undefined ? 1500 : int(u.mtu, 'underlay.mtu', 576, 9216),
+  };
+  const vnis = arr(c.vnis ?? [], 'vnis').map((v, i): VniConfig => {
+    const o = obj(v, `vnis[${i}]`);
+    return {
+      vni: int(o.vni, `vnis[${i}].vni`, 1, 0xffffff),
+      mtu: o.mtu === undefined ? underlay.mtu - 50 : int(o.mtu, `vnis[${i}].mtu`, 68, underlay.mtu - 50),
+      flood: arr(o.flood ?? [], `vnis[${i}].flood`).map((a, j) => str(a, `vnis[${i}].flood[${j}]`, IPV4, 'an IPv4 address')),
+    };
+  });
+  const seen = new Set<number>();
+  for (const [i, v] of vnis.entries()) {
+    if (seen.has(v.vni)) throw new ConfigError(`vnis[${i}].vni`, `VNI ${v.vni} is listed twice`);
+    seen.add(v.vni);
+  }
+  const ports = arr(c.ports ?? [], 'ports').map((v, i): PortConfig => {
+    const o = obj(v, `ports[${i}]`);
+    const kind = str(o.kind, `ports[${i}].kind`, /^(tap|tun)$/, "'tap' or 'tun'") as PortKind;
+    const vni = int(o.vni, `ports[${i}].vni`, 1, 0xffffff);
+    const vc = vnis.find((x) => x.vni === vni);
+    if (!vc) throw new ConfigError(`ports[${i}].vni`, `VNI ${vni} is not in vnis`);
+    const port: PortConfig = {
+      name: str(o.name, `ports[${i}].name`, IFNAME, '1-15 characters of [A-Za-z0-9_.-]'),
+      kind,
+      vni,
+      mac: o.mac === undefined ? undefined : str(o.mac, `ports[${i}].mac`, MAC, 'a MAC like 02:00:00:00:00:01'),
+      mtu: o.mtu === undefined ? vc.mtu : int(o.mtu, `ports[${i}].mtu`, 68, 9000),
+      ipv4: o.ipv4 === undefined ? undefined : str(o.ipv4, `ports[${i}].ipv4`, IPV4, 'an IPv4 address'),
+      netns: o.netns === undefined ? undefined : str(o.netns, `ports[${i}].netns`),
+    };
+    if (kind === 'tun' && !port.ipv4) throw new ConfigError(`ports[${i}].ipv4`, 'a tun port needs the instance address');
+    return port;
+  });
+  return {
+    host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
+    underlay,
+    adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),
+    ageingSeconds: c.ageingSeconds === undefined ? 300 : int(c.ageingSeconds, 'ageingSeconds', 1, 86400),
+    vnis,
+    ports,
+  };
+}
+
+/** A locally administered, stable MAC for a port that did not name one. */
+export function defaultMac(host: string, port: string): string {
+  let h = 0x811c9dc5;
+  for (const ch of `${host}/${port}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  const b = [0x02, 0x00, (h >>> 24) & 0xff, (h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

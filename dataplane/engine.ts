@@ -1,0 +1,201 @@
+// The typed face of the native packet engine. Validates arguments with messages that name the
+// field and the expected form, converts addresses, and hands punted frames to JS in batches.
+import { native, type NativeCounterBlock, type NativeEngine } from './native.ts';
+import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
+
+export type PortKind = 'tap' | 'tun';
+export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize';
+export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize'];
+
+export interface CounterBlock {
+  rx_packets: number;
+  rx_bytes: number;
+  tx_packets: number;
+  tx_bytes: number;
+  drops: Record<DropReason, number>;
+}
+export interface PortCounters extends CounterBlock {
+  id: number;
+  name: string;
+  vni: number;
+}
+export interface EngineCounters {
+  /** Datagrams received on the underlay socket, and the ones dropped before reaching a VNI. */
+  wire: CounterBlock;
+  /** rx: frames decapsulated into the VNI; tx: datagrams sent to VTEPs. */
+  vnis: Record<string, CounterBlock>;
+  /** rx: frames the instance sent; tx: frames delivered to the instance. */
+  ports: PortCounters[];
+  punt: { punted: number; dropped: number };
+}
+
+export interface EngineOptions {
+  underlayAddress: string;
+  underlayPort?: number;
+  ageingSeconds?: number;
+  /** Called with every batch of punted frames (never once per frame). */
+  onPunt?: (frames: PuntedFrame[]) => void;
+}
+
+export interface PortSpec {
+  name: string;
+  kind: PortKind;
+  vni: number;
+  mac: string;
+  mtu: number;
+  /** TUN ports: the instance's address, which the engine answers ARP for. */
+  ipv4?: string;
+  /** Move the device into this network namespace (a name under /run/netns, or a path). */
+  netns?: string;
+}
+
+export interface PuntRule {
+  ethertype?: number;
+  ipProto?: number;
+  dstIp?: string;
+  dstPort?: number;
+  vni?: number;
+  /** Default true: the frame goes to JS only. false: forwarded as usual, and a copy punted. */
+  consume?: boolean;
+}
+
+export interface PuntedFrame {
+  rule: number;
+  /** The local port the frame came from, or null when it came from the wire. */
+  port: number | null;
+  vni: number;
+  /** The remote VTEP it came from, when it came from the wire. */
+  remote: string | null;
+  frame: Buffer;
+}
+
+export interface FdbEntry {
+  mac: string;
+  port: number | null;
+  remote: string | null;
+  ageMs: number;
+  static: boolean;
+}
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+function check(cond: boolean, message: string): asserts cond {
+  if (!cond) throw new RangeError(message);
+}
+function checkVni(vni: number, field = 'vni'): void {
+  check(Number.isInteger(vni) && vni >= 0 && vni <= 0xffffff, `${field} must be an integer in 0..16777215, got ${vni}`);
+}
+function checkMtu(mtu: number): void {
+  check(Number.isInteger(mtu) && mtu >= 68 && mtu <= 9000, `mtu must be an integer in 68..9000, got ${mtu}`);
+}
+
+export class Engine {
+  readonly #n: NativeEngine;
+  #stopped = false;
+
+  constructor(opts: EngineOptions) {
+    const port = opts.underlayPort ?? 4789;
+    check(Number.isInteger(port) && port > 0 && port < 65536, `underlayPort must be 1..65535, got ${port}`);
+    const ageing = opts.ageingSeconds ?? 300;
+    check(ageing > 0 && ageing <= 86400, `ageingSeconds must be in (0, 86400], got ${ageing}`);
+    const onPunt = opts.onPunt;
+    let self: Engine | undefined;
+    this.#n = new native.Engine(
+      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000) },
+      onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
+    );
+    self = this;
+  }
+
+  start(): void { this.#n.start(); }
+
+  /** Stops the threads and closes every device; the devices disappear. Idempotent. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#n.stop();
+  }
+
+  addVni(vni: number, mtu: number): void {
+    checkVni(vni);
+    checkMtu(mtu);
+    this.#n.addVni(vni, mtu);
+  }
+  removeVni(vni: number): void { this.#n.removeVni(vni); }
+
+  /** Remote VTEPs (underlay IPv4) that receive this VNI's broadcast and unknown unicast. */
+  setFlood(vni: number, remotes: string[]): void {
+    checkVni(vni);
+    this.#n.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
+  }
+
+  addPort(spec: PortSpec): number {
+    check(IFNAME.test(spec.name), `port name must be 1-15 characters of [A-Za-z0-9_.-], got '${spec.name}'`);
+    check(spec.kind === 'tap' || spec.kind === 'tun', `port kind must be 'tap' or 'tun', got '${spec.kind}'`);
+    checkVni(spec.vni);
+    checkMtu(spec.mtu);
+    if (spec.kind === 'tun') check(spec.ipv4 !== undefined, `tun port ${spec.name} needs ipv4 (the address the engine answers ARP for)`);
+    return this.#n.addPort({
+      name: spec.name,
+      kind: spec.kind,
+      vni: spec.vni,
+      mac: Buffer.from(parseMac(spec.mac)),
+      mtu: spec.mtu,
+      ipv4: spec.ipv4 === undefined ? undefined : parseIpv4Address(spec.ipv4),
+      netns: spec.netns,
+    });
+  }
+  removePort(id: number): void { this.#n.removePort(id); }
+
+  /** A static entry: `to` is a local port id or a remote VTEP's underlay address. */
+  addFdb(vni: number, mac: string, to: { port: number } | { remote: string }): void {
+    checkVni(vni);
+    const m = Buffer.from(parseMac(mac));
+    if ('port' in to) this.#n.addFdb(vni, m, to.port, 0);
+    else this.#n.addFdb(vni, m, -1, parseIpv4Address(to.remote));
+  }
+  removeFdb(vni: number, mac: string): boolean { return this.#n.removeFdb(vni, Buffer.from(parseMac(mac))); }
+
+  fdb(vni: number): FdbEntry[] {
+    return this.#n.fdb(vni).map((e) => ({
+      mac: formatMac(e.mac),
+      port: e.port >= 0 ? e.port : null,
+      remote: e.port >= 0 ? null : formatIpv4Address(e.remote),
+      ageMs: e.ageMs,
+      static: e.static,
+    }));
+  }
+
+  counters(): EngineCounters {
+    return this.#n.counters() as unknown as EngineCounters;
+  }
+
+  addPuntRule(rule: PuntRule): number {
+    if (rule.vni !== undefined) checkVni(rule.vni, 'rule.vni');
+    return this.#n.addPuntRule({ ...rule, dstIp: rule.dstIp === undefined ? undefined : parseIpv4Address(rule.dstIp) });
+  }
+  removePuntRule(id: number): boolean { return this.#n.removePuntRule(id); }
+
+  drainPunts(): PuntedFrame[] {
+    return this.#n.drainPunts().map((p) => ({
+      rule: p.rule,
+      port: p.port >= 0 ? p.port : null,
+      vni: p.vni,
+      remote: p.port >= 0 ? null : formatIpv4Address(p.remote),
+      frame: p.frame,
+    }));
+  }
+
+  /** Delivers a frame to a local port's device, as if the overlay had sent it. */
+  injectToPort(port: number, frame: Uint8Array): void { this.#n.injectToPort(port, Buffer.from(frame)); }
+  /** Switches a frame within a VNI as if a station on this host had sent it. */
+  injectToVni(vni: number, frame: Uint8Array): void { this.#n.injectToVni(vni, Buffer.from(frame)); }
+  /** Sends a UDP datagram from the underlay socket. */
+  sendDatagram(address: string, port: number, payload: Uint8Array): void {
+    this.#n.sendDatagram(parseIpv4Address(address), port, Buffer.from(payload));
+  }
+  /** The outer UDP source ports the flow hash spreads flows over. */
+  txSourcePorts(): number[] { return this.#n.txSourcePorts(); }
+}
+
+export type { NativeCounterBlock };

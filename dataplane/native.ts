@@ -1,0 +1,60 @@
+// Finds and loads the compiled addon. The one place that knows where the .node file lives.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const ADDON = fileURLToPath(new URL('../native/build/Release/appnet.node', import.meta.url));
+
+export interface NativeCounterBlock {
+  rx_packets: number;
+  rx_bytes: number;
+  tx_packets: number;
+  tx_bytes: number;
+  drops: Record<string, number>;
+}
+
+export interface NativeEngine {
+  start(): void;
+  stop(): void;
+  addVni(vni: number, mtu: number): void;
+  removeVni(vni: number): void;
+  setFlood(vni: number, remotes: number[]): void;
+  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string }): number;
+  removePort(id: number): void;
+  addFdb(vni: number, mac: Buffer, port: number, remote: number): void;
+  removeFdb(vni: number, mac: Buffer): boolean;
+  fdb(vni: number): Array<{ mac: Buffer; port: number; remote: number; ageMs: number; static: boolean }>;
+  counters(): {
+    wire: NativeCounterBlock;
+    vnis: Record<string, NativeCounterBlock>;
+    ports: Array<NativeCounterBlock & { id: number; name: string; vni: number }>;
+    punt: { punted: number; dropped: number };
+  };
+  addPuntRule(rule: { ethertype?: number; ipProto?: number; dstIp?: number; dstPort?: number; vni?: number; consume?: boolean }): number;
+  removePuntRule(id: number): boolean;
+  drainPunts(): Array<{ rule: number; port: number; vni: number; remote: number; frame: Buffer }>;
+  injectToPort(port: number, frame: Buffer): void;
+  injectToVni(vni: number, frame: Buffer): void;
+  sendDatagram(ip: number, port: number, payload: Buffer): void;
+  txSourcePorts(): number[];
+}
+
+export interface NativeBinding {
+  Engine: new (
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number },
+    onPunt?: () => void,
+  ) => NativeEngine;
+  vxlanEncap(vni: number, frame: Buffer): Buffer;
+  /** error: 0 ok, 1 short, 2 flags, 3 inner short, 4 inner ipv4, 5 inner arp. */
+  vxlanDecap(datagram: Buffer): { vni: number; error: number };
+  flowHash(frame: Buffer): number;
+}
+
+function load(): NativeBinding {
+  if (!existsSync(ADDON)) {
+    throw new Error(`the native addon is not built (${ADDON} is missing): run 'npm run build:native'`);
+  }
+  return createRequire(import.meta.url)(ADDON) as NativeBinding;
+}
+
+export const native: NativeBinding = load();

@@ -1,0 +1,308 @@
+// N-API bindings: the Engine class and the codec functions the differential tests call.
+// Arguments are validated in dataplane/engine.ts; here we only convert and translate errors.
+#include <arpa/inet.h>
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+
+#include "engine.h"
+#include "wire.h"
+
+namespace appnet {
+namespace {
+
+template <typename F>
+auto guard(const Napi::Env& env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(env, e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+uint32_t u32(const Napi::Value& v) { return v.As<Napi::Number>().Uint32Value(); }
+int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
+
+int opt_int(const Napi::Object& o, const char* k, int dflt) {
+  Napi::Value v = o.Get(k);
+  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : dflt;
+}
+
+uint64_t mac_of(const Napi::Value& v) {
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  if (b.Length() != 6) throw std::invalid_argument("a MAC address is 6 bytes");
+  return mac_key(b.Data());
+}
+
+Napi::Object counters_object(Napi::Env env, const Counters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rx_packets", double(c.rx_packets.load()));
+  o.Set("rx_bytes", double(c.rx_bytes.load()));
+  o.Set("tx_packets", double(c.tx_packets.load()));
+  o.Set("tx_bytes", double(c.tx_bytes.load()));
+  Napi::Object d = Napi::Object::New(env);
+  for (int i = 0; i < kDropCount; i++) d.Set(drop_name(i), double(c.drops[i].load()));
+  o.Set("drops", d);
+  return o;
+}
+
+Napi::Buffer<uint8_t> mac_buffer(Napi::Env env, uint64_t k) {
+  auto b = Napi::Buffer<uint8_t>::New(env, 6);
+  mac_write(b.Data(), k);
+  return b;
+}
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine", {
+      InstanceMethod<&EngineWrap::Start>("start"),
+      InstanceMethod<&EngineWrap::Stop>("stop"),
+      InstanceMethod<&EngineWrap::AddVni>("addVni"),
+      InstanceMethod<&EngineWrap::RemoveVni>("removeVni"),
+      InstanceMethod<&EngineWrap::SetFlood>("setFlood"),
+      InstanceMethod<&EngineWrap::AddPort>("addPort"),
+      InstanceMethod<&EngineWrap::RemovePort>("removePort"),
+      InstanceMethod<&EngineWrap::AddFdb>("addFdb"),
+      InstanceMethod<&EngineWrap::RemoveFdb>("removeFdb"),
+      InstanceMethod<&EngineWrap::Fdb>("fdb"),
+      InstanceMethod<&EngineWrap::CountersSnapshot>("counters"),
+      InstanceMethod<&EngineWrap::AddPuntRule>("addPuntRule"),
+      InstanceMethod<&EngineWrap::RemovePuntRule>("removePuntRule"),
+      InstanceMethod<&EngineWrap::DrainPunts>("drainPunts"),
+      InstanceMethod<&EngineWrap::InjectToPort>("injectToPort"),
+      InstanceMethod<&EngineWrap::InjectToVni>("injectToVni"),
+      InstanceMethod<&EngineWrap::SendDatagram>("sendDatagram"),
+      InstanceMethod<&EngineWrap::TxSourcePorts>("txSourcePorts"),
+    });
+  }
+
+  // new Engine({ underlayAddress: u32, underlayPort, ageingMs }, onPunt?)
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    EngineOptions opt;
+    opt.underlay_ip = u32(o.Get("underlayAddress"));
+    opt.underlay_port = uint16_t(opt_int(o, "underlayPort", 4789));
+    opt.ageing_ms = uint32_t(opt_int(o, "ageingMs", 300000));
+    engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
+    if (info.Length() > 1 && info[1].IsFunction()) {
+      tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);
+      tsfn_.Unref(env);
+      has_tsfn_ = true;
+      engine_->punt().notify = [this] { tsfn_.NonBlockingCall(); };
+    }
+  }
+
+  ~EngineWrap() override { shutdown(); }
+
+ private:
+  void shutdown() {
+    if (engine_) engine_->stop();
+    if (has_tsfn_) {
+      engine_->punt().notify = nullptr;
+      tsfn_.Release();
+      has_tsfn_ = false;
+    }
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->start(); });
+    return info.Env().Undefined();
+  }
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    shutdown();
+    return info.Env().Undefined();
+  }
+  Napi::Value AddVni(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->add_vni(u32(info[0]), i32(info[1])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoveVni(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->remove_vni(u32(info[0])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value SetFlood(const Napi::CallbackInfo& info) {
+    Napi::Array a = info[1].As<Napi::Array>();
+    std::vector<uint32_t> remotes;
+    for (uint32_t i = 0; i < a.Length(); i++) remotes.push_back(u32(a.Get(i)));
+    guard(info.Env(), [&] { engine_->set_flood(u32(info[0]), std::move(remotes)); });
+    return info.Env().Undefined();
+  }
+  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns? }) -> id
+  Napi::Value AddPort(const Napi::CallbackInfo& info) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    Engine::PortSpec s;
+    s.name = o.Get("name").As<Napi::String>().Utf8Value();
+    s.kind = o.Get("kind").As<Napi::String>().Utf8Value() == "tun" ? DeviceKind::kTun : DeviceKind::kTap;
+    s.vni = u32(o.Get("vni"));
+    mac_write(s.mac, mac_of(o.Get("mac")));
+    s.mtu = i32(o.Get("mtu"));
+    s.ipv4 = o.Get("ipv4").IsNumber() ? u32(o.Get("ipv4")) : 0;
+    if (o.Get("netns").IsString()) s.netns = o.Get("netns").As<Napi::String>().Utf8Value();
+    int id = guard(info.Env(), [&] { return engine_->add_port(s); });
+    return Napi::Number::New(info.Env(), id);
+  }
+  Napi::Value RemovePort(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->remove_port(i32(info[0])); });
+    return info.Env().Undefined();
+  }
+  // addFdb(vni, mac, port (-1 for remote), remote u32)
+  Napi::Value AddFdb(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] {
+      engine_->add_fdb(u32(info[0]), mac_of(info[1]), i32(info[2]), u32(info[3]));
+    });
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoveFdb(const Napi::CallbackInfo& info) {
+    bool ok = guard(info.Env(), [&] { return engine_->remove_fdb(u32(info[0]), mac_of(info[1])); });
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+  Napi::Value Fdb(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto rows = engine_->fdb(u32(info[0]));
+    uint64_t now = Engine::now_ms();
+    Napi::Array out = Napi::Array::New(env, rows.size());
+    for (size_t i = 0; i < rows.size(); i++) {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("mac", mac_buffer(env, rows[i].mac));
+      r.Set("port", rows[i].e.port);
+      r.Set("remote", double(rows[i].e.remote));
+      r.Set("ageMs", double(now - rows[i].e.seen_ms));
+      r.Set("static", rows[i].e.is_static);
+      out.Set(uint32_t(i), r);
+    }
+    return out;
+  }
+  Napi::Value CountersSnapshot(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    auto lock = engine_->read_lock();
+    out.Set("wire", counters_object(env, engine_->wire()));
+    Napi::Object vnis = Napi::Object::New(env);
+    for (auto& [id, v] : engine_->vnis()) vnis.Set(std::to_string(id), counters_object(env, v->c));
+    out.Set("vnis", vnis);
+    Napi::Array ports = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (auto& p : engine_->ports()) {
+      if (!p) continue;
+      Napi::Object o = counters_object(env, p->c);
+      o.Set("id", p->id);
+      o.Set("name", p->name);
+      o.Set("vni", double(p->vni));
+      ports.Set(n++, o);
+    }
+    out.Set("ports", ports);
+    Napi::Object punt = Napi::Object::New(env);
+    punt.Set("punted", double(engine_->punt().punted()));
+    punt.Set("dropped", double(engine_->punt().dropped()));
+    out.Set("punt", punt);
+    return out;
+  }
+  // addPuntRule({ ethertype?, ipProto?, dstIp?, dstPort?, vni?, consume? }) -> id
+  Napi::Value AddPuntRule(const Napi::CallbackInfo& info) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    PuntRule r;
+    r.ethertype = opt_int(o, "ethertype", -1);
+    r.ip_proto = opt_int(o, "ipProto", -1);
+    r.dst_ip = o.Get("dstIp").IsNumber() ? u32(o.Get("dstIp")) : 0;
+    r.dst_port = opt_int(o, "dstPort", -1);
+    r.vni = opt_int(o, "vni", -1);
+    r.consume = !o.Get("consume").IsBoolean() || o.Get("consume").As<Napi::Boolean>().Value();
+    uint32_t id = guard(info.Env(), [&] { return engine_->add_punt_rule(r); });
+    return Napi::Number::New(info.Env(), id);
+  }
+  Napi::Value RemovePuntRule(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->remove_punt_rule(u32(info[0])));
+  }
+  Napi::Value DrainPunts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto items = engine_->punt().drain();
+    Napi::Array out = Napi::Array::New(env, items.size());
+    for (size_t i = 0; i < items.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("rule", items[i].rule);
+      o.Set("port", items[i].port);
+      o.Set("vni", double(items[i].vni));
+      o.Set("remote", double(items[i].remote));
+      o.Set("frame", Napi::Buffer<uint8_t>::Copy(env, items[i].frame.data(), items[i].frame.size()));
+      out.Set(uint32_t(i), o);
+    }
+    return out;
+  }
+  Napi::Value InjectToPort(const Napi::CallbackInfo& info) {
+    auto b = info[1].As<Napi::Buffer<uint8_t>>();
+    guard(info.Env(), [&] { engine_->inject_to_port(i32(info[0]), b.Data(), b.Length()); });
+    return info.Env().Undefined();
+  }
+  Napi::Value InjectToVni(const Napi::CallbackInfo& info) {
+    auto b = info[1].As<Napi::Buffer<uint8_t>>();
+    guard(info.Env(), [&] { engine_->inject_to_vni(u32(info[0]), b.Data(), b.Length()); });
+    return info.Env().Undefined();
+  }
+  Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
+    auto b = info[2].As<Napi::Buffer<uint8_t>>();
+    guard(info.Env(), [&] {
+      engine_->send_datagram(u32(info[0]), uint16_t(u32(info[1])), b.Data(), b.Length());
+    });
+    return info.Env().Undefined();
+  }
+  Napi::Value TxSourcePorts(const Napi::CallbackInfo& info) {
+    auto ports = engine_->tx_source_ports();
+    Napi::Array a = Napi::Array::New(info.Env(), ports.size());
+    for (size_t i = 0; i < ports.size(); i++) a.Set(uint32_t(i), ports[i]);
+    return a;
+  }
+
+  std::unique_ptr<Engine> engine_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool has_tsfn_ = false;
+};
+
+// vxlanEncap(vni, frame) -> Buffer
+Napi::Value VxlanEncap(const Napi::CallbackInfo& info) {
+  uint32_t vni = u32(info[0]);
+  auto f = info[1].As<Napi::Buffer<uint8_t>>();
+  if (vni > kMaxVni) throw Napi::RangeError::New(info.Env(), "VNI exceeds 24 bits");
+  auto out = Napi::Buffer<uint8_t>::New(info.Env(), kVxlanHdr + f.Length());
+  vxlan_write_header(out.Data(), vni);
+  std::memcpy(out.Data() + kVxlanHdr, f.Data(), f.Length());
+  return out;
+}
+
+// vxlanDecap(datagram) -> { vni, error: 0 | DecapError }
+Napi::Value VxlanDecap(const Napi::CallbackInfo& info) {
+  auto d = info[0].As<Napi::Buffer<uint8_t>>();
+  uint32_t vni = 0;
+  DecapError err = vxlan_decap(d.Data(), d.Length(), &vni);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("vni", double(vni));
+  o.Set("error", int(err));
+  return o;
+}
+
+Napi::Value FlowHash(const Napi::CallbackInfo& info) {
+  auto f = info[0].As<Napi::Buffer<uint8_t>>();
+  return Napi::Number::New(info.Env(), flow_hash(f.Data(), f.Length()));
+}
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", EngineWrap::Define(env));
+  exports.Set("vxlanEncap", Napi::Function::New(env, VxlanEncap));
+  exports.Set("vxlanDecap", Napi::Function::New(env, VxlanDecap));
+  exports.Set("flowHash", Napi::Function::New(env, FlowHash));
+  return exports;
+}
+
+}  // namespace
+}  // namespace appnet
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  return appnet::InitModule(env, exports);
+}
+NODE_API_MODULE(appnet, Init)

@@ -1,0 +1,40 @@
+// Packet and byte counters with drops by reason. Several engine threads may add to the same
+// block, so fields are relaxed atomics; JS reads a snapshot on demand.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace appnet {
+
+enum Drop : int {
+  kDropMalformed = 0,
+  kDropUnknownVni,
+  kDropNoDestination,
+  kDropQueueFull,
+  kDropOversize,
+  kDropCount
+};
+
+inline const char* drop_name(int d) {
+  static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
+                                          "queue_full", "oversize"};
+  return names[d];
+}
+
+struct Counters {
+  std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, tx_packets{0}, tx_bytes{0};
+  std::atomic<uint64_t> drops[kDropCount] = {};
+
+  void rx(size_t bytes) {
+    rx_packets.fetch_add(1, std::memory_order_relaxed);
+    rx_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  void tx(size_t bytes, uint64_t packets = 1) {
+    tx_packets.fetch_add(packets, std::memory_order_relaxed);
+    tx_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  void drop(Drop d, uint64_t n = 1) { drops[d].fetch_add(n, std::memory_order_relaxed); }
+};
+
+}  // namespace appnet

@@ -1,0 +1,156 @@
+#include "device.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if_arp.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace appnet {
+namespace {
+
+[[noreturn]] void fail(const std::string& name, const char* step, int err) {
+  throw DeviceError("device " + name + ": " + step + ": " + std::strerror(err));
+}
+
+void fill_ifreq(ifreq* ifr, const std::string& name) {
+  std::memset(ifr, 0, sizeof(*ifr));
+  if (name.empty() || name.size() >= IFNAMSIZ)
+    throw DeviceError("device name '" + name + "' must be 1 to 15 bytes");
+  std::memcpy(ifr->ifr_name, name.data(), name.size());
+}
+
+// Runs one ioctl on an AF_INET socket of the current namespace.
+void ifreq_ioctl(int sock, const std::string& name, unsigned long req, ifreq* ifr,
+                 const char* step) {
+  if (ioctl(sock, req, ifr) < 0) fail(name, step, errno);
+}
+
+struct Fd {
+  int fd;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() { if (fd >= 0) close(fd); }
+};
+
+int inet_socket(const std::string& name) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) fail(name, "socket", errno);
+  return s;
+}
+
+void set_up_with(int sock, const std::string& name, bool up) {
+  ifreq ifr;
+  fill_ifreq(&ifr, name);
+  ifreq_ioctl(sock, name, SIOCGIFFLAGS, &ifr, "get flags");
+  if (up) ifr.ifr_flags |= IFF_UP; else ifr.ifr_flags &= ~IFF_UP;
+  ifreq_ioctl(sock, name, SIOCSIFFLAGS, &ifr, up ? "set up" : "set down");
+}
+
+std::string netns_path(const std::string& netns) {
+  if (!netns.empty() && netns[0] == '/') return netns;
+  if (netns.empty() || netns.find('/') != std::string::npos || netns == "." || netns == "..")
+    throw DeviceError("network namespace '" + netns + "' is not a name or an absolute path");
+  return "/run/netns/" + netns;
+}
+
+}  // namespace
+
+int device_open(DeviceKind kind, const std::string& name) {
+  ifreq ifr;
+  fill_ifreq(&ifr, name);
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail(name, "open /dev/net/tun", errno);
+  ifr.ifr_flags = short((kind == DeviceKind::kTap ? IFF_TAP : IFF_TUN) | IFF_NO_PI);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    fail(name, "TUNSETIFF", err);
+  }
+  return fd;
+}
+
+void device_set_mac(const std::string& name, const uint8_t mac[6]) {
+  Fd s(inet_socket(name));
+  ifreq ifr;
+  fill_ifreq(&ifr, name);
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  std::memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+  ifreq_ioctl(s.fd, name, SIOCSIFHWADDR, &ifr, "set MAC");
+}
+
+void device_set_mtu(const std::string& name, int mtu) {
+  Fd s(inet_socket(name));
+  ifreq ifr;
+  fill_ifreq(&ifr, name);
+  ifr.ifr_mtu = mtu;
+  ifreq_ioctl(s.fd, name, SIOCSIFMTU, &ifr, "set MTU");
+}
+
+void device_set_up(const std::string& name, bool up) {
+  Fd s(inet_socket(name));
+  set_up_with(s.fd, name, up);
+}
+
+void device_move_to_netns(const std::string& name, const std::string& netns) {
+  std::string path = netns_path(netns);
+  Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (nsfd.fd < 0) fail(name, ("open namespace " + path).c_str(), errno);
+  unsigned ifindex = if_nametoindex(name.c_str());
+  if (ifindex == 0) fail(name, "if_nametoindex", errno);
+
+  // RTM_NEWLINK on the existing index with IFLA_NET_NS_FD, as `ip link set NAME netns NS`.
+  struct {
+    nlmsghdr nh;
+    ifinfomsg ifi;
+    char attrs[64];
+  } req;
+  std::memset(&req, 0, sizeof(req));
+  req.nh.nlmsg_type = RTM_NEWLINK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.nh.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.ifi.ifi_index = int(ifindex);
+  rtattr* rta = reinterpret_cast<rtattr*>(req.attrs);
+  rta->rta_type = IFLA_NET_NS_FD;
+  rta->rta_len = RTA_LENGTH(sizeof(uint32_t));
+  uint32_t fdv = uint32_t(nsfd.fd);
+  std::memcpy(RTA_DATA(rta), &fdv, sizeof(fdv));
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg)) + RTA_ALIGN(rta->rta_len);
+
+  Fd nl(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (nl.fd < 0) fail(name, "netlink socket", errno);
+  if (send(nl.fd, &req, req.nh.nlmsg_len, 0) < 0) fail(name, "netlink send", errno);
+  char buf[512];
+  ssize_t n = recv(nl.fd, buf, sizeof(buf), 0);
+  if (n < 0) fail(name, "netlink recv", errno);
+  auto* rh = reinterpret_cast<nlmsghdr*>(buf);
+  if (rh->nlmsg_type == NLMSG_ERROR) {
+    auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(rh));
+    if (e->error) fail(name, ("move to namespace " + path).c_str(), -e->error);
+  }
+
+  // A socket belongs to the namespace it was created in: create one there, on a short-lived
+  // thread so that the calling thread never changes namespace.
+  int err = 0;
+  std::string what;
+  std::thread([&] {
+    if (setns(nsfd.fd, CLONE_NEWNET) < 0) { err = errno; what = "setns"; return; }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) { err = errno; what = "socket in namespace"; return; }
+    try { set_up_with(s, name, true); } catch (const DeviceError& e) { what = e.what(); err = -1; }
+    close(s);
+  }).join();
+  if (err > 0) fail(name, what.c_str(), err);
+  if (err < 0) throw DeviceError(what);
+}
+
+}  // namespace appnet

@@ -1,0 +1,29 @@
+// TUN/TAP devices: create on /dev/net/tun, configure, and move into another network namespace.
+// Every function throws DeviceError with the device name and the failing step on error.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace appnet {
+
+struct DeviceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class DeviceKind { kTap, kTun };
+
+// Opens a non-persistent TUN or TAP device (IFF_NO_PI) with a non-blocking, close-on-exec fd.
+// The device disappears when the fd is closed, wherever the device has been moved to.
+int device_open(DeviceKind kind, const std::string& name);
+
+// Sets the MAC address (TAP only), MTU and admin state of `name` in the current namespace.
+void device_set_mac(const std::string& name, const uint8_t mac[6]);
+void device_set_mtu(const std::string& name, int mtu);
+void device_set_up(const std::string& name, bool up);
+
+// Moves `name` into the namespace at `netns` (a name under /run/netns, or an absolute path),
+// then sets it up there. Moving a link takes it down, hence the second step.
+void device_move_to_netns(const std::string& name, const std::string& netns);
+
+}  // namespace appnet

@@ -1,0 +1,385 @@
+// Engine setup, configuration calls from JS, and the L2 switch shared by both pipelines.
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace appnet {
+namespace {
+
+[[noreturn]] void sys_fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::string ip_str(uint32_t ip) {
+  in_addr a{htonl(ip)};
+  char b[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, b, sizeof(b));
+  return b;
+}
+
+int udp_socket(uint32_t ip, uint16_t port, int buf_bytes) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) sys_fail("udp socket");
+  // Outer packets are never fragmented (RFC 7348 4.3): oversize sends fail with EMSGSIZE.
+  int pmtu = IP_PMTUDISC_DO;
+  setsockopt(s, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
+  // FORCE needs CAP_NET_ADMIN, which appnetd has; fall back to the capped variant.
+  if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &buf_bytes, sizeof(buf_bytes)) < 0)
+    setsockopt(s, SOL_SOCKET, SO_RCVBUF, &buf_bytes, sizeof(buf_bytes));
+  if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &buf_bytes, sizeof(buf_bytes)) < 0)
+    setsockopt(s, SOL_SOCKET, SO_SNDBUF, &buf_bytes, sizeof(buf_bytes));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(ip);
+  a.sin_port = htons(port);
+  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0) {
+    int err = errno;
+    close(s);
+    errno = err;
+    sys_fail("bind " + ip_str(ip) + ":" + std::to_string(port));
+  }
+  return s;
+}
+
+sockaddr_in vtep_addr(uint32_t ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(ip);
+  a.sin_port = htons(port);
+  return a;
+}
+
+}  // namespace
+
+void ImmediateSender::to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) {
+  sockaddr_in a = vtep_addr(remote, port_);
+  if (sendto(fds_[sock], d, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
+    v.c.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
+  else
+    v.c.tx(len);
+}
+
+uint64_t Engine::now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+Engine::Engine(const EngineOptions& o) : opt_(o) {
+  for (int& fd : tx_fds_) fd = -1;
+  try {
+    rx_fd_ = udp_socket(o.underlay_ip, o.underlay_port, 8 << 20);
+    for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) sys_fail("epoll_create1");
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) sys_fail("eventfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = ~uint64_t(0);
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) sys_fail("epoll_ctl wake");
+  } catch (...) {
+    if (rx_fd_ >= 0) close(rx_fd_);
+    for (int fd : tx_fds_) if (fd >= 0) close(fd);
+    if (epfd_ >= 0) close(epfd_);
+    if (wake_fd_ >= 0) close(wake_fd_);
+    throw;
+  }
+}
+
+Engine::~Engine() {
+  stop();
+  close(rx_fd_);
+  for (int fd : tx_fds_) close(fd);
+  close(epfd_);
+  close(wake_fd_);
+}
+
+std::vector<uint16_t> Engine::tx_source_ports() const {
+  std::vector<uint16_t> out;
+  for (int fd : tx_fds_) {
+    sockaddr_in a{};
+    socklen_t l = sizeof(a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+    out.push_back(ntohs(a.sin_port));
+  }
+  return out;
+}
+
+void Engine::wake_tx() {
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+void Engine::stop() {
+  if (running_.exchange(false)) {
+    wake_tx();
+    // The RX thread polls with a short timeout and sees running_ == false.
+    if (tx_thread_.joinable()) tx_thread_.join();
+    if (rx_thread_.joinable()) rx_thread_.join();
+  }
+  std::unique_lock lock(cfg_mu_);
+  for (auto& p : ports_) {
+    if (!p) continue;
+    close(p->fd);
+    p.reset();
+  }
+  for (auto& [id, v] : vnis_) v->ports.clear();
+}
+
+void Engine::add_vni(uint32_t vni, int mtu) {
+  if (vni > kMaxVni) throw std::invalid_argument("VNI " + std::to_string(vni) + " exceeds 24 bits");
+  std::unique_lock lock(cfg_mu_);
+  if (vnis_.count(vni)) throw std::invalid_argument("VNI " + std::to_string(vni) + " already exists");
+  auto v = std::make_unique<Vni>();
+  v->id = vni;
+  v->mtu = mtu;
+  vnis_[vni] = std::move(v);
+}
+
+void Engine::remove_vni(uint32_t vni) {
+  std::unique_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(vni);
+  if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
+  if (!v->ports.empty())
+    throw std::invalid_argument("VNI " + std::to_string(vni) + " still has ports");
+  vnis_.erase(vni);
+}
+
+void Engine::set_flood(uint32_t vni, std::vector<uint32_t> remotes) {
+  std::unique_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(vni);
+  if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
+  v->flood = std::move(remotes);
+}
+
+int Engine::add_port(const PortSpec& s) {
+  {
+    std::shared_lock lock(cfg_mu_);
+    if (!vni_by_id(s.vni))
+      throw std::invalid_argument("port " + s.name + ": VNI " + std::to_string(s.vni) + " does not exist");
+  }
+  // Device set-up happens outside the lock: it may take milliseconds (netlink, setns).
+  int fd = device_open(s.kind, s.name);
+  try {
+    if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);
+    device_set_mtu(s.name, s.mtu);
+    if (s.netns.empty()) device_set_up(s.name, true);
+    else device_move_to_netns(s.name, s.netns);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  std::unique_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(s.vni);
+  if (!v) {
+    close(fd);
+    throw std::invalid_argument("VNI " + std::to_string(s.vni) + " was removed");
+  }
+  int id = -1;
+  for (size_t i = 0; i < ports_.size(); i++) if (!ports_[i]) { id = int(i); break; }
+  if (id < 0) { id = int(ports_.size()); ports_.emplace_back(); }
+  auto p = std::make_unique<Port>();
+  p->id = id;
+  p->gen = next_gen_++;
+  p->name = s.name;
+  p->kind = s.kind;
+  p->fd = fd;
+  p->vni = s.vni;
+  std::memcpy(p->mac, s.mac, 6);
+  p->mtu = s.mtu;
+  p->ipv4 = s.ipv4;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = uint64_t(p->gen) << 32 | uint32_t(id);
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    close(fd);
+    sys_fail("epoll_ctl add " + s.name);
+  }
+  v->ports.push_back(id);
+  ports_[id] = std::move(p);
+  return id;
+}
+
+void Engine::remove_port(int id) {
+  std::unique_lock lock(cfg_mu_);
+  Port* p = port_by_id(id);
+  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, p->fd, nullptr);
+  if (Vni* v = vni_by_id(p->vni)) {
+    auto& ps = v->ports;
+    for (auto it = ps.begin(); it != ps.end(); ++it) if (*it == id) { ps.erase(it); break; }
+    std::lock_guard fl(v->fdb_mu);
+    for (auto it = v->fdb.begin(); it != v->fdb.end();)
+      it = it->second.port == id ? v->fdb.erase(it) : std::next(it);
+  }
+  close(p->fd);
+  ports_[id].reset();
+}
+
+void Engine::add_fdb(uint32_t vni, uint64_t mac, int port, uint32_t remote) {
+  std::shared_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(vni);
+  if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
+  if (port >= 0 && !port_by_id(port))
+    throw std::invalid_argument("port " + std::to_string(port) + " does not exist");
+  std::lock_guard fl(v->fdb_mu);
+  v->fdb[mac] = FdbEntry{port, remote, now_ms(), true};
+}
+
+bool Engine::remove_fdb(uint32_t vni, uint64_t mac) {
+  std::shared_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(vni);
+  if (!v) return false;
+  std::lock_guard fl(v->fdb_mu);
+  return v->fdb.erase(mac) > 0;
+}
+
+std::vector<FdbRow> Engine::fdb(uint32_t vni) {
+  std::shared_lock lock(cfg_mu_);
+  std::vector<FdbRow> out;
+  Vni* v = vni_by_id(vni);
+  if (!v) return out;
+  uint64_t now = now_ms();
+  std::lock_guard fl(v->fdb_mu);
+  for (auto& [mac, e] : v->fdb)
+    if (e.is_static || now - e.seen_ms <= opt_.ageing_ms) out.push_back({mac, e});
+  return out;
+}
+
+uint32_t Engine::add_punt_rule(const PuntRule& r) {
+  std::unique_lock lock(cfg_mu_);
+  return punt_.add(r);
+}
+
+bool Engine::remove_punt_rule(uint32_t id) {
+  std::unique_lock lock(cfg_mu_);
+  return punt_.remove(id);
+}
+
+void Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
+  if (mac_is_group(src)) return;
+  uint64_t k = mac_key(src);
+  uint64_t now = now_ms();
+  std::lock_guard fl(v.fdb_mu);
+  auto it = v.fdb.find(k);
+  if (it == v.fdb.end()) {
+    v.fdb.emplace(k, FdbEntry{port, remote, now, false});
+  } else if (!it->second.is_static) {
+    it->second.port = port;
+    it->second.remote = remote;
+    it->second.seen_ms = now;
+  }
+}
+
+bool Engine::lookup(Vni& v, const uint8_t* dst, FdbEntry* out) {
+  std::lock_guard fl(v.fdb_mu);
+  auto it = v.fdb.find(mac_key(dst));
+  if (it == v.fdb.end()) return false;
+  if (!it->second.is_static && now_ms() - it->second.seen_ms > opt_.ageing_ms) return false;
+  *out = it->second;
+  return true;
+}
+
+void Engine::age_fdb() {
+  std::shared_lock lock(cfg_mu_);
+  uint64_t now = now_ms();
+  for (auto& [id, v] : vnis_) {
+    std::lock_guard fl(v->fdb_mu);
+    for (auto it = v->fdb.begin(); it != v->fdb.end();) {
+      bool expired = !it->second.is_static && now - it->second.seen_ms > opt_.ageing_ms;
+      it = expired ? v->fdb.erase(it) : std::next(it);
+    }
+  }
+}
+
+bool Engine::punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len) {
+  if (punt_.empty()) return false;
+  const PuntRule* r = punt_.match(vni, f, len);
+  if (!r) return false;
+  punt_.push(*r, port, vni, remote, f, len);
+  return r->consume;
+}
+
+void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out) {
+  const uint8_t* dst = frame;
+  if (in) learn(v, frame + 6, in->id, 0);
+  FdbEntry e;
+  bool known = !mac_is_group(dst) && lookup(v, dst, &e);
+  if (known && e.port >= 0) {
+    Port* p = port_by_id(e.port);
+    if (p && p != in) deliver_to_port(*p, frame, len, out);
+    else if (in) in->c.drop(kDropNoDestination);
+    return;
+  }
+  uint8_t* dgram = frame - kVxlanHdr;
+  vxlan_write_header(dgram, v.id);
+  int sock = int(flow_hash(frame, len) % kTxSockets);
+  if (known) {
+    out.to_vtep(e.remote, sock, dgram, len + kVxlanHdr, v);
+    return;
+  }
+  // Broadcast, multicast or unknown unicast: every other local port and every VTEP.
+  bool sent = false;
+  for (int pid : v.ports) {
+    Port* p = port_by_id(pid);
+    if (!p || p == in) continue;
+    deliver_to_port(*p, frame, len, out);
+    sent = true;
+  }
+  for (uint32_t remote : v.flood) {
+    out.to_vtep(remote, sock, dgram, len + kVxlanHdr, v);
+    sent = true;
+  }
+  if (!sent && in) in->c.drop(kDropNoDestination);
+}
+
+void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out) {
+  if (len > size_t(p.mtu) + kEthHdr) {
+    p.c.drop(kDropOversize);
+    return;
+  }
+  if (p.kind == DeviceKind::kTun) {
+    tun_deliver(p, frame, len, out);
+    return;
+  }
+  if (write(p.fd, frame, len) < 0) p.c.drop(kDropQueueFull);
+  else p.c.tx(len);
+}
+
+void Engine::inject_to_port(int id, const uint8_t* frame, size_t len) {
+  std::shared_lock lock(cfg_mu_);
+  Port* p = port_by_id(id);
+  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
+  std::vector<uint8_t> buf(kVxlanHdr + len);
+  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  ImmediateSender out(tx_fds_, opt_.underlay_port);
+  deliver_to_port(*p, buf.data() + kVxlanHdr, len, out);
+}
+
+void Engine::inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len) {
+  std::shared_lock lock(cfg_mu_);
+  Vni* v = vni_by_id(vni);
+  if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
+  std::vector<uint8_t> buf(kVxlanHdr + len);
+  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  ImmediateSender out(tx_fds_, opt_.underlay_port);
+  forward_from_local(*v, nullptr, buf.data() + kVxlanHdr, len, out);
+}
+
+void Engine::send_datagram(uint32_t ip, uint16_t port, const uint8_t* data, size_t len) {
+  sockaddr_in a = vtep_addr(ip, port);
+  if (sendto(rx_fd_, data, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
+    sys_fail("send to " + ip_str(ip) + ":" + std::to_string(port));
+}
+
+}  // namespace appnet

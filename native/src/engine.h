@@ -1,0 +1,209 @@
+// The packet engine: local ports (TAP/TUN), per-VNI L2 forwarding tables, VXLAN over UDP.
+//
+// Two pipelines run on threads the engine owns (see engine_tx.cc and engine_rx.cc):
+//   TX  port -> switch -> encapsulate -> wire   (reads ports, batches datagrams with sendmmsg)
+//   RX  wire -> decapsulate -> switch -> port   (reads datagrams with recvmmsg)
+// JS configures tables with synchronous calls that take the configuration lock exclusively;
+// the threads hold it shared for one batch at a time, so a change waits at most one batch.
+#pragma once
+#include <netinet/in.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "counters.h"
+#include "device.h"
+#include "punt.h"
+#include "wire.h"
+
+namespace appnet {
+
+constexpr int kTxSockets = 16;        // outer source ports to spread flows over
+constexpr size_t kSlotSize = 16384;   // largest datagram handled (jumbo underlay included)
+constexpr int kBatch = 64;            // frames per read batch and datagrams per recvmmsg
+
+// A reader-writer lock that prefers writers: the pipelines take it shared once per batch, so a
+// reader-preferring lock could starve JS configuration calls under sustained load. Not recursive.
+class RwLock {
+ public:
+  RwLock() {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&l_, &a);
+    pthread_rwlockattr_destroy(&a);
+  }
+  ~RwLock() { pthread_rwlock_destroy(&l_); }
+  RwLock(const RwLock&) = delete;
+  void lock() { pthread_rwlock_wrlock(&l_); }
+  void unlock() { pthread_rwlock_unlock(&l_); }
+  void lock_shared() { pthread_rwlock_rdlock(&l_); }
+  void unlock_shared() { pthread_rwlock_unlock(&l_); }
+
+ private:
+  pthread_rwlock_t l_;
+};
+
+struct Port {
+  int id;
+  uint32_t gen;
+  std::string name;
+  DeviceKind kind;
+  int fd;
+  uint32_t vni;
+  uint8_t mac[6];
+  int mtu;
+  uint32_t ipv4;  // TUN: the instance's address, answered for in ARP (host order)
+  Counters c;
+  // TUN: IPv4 -> MAC of overlay neighbours, learned from frames delivered to this port.
+  std::mutex neigh_mu;
+  std::unordered_map<uint32_t, uint64_t> neigh;
+  std::unordered_map<uint32_t, uint64_t> arp_sent_ms;
+};
+
+struct FdbEntry {
+  int port;         // local port id, or -1 for a remote VTEP
+  uint32_t remote;  // remote VTEP underlay address (host order) when port == -1
+  uint64_t seen_ms;
+  bool is_static;
+};
+
+struct Vni {
+  uint32_t id;
+  int mtu;
+  std::vector<uint32_t> flood;  // remote VTEPs for broadcast, multicast and unknown unicast
+  std::vector<int> ports;       // local ports in this VNI
+  std::mutex fdb_mu;
+  std::unordered_map<uint64_t, FdbEntry> fdb;
+  Counters c;
+};
+
+// Where the switch sends VXLAN datagrams. The TX thread batches; other callers send at once.
+// `dgram` starts with the VXLAN header and must stay valid until flush() returns.
+class Sender {
+ public:
+  virtual ~Sender() = default;
+  virtual void to_vtep(uint32_t remote, int sock, const uint8_t* dgram, size_t len, Vni& v) = 0;
+};
+
+// Sends each datagram at once: used off the TX thread (injection, ARP answers on RX).
+class ImmediateSender : public Sender {
+ public:
+  ImmediateSender(const int* fds, uint16_t port) : fds_(fds), port_(port) {}
+  void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override;
+
+ private:
+  const int* fds_;
+  uint16_t port_;
+};
+
+struct EngineOptions {
+  uint32_t underlay_ip = 0;  // host order
+  uint16_t underlay_port = 4789;
+  uint32_t ageing_ms = 300000;
+};
+
+struct FdbRow {
+  uint64_t mac;
+  FdbEntry e;
+};
+
+class Engine {
+ public:
+  explicit Engine(const EngineOptions& o);
+  ~Engine();
+
+  void start();
+  void stop();  // joins threads and closes every device (they disappear)
+  bool running() const { return running_; }
+
+  void add_vni(uint32_t vni, int mtu);
+  void remove_vni(uint32_t vni);
+  void set_flood(uint32_t vni, std::vector<uint32_t> remotes);
+
+  struct PortSpec {
+    std::string name;
+    DeviceKind kind;
+    uint32_t vni;
+    uint8_t mac[6];
+    int mtu;
+    uint32_t ipv4;
+    std::string netns;
+  };
+  int add_port(const PortSpec& s);
+  void remove_port(int id);
+
+  void add_fdb(uint32_t vni, uint64_t mac, int port, uint32_t remote);
+  bool remove_fdb(uint32_t vni, uint64_t mac);
+  std::vector<FdbRow> fdb(uint32_t vni);
+
+  uint32_t add_punt_rule(const PuntRule& r);
+  bool remove_punt_rule(uint32_t id);
+  PuntTable& punt() { return punt_; }
+
+  void inject_to_port(int id, const uint8_t* frame, size_t len);
+  void inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len);
+  void send_datagram(uint32_t ip, uint16_t port, const uint8_t* data, size_t len);
+
+  // Snapshot access for counters: call with the returned lock held.
+  std::shared_lock<RwLock> read_lock() { return std::shared_lock(cfg_mu_); }
+  const std::vector<std::unique_ptr<Port>>& ports() const { return ports_; }
+  const std::unordered_map<uint32_t, std::unique_ptr<Vni>>& vnis() const { return vnis_; }
+  Counters& wire() { return wire_; }
+  uint16_t underlay_port() const { return opt_.underlay_port; }
+  std::vector<uint16_t> tx_source_ports() const;
+
+  static uint64_t now_ms();
+
+ private:
+  friend class TxPipeline;
+  friend class RxPipeline;
+
+  // Switching, shared by both pipelines and by injection. `frame` has kVxlanHdr bytes of
+  // writable headroom before it. `in` is the local port it came from, or null.
+  void forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out);
+  void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out);
+  void learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
+  bool lookup(Vni& v, const uint8_t* dst_mac, FdbEntry* out);
+  bool punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len);
+  void age_fdb();
+
+  // TUN ports (l3port.cc): the overlay sees an Ethernet station; the device sees IPv4.
+  void tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out);
+  size_t tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sender& out, Vni& v);
+  // Answers an oversize DF packet from port `p` with ICMP "fragmentation needed".
+  void reply_frag_needed(Port& p, const uint8_t* frame, size_t len, int mtu);
+
+  Port* port_by_id(int id) {
+    return id >= 0 && size_t(id) < ports_.size() ? ports_[id].get() : nullptr;
+  }
+  Vni* vni_by_id(uint32_t vni) {
+    auto it = vnis_.find(vni);
+    return it == vnis_.end() ? nullptr : it->second.get();
+  }
+  void wake_tx();
+
+  EngineOptions opt_;
+  RwLock cfg_mu_;
+  std::vector<std::unique_ptr<Port>> ports_;
+  std::unordered_map<uint32_t, std::unique_ptr<Vni>> vnis_;
+  uint32_t next_gen_ = 1;
+  Counters wire_;
+  PuntTable punt_;
+
+  int rx_fd_ = -1;            // bound to underlay_ip:underlay_port
+  int tx_fds_[kTxSockets];    // bound to underlay_ip:ephemeral, one per flow-hash bucket
+  int epfd_ = -1;             // port fds + wake_fd_, for the TX thread
+  int wake_fd_ = -1;          // eventfd: stop or configuration change
+  std::atomic<bool> running_{false};
+  std::thread tx_thread_, rx_thread_;
+};
+
+}  // namespace appnet

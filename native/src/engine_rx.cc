@@ -1,0 +1,104 @@
+// RX pipeline: wire -> VXLAN -> switch -> port. Runs on one engine-owned thread.
+//
+//  1. Wait: poll the underlay socket, with a timeout so that stop() is noticed.
+//  2. Read: recvmmsg up to kBatch datagrams, each into its own slot, with its source address.
+//  3. Decapsulate: the VXLAN header and the inner frame are checked (wire.h vxlan_decap);
+//     malformed, truncated or unknown-VNI datagrams are dropped and counted on the wire.
+//  4. Learn: the inner source MAC is learned at the outer source address (the remote VTEP).
+//  5. Punt: frames matching a classifier are copied to the punt ring.
+//  6. Switch: a known local destination is written to its device; broadcast, multicast and
+//     unknown unicast go to every local port of the VNI; nothing is sent back to the wire
+//     (split horizon: the sender already replicated to every VTEP).
+// Steps 3-6 run with the configuration lock held shared; nothing allocates per packet.
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "engine.h"
+
+namespace appnet {
+
+class RxPipeline {
+ public:
+  explicit RxPipeline(Engine& e)
+      : e_(e), out_(e.tx_fds_, e.opt_.underlay_port), slots_(size_t(kBatch) * kSlotSize) {
+    for (int i = 0; i < kBatch; i++) {
+      iov_[i] = {&slots_[size_t(i) * kSlotSize], kSlotSize};
+      msgs_[i] = {};
+      msgs_[i].msg_hdr.msg_iov = &iov_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+      msgs_[i].msg_hdr.msg_name = &addrs_[i];
+    }
+  }
+
+  void run() {
+    pollfd pfd{e_.rx_fd_, POLLIN, 0};
+    while (e_.running_.load(std::memory_order_relaxed)) {
+      if (poll(&pfd, 1, 200) <= 0) continue;
+      for (;;) {
+        for (int i = 0; i < kBatch; i++) msgs_[i].msg_hdr.msg_namelen = sizeof(addrs_[i]);
+        int n = recvmmsg(e_.rx_fd_, msgs_, kBatch, MSG_DONTWAIT, nullptr);
+        if (n <= 0) break;
+        {
+          std::shared_lock lock(e_.cfg_mu_);
+          for (int i = 0; i < n; i++) handle(i);
+        }
+        if (n < kBatch) break;
+      }
+    }
+  }
+
+ private:
+  void handle(int i) {
+    Counters& w = e_.wire_;
+    size_t len = msgs_[i].msg_len;
+    w.rx(len);
+    if (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) { w.drop(kDropOversize); return; }
+    uint8_t* d = static_cast<uint8_t*>(iov_[i].iov_base);
+    uint32_t vni;
+    if (vxlan_decap(d, len, &vni) != DecapError::kNone) { w.drop(kDropMalformed); return; }
+    Vni* v = e_.vni_by_id(vni);
+    if (!v) { w.drop(kDropUnknownVni); return; }
+    uint8_t* frame = d + kVxlanHdr;
+    size_t flen = len - kVxlanHdr;
+    v->c.rx(flen);
+    uint32_t remote = ntohl(addrs_[i].sin_addr.s_addr);
+    e_.learn(*v, frame + 6, -1, remote);
+    if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
+
+    FdbEntry fe;
+    if (!mac_is_group(frame) && e_.lookup(*v, frame, &fe)) {
+      Port* p = fe.port >= 0 ? e_.port_by_id(fe.port) : nullptr;
+      if (p) e_.deliver_to_port(*p, frame, flen, out_);
+      else v->c.drop(kDropNoDestination);  // known to be remote: never hairpin
+      return;
+    }
+    if (v->ports.empty()) { v->c.drop(kDropNoDestination); return; }
+    for (int pid : v->ports)
+      if (Port* p = e_.port_by_id(pid)) e_.deliver_to_port(*p, frame, flen, out_);
+  }
+
+  Engine& e_;
+  ImmediateSender out_;
+  std::vector<uint8_t> slots_;
+  mmsghdr msgs_[kBatch];
+  iovec iov_[kBatch];
+  sockaddr_in addrs_[kBatch];
+};
+
+void run_rx_pipeline(Engine& e) {
+  RxPipeline(e).run();
+}
+
+void run_tx_pipeline(Engine& e);
+
+void Engine::start() {
+  if (running_.exchange(true)) return;
+  tx_thread_ = std::thread([this] { run_tx_pipeline(*this); });
+  rx_thread_ = std::thread([this] { run_rx_pipeline(*this); });
+}
+
+}  // namespace appnet

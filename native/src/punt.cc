@@ -1,0 +1,65 @@
+#include "punt.h"
+
+#include "wire.h"
+
+namespace appnet {
+
+uint32_t PuntTable::add(PuntRule r) {
+  r.id = next_id_++;
+  rules_.push_back(r);
+  return r.id;
+}
+
+bool PuntTable::remove(uint32_t id) {
+  for (auto it = rules_.begin(); it != rules_.end(); ++it) {
+    if (it->id == id) { rules_.erase(it); return true; }
+  }
+  return false;
+}
+
+const PuntRule* PuntTable::match(uint32_t vni, const uint8_t* f, size_t len) const {
+  if (len < kEthHdr) return nullptr;
+  uint16_t et = rd16(f + 12);
+  for (const PuntRule& r : rules_) {
+    if (r.vni >= 0 && uint32_t(r.vni) != vni) continue;
+    bool wants_ip = r.ip_proto >= 0 || r.dst_ip || r.dst_port >= 0;
+    if (r.ethertype >= 0 && et != r.ethertype) continue;
+    if (!wants_ip) return &r;
+    if (et != kEtherIpv4 || len < kEthHdr + 20) continue;
+    const uint8_t* ip = f + kEthHdr;
+    size_t ihl = size_t(ip[0] & 0x0f) * 4;
+    if (r.ip_proto >= 0 && ip[9] != r.ip_proto) continue;
+    if (r.dst_ip && rd32(ip + 16) != r.dst_ip) continue;
+    if (r.dst_port >= 0) {
+      if ((ip[9] != 6 && ip[9] != 17) || len < kEthHdr + ihl + 4) continue;
+      if ((rd16(ip + 6) & 0x1fff) != 0) continue;  // not the first fragment: no ports
+      if (rd16(ip + ihl + 2) != r.dst_port) continue;
+    }
+    return &r;
+  }
+  return nullptr;
+}
+
+bool PuntTable::push(const PuntRule& r, int port, uint32_t vni, uint32_t remote,
+                     const uint8_t* f, size_t len) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ring_.size() >= kCapacity || len > kMaxFrame) { dropped_++; return false; }
+    ring_.push_back(PuntItem{r.id, port, vni, remote, std::vector<uint8_t>(f, f + len)});
+    punted_++;
+    if (!notified_) { notified_ = true; wake = true; }
+  }
+  if (wake && notify) notify();
+  return true;
+}
+
+std::vector<PuntItem> PuntTable::drain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PuntItem> out;
+  out.swap(ring_);
+  notified_ = false;
+  return out;
+}
+
+}  // namespace appnet

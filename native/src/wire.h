@@ -1,0 +1,98 @@
+// Packet-format helpers shared by the engine threads and the codec bindings.
+// Pure functions over caller-owned bytes: no allocation, no I/O. The TypeScript codecs in
+// dataplane/wire/ implement the same contracts; test/ compares both byte for byte.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace appnet {
+
+constexpr size_t kEthHdr = 14;
+constexpr size_t kVxlanHdr = 8;
+constexpr uint16_t kEtherIpv4 = 0x0800;
+constexpr uint16_t kEtherArp = 0x0806;
+constexpr uint8_t kVxlanFlagI = 0x08;
+constexpr uint32_t kMaxVni = 0xFFFFFF;
+
+inline uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+inline uint32_t rd32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+inline void wr16(uint8_t* p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
+inline void wr32(uint8_t* p, uint32_t v) {
+  p[0] = v >> 24; p[1] = (v >> 16) & 0xff; p[2] = (v >> 8) & 0xff; p[3] = v & 0xff;
+}
+
+// A MAC address packed into the low 48 bits, first octet most significant.
+inline uint64_t mac_key(const uint8_t* p) {
+  return uint64_t(p[0]) << 40 | uint64_t(p[1]) << 32 | uint64_t(p[2]) << 24 |
+         uint64_t(p[3]) << 16 | uint64_t(p[4]) << 8 | uint64_t(p[5]);
+}
+inline void mac_write(uint8_t* p, uint64_t k) {
+  for (int i = 5; i >= 0; i--) { p[i] = k & 0xff; k >>= 8; }
+}
+inline bool mac_is_group(const uint8_t* p) { return p[0] & 1; }  // broadcast or multicast
+
+// Writes the 8-byte VXLAN header for `vni` at `out`. Contract: vni <= kMaxVni.
+inline void vxlan_write_header(uint8_t* out, uint32_t vni) {
+  out[0] = kVxlanFlagI; out[1] = 0; out[2] = 0; out[3] = 0;
+  out[4] = (vni >> 16) & 0xff; out[5] = (vni >> 8) & 0xff; out[6] = vni & 0xff; out[7] = 0;
+}
+
+enum class DecapError { kNone = 0, kShort, kFlags, kInnerShort, kInnerIpv4, kInnerArp };
+
+// Checks a VXLAN datagram and returns its VNI; the inner frame is datagram[8..len).
+// The rules (and their order) are the contract shared with dataplane/wire/vxlan.ts.
+inline DecapError vxlan_decap(const uint8_t* d, size_t len, uint32_t* vni) {
+  if (len < kVxlanHdr) return DecapError::kShort;
+  if (d[0] != kVxlanFlagI || d[1] || d[2] || d[3] || d[7]) return DecapError::kFlags;
+  *vni = uint32_t(d[4]) << 16 | uint32_t(d[5]) << 8 | d[6];
+  const uint8_t* f = d + kVxlanHdr;
+  size_t flen = len - kVxlanHdr;
+  if (flen < kEthHdr) return DecapError::kInnerShort;
+  uint16_t et = rd16(f + 12);
+  if (et == kEtherIpv4) {
+    if (flen < kEthHdr + 20) return DecapError::kInnerIpv4;
+    uint8_t vihl = f[14];
+    size_t ihl = size_t(vihl & 0x0f) * 4;
+    size_t total = rd16(f + 16);
+    if ((vihl >> 4) != 4 || ihl < 20 || ihl > total || kEthHdr + total > flen)
+      return DecapError::kInnerIpv4;
+  } else if (et == kEtherArp) {
+    if (flen < kEthHdr + 28) return DecapError::kInnerArp;
+  }
+  return DecapError::kNone;
+}
+
+// FNV-1a over the inner flow key; see dataplane/wire/flow-hash.ts for the key definition.
+inline uint32_t fnv1a(uint32_t h, const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 0x01000193u; }
+  return h;
+}
+inline uint32_t flow_hash(const uint8_t* f, size_t len) {
+  uint32_t h = 0x811c9dc5u;
+  if (len >= 34 && rd16(f + 12) == kEtherIpv4 && (f[14] >> 4) == 4) {
+    size_t ihl = size_t(f[14] & 0x0f) * 4;
+    if (ihl >= 20 && kEthHdr + ihl <= len) {
+      h = fnv1a(h, f + 26, 8);   // source and destination address
+      h = fnv1a(h, f + 23, 1);   // protocol
+      uint8_t proto = f[23];
+      bool first_fragment = (rd16(f + 20) & 0x1fff) == 0;
+      if ((proto == 6 || proto == 17) && first_fragment && kEthHdr + ihl + 4 <= len)
+        h = fnv1a(h, f + kEthHdr + ihl, 4);  // ports
+      return h;
+    }
+  }
+  return fnv1a(h, f, len >= kEthHdr ? kEthHdr : len);
+}
+
+// RFC 1071 one's-complement sum, folded to 16 bits and complemented.
+inline uint16_t inet_checksum(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  while (n > 1) { sum += uint32_t(p[0]) << 8 | p[1]; p += 2; n -= 2; }
+  if (n) sum += uint32_t(p[0]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
+}  // namespace appnet
