@@ -1,0 +1,23 @@
+// `npm run bench [-- NAME [--json]]`: runs every benchmark, or the named one.
+// Each benchmark module exports `run(opts) -> figures`; --json prints one JSON object per run.
+const BENCHES: Record<string, string> = {
+  encap: './encap.ts',
+  vxlan: './vxlan.ts',
+};
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const names = args.filter((a) => !a.startsWith('--'));
+for (const n of names) {
+  if (!BENCHES[n]) {
+    process.stderr.write(`bench: unknown benchmark '${n}'; known: ${Object.keys(BENCHES).join(', ')}\n`);
+    process.exit(2);
+  }
+}
+const selected = names.length ? names : Object.keys(BENCHES);
+const results: Record<string, unknown> = {};
+for (const name of selected) {
+  const mod = await import(BENCHES[name]);
+  results[name] = await mod.run({ json });
+}
+if (json) process.stdout.write(JSON.stringify(selected.length === 1 ? results[selected[0]] : results) + '\n');

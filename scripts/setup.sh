@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for appnet on a Debian machine, as root: Debian packages,
+# npm packages (npm ci), and the native addon. Safe to run again: it skips what is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime: iproute2 (namespaces, veth), libsodium. Build: make, g++, python3 (node-gyp).
+# Tests and benchmarks: ping, tcpdump, tshark, iperf3, ethtool, wireguard-go/wg (link bench).
+PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev make g++ python3 tcpdump tshark iperf3 ethtool)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp=node_modules/.appnet-lock-sha
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+addon=native/build/Release/appnet.node
+if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" -print -quit)" ]; then
+  echo "setup: building the native addon"
+  npx --no-install node-gyp rebuild --directory native --loglevel=error >/dev/null
+fi
