@@ -25,7 +25,7 @@ export async function run({ json }: { json: boolean }): Promise<Record<string, n
     .add('decap native', () => { sink ^= native.vxlanDecap(d).vni; })
     .add('decap ts', () => { const r = vxlanDecap(d); sink ^= r.ok ? r.vni : 0; })
     .on('cycle', (e: Benchmark.Event) => {
-      const b = e.target as Benchmark & { name: string };
+      const b = e.target as unknown as { name: string; hz: number };
       figures[`${b.name.replace(' ', '_')}_ops_per_s`] = Math.round(b.hz);
       if (!json) console.log(String(e.target));
     });
