@@ -174,12 +174,15 @@ export class TestNet {
   }
 
   /** An empty namespace `<prefix>-<name>` with lo up. */
+  /** An empty instance namespace with lo up and IPv6 off. */
   async addInstance(name: string): Promise<Instance> {
     if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name) || this.instances.has(name)) {
       throw new Error(`addInstance: name must be unique and match [A-Za-z0-9_.-]{1,32}, got "${name}"`);
     }
     const inst: Instance = { name, ns: `${this.prefix}-${name}` };
     await this.addNamespace(inst.ns);
+    // Tests count frames: IPv6 would add router solicitations and MLD reports of its own.
+    await runIn(inst.ns, 'sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     this.instances.set(name, inst);
     return inst;
   }
