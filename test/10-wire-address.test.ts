@@ -4,24 +4,8 @@ import {
   WireError, parseIpv4Address, formatIpv4Address, ipv4ToBytes, bytesToIpv4,
   parseMac, formatMac, isBroadcastMac, isMulticastMac,
 } from '../dataplane/wire/index.ts';
-
-function xorshift32(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-}
-
-function throwsWire(t: ExecutionContext, fn: () => unknown, protocol: string, field: string, offset: number): void {
-  const err = t.throws(fn, { instanceOf: WireError }) as WireError | undefined;
-  t.is(err?.protocol, protocol);
-  t.is(err?.field, field);
-  t.is(err?.offset, offset);
-  t.true(err?.message.includes(`${protocol}: bad ${field} at byte offset ${offset}`), err?.message);
-}
+import { xorshift32 } from './helpers/random.ts';
+import { throwsWire } from './helpers/wire-assert.ts';
 
 test('parseIpv4Address accepts dotted quads', (t) => {
   t.is(parseIpv4Address('0.0.0.0'), 0);

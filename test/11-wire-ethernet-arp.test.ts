@@ -7,34 +7,8 @@ import {
   ArpView, parseArp, emitArp, arpBufferLen, ARP_PACKET_LEN, ARP_OP_REQUEST,
 } from '../dataplane/wire/index.ts';
 import type { ArpRepr, EthernetRepr } from '../dataplane/wire/index.ts';
-
-function hex(s: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-}
-
-function xorshift32(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-}
-
-function randomBytes(rnd: () => number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = rnd() & 0xff;
-  return b;
-}
-
-function throwsWire(t: ExecutionContext, fn: () => unknown, protocol: string, field: string, offset: number): void {
-  const err = t.throws(fn, { instanceOf: WireError }) as WireError | undefined;
-  t.is(err?.protocol, protocol);
-  t.is(err?.field, field);
-  t.is(err?.offset, offset);
-  t.true(err?.message.includes(`${protocol}: bad ${field} at byte offset ${offset}`), err?.message);
-}
+import { randomBytes, xorshift32 } from './helpers/random.ts';
+import { hex, throwsWire } from './helpers/wire-assert.ts';
 
 // who-has 198.18.0.1 tell 198.18.0.2, from 02:00:c6:12:00:02 (verified with tshark).
 const ARP_REQUEST_FRAME = hex(`

@@ -8,35 +8,8 @@ import {
   UdpView, parseUdp, emitUdp, udpBufferLen,
 } from '../dataplane/wire/index.ts';
 import type { Ipv4Repr, UdpRepr } from '../dataplane/wire/index.ts';
-
-function hex(s: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
-}
-
-function xorshift32(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-}
-
-function randomBytes(rnd: () => number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = rnd() & 0xff;
-  return b;
-}
-
-function throwsWire(t: ExecutionContext, fn: () => unknown, protocol: string, field: string, offset: number): WireError | undefined {
-  const err = t.throws(fn, { instanceOf: WireError }) as WireError | undefined;
-  t.is(err?.protocol, protocol);
-  t.is(err?.field, field);
-  t.is(err?.offset, offset);
-  t.true(err?.message.includes(`${protocol}: bad ${field} at byte offset ${offset}`), err?.message);
-  return err;
-}
+import { randomBytes, xorshift32 } from './helpers/random.ts';
+import { hex, throwsWire } from './helpers/wire-assert.ts';
 
 /** Straightforward RFC 1071 reference: pad, add 16-bit words, fold, complement. */
 function referenceChecksum(bytes: Uint8Array): number {

@@ -4,20 +4,11 @@ import test from 'ava';
 import { native } from '../dataplane/native.ts';
 import { vxlanDecap, vxlanEncap, type VxlanMalformed } from '../dataplane/wire/vxlan.ts';
 import { flowHash } from '../dataplane/wire/flow-hash.ts';
+import { xorshift32 } from './helpers/random.ts';
 
 const NATIVE_ERRORS: Record<number, VxlanMalformed | 'ok'> = {
   0: 'ok', 1: 'short', 2: 'flags', 3: 'inner short', 4: 'inner ipv4', 5: 'inner arp',
 };
-
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-}
 
 /** Random frames: plausible IPv4 TCP/UDP/ICMP, ARP, other ethertypes, and plain noise. */
 function randomFrame(rnd: () => number): Buffer {
@@ -41,7 +32,7 @@ function randomFrame(rnd: () => number): Buffer {
 }
 
 test('encap, decap and flow hash agree with the TypeScript codec on 10,000 random frames', (t) => {
-  const rnd = xorshift(0x5eed);
+  const rnd = xorshift32(0x5eed);
   const seen = new Map<string, number>();
   for (let i = 0; i < 10_000; i++) {
     const frame = randomFrame(rnd);

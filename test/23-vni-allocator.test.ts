@@ -2,19 +2,9 @@ import test from 'ava';
 
 import { ApiError } from '../control/errors.ts';
 import { VNI_MAX, VNI_MIN, allocateVni, checkRequestedVni, isValidVni, vniHex } from '../control/networks/vni-allocator.ts';
+import { prng } from './helpers/random.ts';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('range constants and validity', (t) => {
   t.is(VNI_MIN, 1);
   t.is(VNI_MAX, 16777215);

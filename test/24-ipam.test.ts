@@ -17,19 +17,9 @@ import {
   usage,
 } from '../control/ipam/ipam.ts';
 import { formatIpv4, parseCidr, parseIpv4 } from '../control/net/ipv4-cidr.ts';
+import { prng } from './helpers/random.ts';
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const NET: Holder = { kind: 'network', id: 'net-1' };
 const nic = (n: number): Holder => ({ kind: 'interface', id: `nic-${n}` });
 const T0 = 1_700_000_000_000;
