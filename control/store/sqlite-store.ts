@@ -1,0 +1,478 @@
+// The Store on one SQLite file (WAL), shared by every appnetd process on a machine.
+//
+// Layout: `kv` holds the current state, `history` one row per event (revision, sub-revision) with the
+// key's previous state, `meta` the global revision and the compaction point, `leases` an absolute expiry
+// time per lease. Contracts:
+//
+//   1. Every write runs in BEGIN IMMEDIATE, so writers from all processes are serialised by SQLite's
+//      write lock: compare-and-swap is exact, and revision N+1 commits after revision N, so a reader
+//      that sees revision N also sees everything before it (watches never skip).
+//   2. A write first reaps expired leases (each reaped lease with keys is one revision of deletes), then
+//      applies its own changes as one more revision. Any process may reap; the lock makes it happen once.
+//   3. Watches in other processes learn of commits by polling `PRAGMA data_version` (a counter read, no
+//      I/O) every pollIntervalMs; writes through this store wake its own watchers at once. Each watcher
+//      reads the history from its next revision, a window of revisions at a time, and awaits its handler.
+//   4. better-sqlite3 is synchronous: a write waiting for another process's lock blocks this event loop
+//      for up to busyTimeoutMs, then fails with StoreBusyError. Writes are short, so waits are too.
+//
+// Lease expiry uses the wall clock (Date.now()); all processes sharing the file share that clock.
+
+import { createRequire } from 'node:module';
+import {
+  checkKey, checkLimit, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue, compareHolds, compareKeys,
+  deleteAllMessage, prefixRangeEnd,
+  CompactedError, InvalidArgumentError, LeaseNotFoundError, StoreBusyError, StoreClosedError, StoreError,
+  WatchHandlerError,
+} from './store.ts';
+import type {
+  DeleteResult, KeyValue, LeaseId, PutOptions, RangeOptions, RangeResult, Revision, Store,
+  TxnOp, TxnOpResult, TxnRequest, TxnResult, WatchEvent, WatchHandler, WatchOptions, Watcher,
+} from './store.ts';
+
+// better-sqlite3 ships no types; this is the part of its API we use.
+interface Statement {
+  run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  pluck(): Statement;
+}
+interface Transaction<A extends unknown[], R> { (...args: A): R; immediate(...args: A): R }
+interface Database {
+  prepare(sql: string): Statement;
+  exec(sql: string): void;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  transaction<A extends unknown[], R>(fn: (...args: A) => R): Transaction<A, R>;
+  close(): void;
+}
+const require = createRequire(import.meta.url);
+const openDatabase = require('better-sqlite3') as new (path: string, options?: { timeout?: number }) => Database;
+
+export interface SqliteStoreOptions {
+  /** How often to look for other processes' commits and for expired leases. Default 25 ms. */
+  pollIntervalMs?: number;
+  /** How long a write waits for another process's write lock. Default 10 000 ms. */
+  busyTimeoutMs?: number;
+  /** 'full' (default) fsyncs every commit, as etcd does; 'normal' may lose the last commits on power loss. */
+  synchronous?: 'full' | 'normal';
+}
+
+const SCHEMA_VERSION = 1;
+/** Revisions a watcher reads per query; a revision's events are never split. */
+const WATCH_WINDOW = 1000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ${SCHEMA_VERSION}), ('revision', 1), ('compact_revision', 0);
+CREATE TABLE IF NOT EXISTS kv (
+  key TEXT PRIMARY KEY, value TEXT NOT NULL, create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL,
+  version INTEGER NOT NULL, lease INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_lease ON kv (lease) WHERE lease IS NOT NULL;
+CREATE TABLE IF NOT EXISTS history (
+  rev INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL,
+  kv TEXT, prev TEXT, PRIMARY KEY (rev, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, ttl INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expires_at);
+`;
+
+/** A kv row as selected by KV_COLUMNS; history rows hold put and previous KeyValues as JSON. */
+type KvRow = Omit<KeyValue, 'lease'> & { lease?: string | null };
+interface EventRow { rev: number; type: 'put' | 'delete'; key: string; kv: string | null; prev: string | null }
+const KV_COLUMNS = 'key, value, create_rev AS createRevision, mod_rev AS modRevision, version, CAST(lease AS TEXT) AS lease';
+interface WatchState {
+  prefix: string; lower: string; upper: Buffer; nextRev: Revision;
+  handler: WatchHandler; onError?: (err: StoreError) => void; pumping: boolean; cancelled: boolean;
+}
+
+/** Hands out revisions inside one write transaction: changes share a revision until endRevision(). */
+class RevisionScope {
+  private rev = 0;
+  private seq = 0;
+  constructor(public current: Revision) {}
+  change(): [Revision, number] {
+    if (this.rev === 0) this.rev = this.current + 1;
+    return [this.rev, this.seq++];
+  }
+  endRevision(): Revision {
+    if (this.rev !== 0) [this.current, this.rev, this.seq] = [this.rev, 0, 0];
+    return this.current;
+  }
+}
+
+export class SqliteStore implements Store {
+  readonly path: string;
+  private readonly db: Database;
+  private readonly s: Record<string, Statement>;
+  private readonly busyTimeoutMs: number;
+  private readonly watchers = new Set<WatchState>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly writeTxn: Transaction<[(scope: RevisionScope) => unknown], unknown>;
+  private readonly readTxn: Transaction<[() => unknown], unknown>;
+  private closed = false;
+  private dataVersion = -1;
+  private localDirty = true;
+  private nextExpiry: number | null = null;
+  private kickScheduled = false;
+
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    this.path = path;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 10_000;
+    this.db = openFile(path, this.busyTimeoutMs, options.synchronous ?? 'full');
+    const prep = (sql: string) => this.db.prepare(sql);
+    this.s = {
+      meta: prep('SELECT value FROM meta WHERE name = ?').pluck(),
+      setMeta: prep('UPDATE meta SET value = ? WHERE name = ?'),
+      getKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
+      rangeKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < CAST(? AS TEXT) ORDER BY key LIMIT ?`),
+      putKv: prep('INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version, lease) VALUES (?, ?, ?, ?, ?, ?)'),
+      deleteKv: prep('DELETE FROM kv WHERE key = ?'),
+      kvByLease: prep('SELECT key FROM kv WHERE lease = ? ORDER BY key').pluck(),
+      event: prep('INSERT INTO history (rev, seq, type, key, kv, prev) VALUES (?, ?, ?, ?, ?, ?)'),
+      events: prep('SELECT rev, type, key, kv, prev FROM history WHERE rev >= ? AND rev <= ? AND key >= ? AND key < CAST(? AS TEXT) ORDER BY rev, seq'),
+      compact: prep('DELETE FROM history WHERE rev < ?'),
+      grant: prep('INSERT INTO leases (ttl, expires_at) VALUES (?, ?)'),
+      lease: prep('SELECT ttl FROM leases WHERE id = ?').pluck(),
+      touchLease: prep('UPDATE leases SET expires_at = ? WHERE id = ?'),
+      deleteLease: prep('DELETE FROM leases WHERE id = ?'),
+      expired: prep('SELECT id FROM leases WHERE expires_at <= ? ORDER BY expires_at, id').pluck(),
+      nextExpiry: prep('SELECT min(expires_at) FROM leases').pluck(),
+      dataVersion: prep('PRAGMA data_version').pluck(),
+    };
+    this.writeTxn = this.db.transaction((fn: (scope: RevisionScope) => unknown) => {
+      const scope = new RevisionScope(this.meta('revision'));
+      const start = scope.current;
+      this.reapExpired(scope);
+      const result = fn(scope);
+      if (scope.endRevision() !== start) this.s.setMeta.run(scope.current, 'revision');
+      return result;
+    });
+    this.readTxn = this.db.transaction((fn: () => unknown) => fn());
+    this.timer = setInterval(() => this.tick(), options.pollIntervalMs ?? 25);
+    this.timer.unref();
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    checkKey(key);
+    return this.run(() => this.getKv(key));
+  }
+
+  async range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
+    checkPrefix(prefix);
+    checkLimit(options.limit);
+    if (options.from !== undefined) checkKey(options.from, 'range option from');
+    return this.read(() => {
+      const { kvs, more } = this.rangeKvs(prefix, options.limit, options.from);
+      return { kvs, more, revision: this.meta('revision') };
+    });
+  }
+
+  async put(key: string, value: string, options: PutOptions = {}): Promise<Revision> {
+    checkKey(key);
+    checkValue(value, key);
+    return this.write((scope) => {
+      this.applyPut(scope, key, value, options.lease);
+      return scope.endRevision();
+    });
+  }
+
+  async delete(key: string): Promise<DeleteResult> {
+    checkKey(key);
+    return this.write((scope) => ({ deleted: this.applyDelete(scope, key, false).length, revision: scope.endRevision() }));
+  }
+
+  async deletePrefix(prefix: string): Promise<DeleteResult> {
+    checkPrefix(prefix);
+    if (prefix === '') throw new InvalidArgumentError(deleteAllMessage);
+    return this.write((scope) => ({ deleted: this.applyDelete(scope, prefix, true).length, revision: scope.endRevision() }));
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    checkTxn(request);
+    return this.write((scope) => {
+      const succeeded = (request.compare ?? []).every((c) => compareHolds(c, this.getKv(c.key)));
+      const ops = (succeeded ? request.success : request.failure) ?? [];
+      const results = ops.map((op) => this.applyOp(scope, op));
+      return { succeeded, revision: scope.endRevision(), results };
+    });
+  }
+
+  async revision(): Promise<Revision> {
+    return this.run(() => this.meta('revision'));
+  }
+
+  async watch(prefix: string, options: WatchOptions, handler: WatchHandler): Promise<Watcher> {
+    checkPrefix(prefix);
+    if (options.fromRevision !== undefined) checkRevision(options.fromRevision, 'watch fromRevision');
+    const [current, compacted] = this.read(() => [this.meta('revision'), this.meta('compact_revision')]);
+    const nextRev = options.fromRevision ?? current + 1;
+    if (nextRev < compacted) throw new CompactedError(nextRev, compacted);
+    const w: WatchState = {
+      prefix, lower: prefix, upper: prefixRangeEnd(prefix), nextRev, handler, onError: options.onError,
+      pumping: false, cancelled: false,
+    };
+    this.watchers.add(w);
+    if (nextRev <= current) setImmediate(() => void this.pump(w));
+    return {
+      cancel: async () => {
+        w.cancelled = true;
+        this.watchers.delete(w);
+      },
+    };
+  }
+
+  async compact(revision: Revision): Promise<void> {
+    checkRevision(revision, 'compact revision');
+    this.write(() => {
+      const [current, compacted] = [this.meta('revision'), this.meta('compact_revision')];
+      if (revision > current) {
+        throw new InvalidArgumentError(`cannot compact to revision ${revision}: it is in the future (current revision ${current})`);
+      }
+      if (revision <= compacted) throw new CompactedError(revision, compacted);
+      this.s.compact.run(revision);
+      this.s.setMeta.run(revision, 'compact_revision');
+    });
+  }
+
+  async grantLease(ttlSeconds: number): Promise<LeaseId> {
+    checkTtl(ttlSeconds);
+    return this.write(() => String(this.s.grant.run(ttlSeconds, Date.now() + ttlSeconds * 1000).lastInsertRowid));
+  }
+
+  async keepAlive(id: LeaseId): Promise<number> {
+    return this.write(() => {
+      const ttl = this.leaseTtl(id);
+      this.s.touchLease.run(Date.now() + ttl * 1000, Number(id));
+      return ttl;
+    });
+  }
+
+  async revokeLease(id: LeaseId): Promise<Revision> {
+    return this.write((scope) => {
+      this.leaseTtl(id);
+      this.revoke(scope, Number(id));
+      return scope.endRevision();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const w of this.watchers) w.cancelled = true;
+    this.watchers.clear();
+    this.db.close();
+  }
+
+  // ---- Writes: each runs inside writeTxn, after expired leases are reaped ---------------------------
+
+  private applyOp(scope: RevisionScope, op: TxnOp): TxnOpResult {
+    if (op.type === 'put') {
+      const prev = this.applyPut(scope, op.key, op.value, op.lease);
+      return prev ? { type: 'put', prevKv: prev } : { type: 'put' };
+    }
+    if (op.type === 'delete') {
+      const prevKvs = this.applyDelete(scope, op.key, op.prefix === true);
+      return { type: 'delete', deleted: prevKvs.length, prevKvs };
+    }
+    const kv = op.prefix ? undefined : this.getKv(op.key);
+    return { type: 'get', ...(op.prefix ? this.rangeKvs(op.key, op.limit) : { kvs: kv ? [kv] : [], more: false }) };
+  }
+
+  private applyPut(scope: RevisionScope, key: string, value: string, lease: LeaseId | undefined): KeyValue | undefined {
+    if (lease !== undefined) this.leaseTtl(lease);
+    const prev = this.getKv(key);
+    const [rev, seq] = scope.change();
+    const kv: KeyValue = { key, value, createRevision: prev?.createRevision ?? rev, modRevision: rev, version: (prev?.version ?? 0) + 1 };
+    if (lease !== undefined) kv.lease = lease;
+    this.s.putKv.run(key, value, kv.createRevision, rev, kv.version, lease === undefined ? null : Number(lease));
+    this.s.event.run(rev, seq, 'put', key, JSON.stringify(kv), prev ? JSON.stringify(prev) : null);
+    return prev;
+  }
+
+  /** Returns the deleted keys' last state. */
+  private applyDelete(scope: RevisionScope, key: string, prefix: boolean): KeyValue[] {
+    const kv = prefix ? undefined : this.getKv(key);
+    const prevs = prefix ? this.rangeKvs(key).kvs : kv ? [kv] : [];
+    for (const prev of prevs) {
+      const [rev, seq] = scope.change();
+      this.s.deleteKv.run(prev.key);
+      this.s.event.run(rev, seq, 'delete', prev.key, null, JSON.stringify(prev));
+    }
+    return prevs;
+  }
+
+  private revoke(scope: RevisionScope, id: number): void {
+    for (const key of this.s.kvByLease.all(id) as string[]) this.applyDelete(scope, key, false);
+    this.s.deleteLease.run(id);
+    scope.endRevision();
+  }
+
+  private reapExpired(scope: RevisionScope): void {
+    for (const id of this.s.expired.all(Date.now()) as number[]) this.revoke(scope, id);
+  }
+
+  /** The lease's TTL in seconds; throws LeaseNotFoundError if it is not (or no longer) granted. */
+  private leaseTtl(id: LeaseId): number {
+    const ttl = typeof id === 'string' && /^[1-9][0-9]{0,14}$/.test(id) ? this.s.lease.get(Number(id)) : undefined;
+    if (ttl === undefined) throw new LeaseNotFoundError(id);
+    return ttl as number;
+  }
+
+  // ---- Reads ------------------------------------------------------------------------------------
+
+  private meta(name: string): number {
+    return this.s.meta.get(name) as number;
+  }
+
+  private getKv(key: string): KeyValue | undefined {
+    const row = this.s.getKv.get(key) as KvRow | undefined;
+    return row && toKv(row);
+  }
+
+  private rangeKvs(prefix: string, limit?: number, from?: string): { kvs: KeyValue[]; more: boolean } {
+    const start = from !== undefined && compareKeys(from, prefix) > 0 ? from : prefix;
+    const rows = this.s.rangeKv.all(start, prefixRangeEnd(prefix), limit === undefined ? -1 : limit + 1) as KvRow[];
+    const more = limit !== undefined && rows.length > limit;
+    return { kvs: (more ? rows.slice(0, limit) : rows).map(toKv), more };
+  }
+
+  // ---- Watch delivery ---------------------------------------------------------------------------
+
+  /** Runs every pollIntervalMs, and soon after a local write. */
+  private tick(): void {
+    if (this.closed) return;
+    try {
+      const dataVersion = this.s.dataVersion.get() as number;
+      if (dataVersion !== this.dataVersion || this.localDirty) {
+        this.dataVersion = dataVersion;
+        this.localDirty = false;
+        this.nextExpiry = this.s.nextExpiry.get() as number | null;
+        for (const w of this.watchers) void this.pump(w);
+      }
+      if (this.nextExpiry !== null && Date.now() >= this.nextExpiry) this.write(() => undefined);
+    } catch (err) {
+      if (!this.closed) process.emitWarning(this.translate(err));
+    }
+  }
+
+  private async pump(w: WatchState): Promise<void> {
+    if (w.pumping || w.cancelled) return;
+    w.pumping = true;
+    try {
+      for (;;) {
+        if (w.cancelled || this.closed) return;
+        const { events, caughtUp } = this.read(() => this.readWindow(w));
+        if (events.length > 0) {
+          try {
+            await w.handler(events);
+          } catch (err) {
+            throw new WatchHandlerError(w.prefix, err);
+          }
+        } else if (caughtUp) {
+          return;
+        }
+      }
+    } catch (err) {
+      if (w.cancelled || this.closed) return;
+      w.cancelled = true;
+      this.watchers.delete(w);
+      const error = this.translate(err);
+      if (w.onError) w.onError(error);
+      else process.emitWarning(error);
+    } finally {
+      w.pumping = false;
+    }
+  }
+
+  /** The watcher's next window of history; advances its nextRev past it. */
+  private readWindow(w: WatchState): { events: WatchEvent[]; caughtUp: boolean } {
+    const [current, compacted] = [this.meta('revision'), this.meta('compact_revision')];
+    if (w.nextRev < compacted) throw new CompactedError(w.nextRev, compacted);
+    if (w.nextRev > current) return { events: [], caughtUp: true };
+    const last = Math.min(current, w.nextRev + WATCH_WINDOW - 1);
+    const rows = this.s.events.all(w.nextRev, last, w.lower, w.upper) as EventRow[];
+    w.nextRev = last + 1;
+    return { events: rows.map(toEvent), caughtUp: last === current };
+  }
+
+  // ---- Plumbing ---------------------------------------------------------------------------------
+
+  private write<T>(fn: (scope: RevisionScope) => T): T {
+    const result = this.run(() => this.writeTxn.immediate(fn as (scope: RevisionScope) => unknown) as T);
+    this.localDirty = true;
+    this.kick();
+    return result;
+  }
+
+  private read<T>(fn: () => T): T {
+    return this.run(() => this.readTxn(fn) as T);
+  }
+
+  private run<T>(fn: () => T): T {
+    if (this.closed) throw new StoreClosedError(this.path);
+    try {
+      return fn();
+    } catch (err) {
+      throw this.translate(err);
+    }
+  }
+
+  private kick(): void {
+    if (this.kickScheduled) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      this.tick();
+    });
+  }
+
+  private translate(err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_BUSY')) {
+      return new StoreBusyError(
+        `SQLite store ${this.path} stayed locked by another process for over ${this.busyTimeoutMs} ms; ` +
+          `check for a stuck process holding it (fuser ${this.path})`,
+        err,
+      );
+    }
+    return new StoreError('ESQLITE', `SQLite store ${this.path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Opens the file, switches it to WAL and creates or checks the schema (waiting out other openers). */
+function openFile(path: string, busyTimeoutMs: number, synchronous: 'full' | 'normal'): Database {
+  let db: Database | undefined;
+  const fail = (why: string, cause?: unknown) => {
+    db?.close();
+    return new StoreError('EOPEN', `cannot open SQLite store ${path}: ${why}`, { cause });
+  };
+  try {
+    db = new openDatabase(path, { timeout: busyTimeoutMs });
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal' && path !== ':memory:') throw fail(`it cannot use WAL (journal_mode is ${String(mode)}); put it on a local filesystem, not NFS`);
+    db.pragma(`synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.transaction(() => db!.exec(SCHEMA)).immediate();
+    const schema = db.prepare("SELECT value FROM meta WHERE name = 'schema'").pluck().get() as number;
+    if (schema > SCHEMA_VERSION) throw fail(`its schema version ${schema} is newer than this appnetd supports (${SCHEMA_VERSION}); upgrade appnetd`);
+    return db;
+  } catch (err) {
+    if (err instanceof StoreError) throw err;
+    const busy = String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY');
+    throw fail(busy ? `another process kept it locked for over ${busyTimeoutMs} ms; check for a stuck process (fuser ${path})`
+      : `${(err as Error).message}; check that its directory exists and is writable`, err);
+  }
+}
+
+/** Drops a null lease, so a KeyValue without a lease has no lease property. */
+function toKv(row: KvRow): KeyValue {
+  if (row.lease === null) delete row.lease;
+  return row as KeyValue;
+}
+
+function toEvent(r: EventRow): WatchEvent {
+  const kv: KeyValue = r.kv !== null ? JSON.parse(r.kv) : { key: r.key, value: '', createRevision: 0, modRevision: r.rev, version: 0 };
+  const event: WatchEvent = { type: r.type, kv, revision: r.rev };
+  if (r.prev !== null) event.prevKv = JSON.parse(r.prev) as KeyValue;
+  return event;
+}
