@@ -27,7 +27,7 @@ export const instanceMac = (host: number, vni: number, n = 0): string =>
  */
 export async function buildOverlay(
   t: ExecutionContext,
-  opts: { hosts: number; vnis?: number[]; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
+  opts: { hosts: number; vnis?: number[]; ageingSeconds?: number; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
 ): Promise<Overlay> {
   const vnis = opts.vnis ?? [42];
   const net = await TestNet.create(t, { hosts: opts.hosts });
@@ -44,7 +44,11 @@ export async function buildOverlay(
     }
     ports.push(...((await opts.extraPorts?.(h, net)) ?? []));
     const others = net.hosts.filter((o) => o !== h).map((o) => o.underlayIp);
-    daemons.push(await net.startAppnetd(h, { vnis: vnis.map((vni) => ({ vni, flood: others })), ports }));
+    daemons.push(await net.startAppnetd(h, {
+      vnis: vnis.map((vni) => ({ vni, flood: others })),
+      ports,
+      ...(opts.ageingSeconds ? { ageingSeconds: opts.ageingSeconds } : {}),
+    }));
     for (const [i, m] of mine.entries()) await net.configureInstance(m.inst, `tap${vnis[i]}`, `${m.addr}/24`);
     instances.push(...mine);
   }
