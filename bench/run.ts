@@ -7,7 +7,8 @@ const BENCHES: Record<string, string> = {
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
-const names = args.filter((a) => !a.startsWith('--'));
+// Names are the bare words; options may be `--opt=value` or `--opt value`.
+const names = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1].startsWith('--') && !args[i - 1].includes('=') && args[i - 1] !== '--json'));
 for (const n of names) {
   if (!BENCHES[n]) {
     process.stderr.write(`bench: unknown benchmark '${n}'; known: ${Object.keys(BENCHES).join(', ')}\n`);

@@ -1,0 +1,286 @@
+// End-to-end benchmark: appnetd's userspace VXLAN against Linux kernel VXLAN, measured in the same run on the
+// same machine across the same namespace topology (DESIGN.md §5: figures are ratios against in-run anchors).
+//
+//   ours:   two hosts running appnetd, one TAP instance each on VNI 42 (test/helpers/overlay.ts)
+//   kernel: two hosts with a kernel vxlan42 + bridge + veth to the instance (TestNet.addKernelVtep),
+//           measured twice: veth offloads as created (on), then with every offload off (see OFFLOAD_OFF).
+//
+// Per setup: iperf3 one TCP stream; iperf3 UDP at 64 and 1400 byte payload, unlimited rate (-b 0) so the
+// figure is the most the path delivers (sender-bound on small packets); ping RTT. For ours also the daemons'
+// event-loop utilisation (JS thread only) and whole-process CPU (includes the native RX/TX threads) during the
+// TCP run, RSS, and engine drop counters. Traffic stays in the namespaces built here (198.18.0.0/15).
+//
+// `node --import tsx bench/run.ts vxlan [--json] [--duration=S]` (or BENCH_SECONDS=S): TCP seconds, default 10;
+// UDP runs min(S, 5) s. `--duration=S` must use '=': run.ts treats a bare word as a benchmark name.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { buildOverlay, counters, totalDrops } from '../test/helpers/overlay.ts';
+import { run as exec, runIn, spawnIn, stopProcess } from '../test/helpers/run.ts';
+import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
+
+type Figures = Record<string, number | null>;
+const log = (s: string) => process.stderr.write(`vxlan bench: ${s}\n`);
+const r2 = (n: number) => Math.round(n * 100) / 100;
+
+// What "offloads off" means: segmentation (TSO/GSO), receive coalescing (GRO) and checksum offload (tx/rx),
+// so every packet is segmented and checksummed in software like a NIC without those features would force.
+const OFFLOAD_OFF = ['tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off', 'rx', 'off'];
+
+/** A fake ava context: TestNet registers its destroy() here; `passed` false keeps logs and artifacts. */
+function shim(cleanups: Array<() => unknown>) {
+  return { teardown: (fn: () => unknown) => cleanups.push(fn), passed: true } as any;
+}
+
+/** Run iperf3 once: a one-shot server (-1) in `serverNs`, the client in `clientNs`; returns the client's JSON. */
+async function iperf3(net: TestNet, clientNs: string, serverNs: string, addr: string, args: string[], seconds: number): Promise<any> {
+  // --forceflush: iperf3 writes "Server listening" through stdio buffering, which a pipe would hold back.
+  const server = net.track(spawnIn(serverNs, 'iperf3', ['-s', '-1', '--forceflush']));
+  let serverOut = '';
+  server.stdout!.on('data', (b: Buffer) => (serverOut += b));
+  server.stderr!.on('data', (b: Buffer) => (serverOut += b));
+  try {
+    for (let waited = 0; !/listening/.test(serverOut); waited += 20) {
+      if (server.exitCode !== null || waited > 10_000) throw new Error(`iperf3 server in ${serverNs} did not start: ${serverOut}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Spawned (not runIn) so the client is tracked too: TestNet's SIGINT handler kills tracked processes.
+    const client = net.track(spawnIn(clientNs, 'iperf3', ['-c', addr, '-t', String(seconds), '-J', ...args]));
+    let out = '';
+    let err = '';
+    client.stdout!.on('data', (b: Buffer) => (out += b));
+    client.stderr!.on('data', (b: Buffer) => (err += b));
+    const exited = new Promise((r) => client.once('close', r));
+    const timer = setTimeout(() => void stopProcess(client, { group: true, graceMs: 1000 }), (seconds + 20) * 1000);
+    await exited;
+    clearTimeout(timer);
+    const what = `iperf3 -c ${addr} ${args.join(' ') || '(TCP)'} in ${clientNs}`;
+    let res;
+    try {
+      res = JSON.parse(out);
+    } catch {
+      throw new Error(`${what}: exit ${client.exitCode ?? client.signalCode}, no JSON report: ${err.trim() || out.slice(0, 300)}`);
+    }
+    if (res.error) throw new Error(`${what}: ${res.error}`);
+    return res;
+  } finally {
+    await stopProcess(server, { group: true, graceMs: 1000 }); // normally gone already (-1)
+  }
+}
+
+/** One path under test: instance namespaces `a` (client) and `b` (server, at `addr`); `p` prefixes its keys. */
+interface Path {
+  net: TestNet; a: string; b: string; addr: string; p: string;
+  /** Where UDP loss is counted: the sender's instance device and the receiving host namespace. */
+  aDev: string; hostB: string;
+}
+
+async function tcp(x: Path, seconds: number, f: Figures): Promise<void> {
+  const before = await lossPoints(x);
+  const r = await iperf3(x.net, x.a, x.b, x.addr, [], seconds);
+  const after = await lossPoints(x);
+  f[`${x.p}_tcp_gbps`] = r2(r.end.sum_received.bits_per_second / 1e9);
+  f[`${x.p}_tcp_retransmits`] = r.end.sum_sent.retransmits ?? null;
+  // Forward-path drops behind the retransmits, at the two queues we can count (ACK-direction drops not included).
+  [f[`${x.p}_tcp_lost_sender_dev`], f[`${x.p}_tcp_lost_underlay_sock`]] = [after[0] - before[0], after[1] - before[1]];
+}
+
+/**
+ * Loss points, cumulative: TX drops on the sender's instance device (a full TAP queue the engine did not read in
+ * time; for a veth, a full backlog on its peer), UDP receive-buffer overflows in the receiving host (appnetd's
+ * underlay socket; the kernel VTEP decapsulates without a socket) and in the receiving instance (iperf3 itself).
+ */
+async function lossPoints(x: Path): Promise<number[]> {
+  const link = JSON.parse((await runIn(x.a, 'ip', ['-j', '-s', 'link', 'show', 'dev', x.aDev])).stdout);
+  const rcvbuf = async (ns: string) => {
+    const [h, v] = (await runIn(ns, 'cat', ['/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:')).map((l) => l.split(/\s+/));
+    return Number(v[h.indexOf('RcvbufErrors')]);
+  };
+  return [link[0].stats64.tx.dropped, await rcvbuf(x.hostB), await rcvbuf(x.b)];
+}
+
+async function udp(x: Path, len: number, seconds: number, f: Figures): Promise<void> {
+  // -b 0: no pacing, the client sends as fast as its socket takes datagrams, so what arrives per second is the
+  // most this path delivers. It is sender-bound when the sender does the forwarding work inline (kernel VTEP).
+  const before = await lossPoints(x);
+  const r = await iperf3(x.net, x.a, x.b, x.addr, ['-u', '-b', '0', '-l', String(len)], seconds);
+  const after = await lossPoints(x);
+  const s = r.end.sum_sent;
+  const rx = r.end.sum_received;
+  // Received = the highest sequence number seen minus the gaps. Lost = sent - received: iperf3's own lost_packets
+  // misses the tail (datagrams after the last one that arrived), which a TAP dropping most of a flood makes large.
+  const received = rx.packets - rx.lost_packets;
+  const lost = s.packets - received;
+  const k = `${x.p}_udp${len}`;
+  f[`${k}_tx_pps`] = Math.round(s.packets / (s.seconds || seconds));
+  f[`${k}_rx_pps`] = Math.round(received / (rx.seconds || seconds));
+  f[`${k}_loss_pct`] = r2((100 * lost) / s.packets);
+  [f[`${k}_lost_sender_dev`], f[`${k}_lost_underlay_sock`], f[`${k}_lost_receiver_sock`]] = after.map((n, i) => n - before[i]);
+  // The rest of the loss happened elsewhere (bridge or veth backlogs, the engine's RX side, the receiving TAP).
+  f[`${k}_lost_other`] = lost - after.reduce((t, n, i) => t + n - before[i], 0);
+}
+
+async function ping(x: Path, f: Figures, count = 50): Promise<void> {
+  const r = await runIn(x.a, 'ping', ['-n', '-q', '-c', String(count), '-i', '0.01', '-W', '2', x.addr], { reject: false, timeoutMs: 30_000, killSignal: 'SIGINT' });
+  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(r.stdout);
+  if (!m) throw new Error(`ping ${x.addr} from ${x.a}: no RTT summary:\n${r.stdout}${r.stderr}`);
+  [f[`${x.p}_ping_min_ms`], f[`${x.p}_ping_avg_ms`], f[`${x.p}_ping_max_ms`]] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  f[`${x.p}_ping_loss_pct`] = Number(/([\d.]+)% packet loss/.exec(r.stdout)?.[1] ?? NaN);
+}
+
+/** ping, TCP, UDP 64, UDP 1400 over one path; a failing step is logged, listed in `fails` and left out. */
+async function measure(x: Path, secs: number, f: Figures, fails: string[], around?: (s: () => Promise<void>) => Promise<void>): Promise<void> {
+  // Warm-up: ARP and FDB learning, and proof the path works before timing anything.
+  await ping(x, {}, 3).catch((e: Error) => log(`${x.p}: warm-up ping failed: ${e.message}`));
+  const steps: Array<[string, () => Promise<void>]> = [
+    ['ping', () => ping(x, f)], // first, on an idle path: after a flood the RTTs also measure queues draining
+    ['tcp', () => (around ? around(() => tcp(x, secs, f)) : tcp(x, secs, f))],
+    ['udp64', () => udp(x, 64, Math.min(secs, 5), f)],
+    ['udp1400', () => udp(x, 1400, Math.min(secs, 5), f)],
+  ];
+  for (const [name, fn] of steps) {
+    log(`${x.p}: ${name}`);
+    try {
+      await fn();
+    } catch (e) {
+      log(`${x.p}: ${name} FAILED: ${(e as Error).message}`);
+      fails.push(`${x.p} ${name}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+}
+
+/** utime + stime of a process, in ms (all its threads, so the native engine threads count). */
+function cpuMs(pid: number | undefined): number {
+  if (!pid) return NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // fields 14, 15 of proc(5), in USER_HZ (100 on Linux)
+}
+
+async function ours(secs: number, f: Figures, fails: string[]): Promise<void> {
+  const cleanups: Array<() => unknown> = [];
+  const t = shim(cleanups);
+  try {
+    log('ours: building the overlay (2 hosts, appnetd, TAP on VNI 42)');
+    const { net, daemons, instances: [a, b] } = await buildOverlay(t, { hosts: 2 });
+    // Sample the daemons around the TCP run only: that is the figure the issue's ELU target is about.
+    const around = async (step: () => Promise<void>) => {
+      const stats = (d: Daemon) => d.get<{ eluIdleMs: number; eluActiveMs: number; rssBytes: number }>('/engine/stats');
+      const before = await Promise.all(daemons.map(async (d) => ({ s: await stats(d), cpu: cpuMs(d.pid), at: performance.now() })));
+      await step();
+      const after = await Promise.all(daemons.map(async (d) => ({ s: await stats(d), cpu: cpuMs(d.pid), at: performance.now() })));
+      daemons.forEach((d, i) => {
+        const da = after[i].s.eluActiveMs - before[i].s.eluActiveMs;
+        const di = after[i].s.eluIdleMs - before[i].s.eluIdleMs;
+        f[`ours_elu_${d.host.name}`] = Math.round((1000 * da) / (da + di)) / 1000;
+        f[`ours_cpu_pct_${d.host.name}`] = Math.round((100 * (after[i].cpu - before[i].cpu)) / (after[i].at - before[i].at));
+        f[`ours_rss_mb_${d.host.name}`] = Math.round(after[i].s.rssBytes / 2 ** 20);
+      });
+      const max = (k: string) => Math.max(...daemons.map((d) => f[`ours_${k}_${d.host.name}`] as number));
+      [f.ours_elu_max, f.ours_cpu_pct_max, f.ours_rss_mb_max] = [max('elu'), max('cpu_pct'), max('rss_mb')];
+    };
+    const c0 = await Promise.all(daemons.map(counters));
+    await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, p: 'ours', aDev: 'tap42', hostB: b.host.ns }, secs, f, fails, around);
+    // Engine drops over the whole run, per daemon (wire + VNI + port blocks), reported for diagnosis.
+    const c1 = await Promise.all(daemons.map(counters));
+    daemons.forEach((d, i) => {
+      const drops = (c: typeof c0[0]) => totalDrops(c.wire) + Object.values(c.vnis).reduce((s, v) => s + totalDrops(v), 0) + c.ports.reduce((s, p) => s + totalDrops(p), 0);
+      f[`ours_engine_drops_${d.host.name}`] = drops(c1[i]) - drops(c0[i]);
+      log(`ours: ${d.host.name} engine counters: ${JSON.stringify({ wire: c1[i].wire.drops, ports: c1[i].ports.map((p) => p.drops), punt: c1[i].punt })}`);
+    });
+  } catch (e) {
+    t.passed = false; // TestNet then keeps the daemon logs and prints their tails
+    throw e;
+  } finally {
+    for (const fn of cleanups.reverse()) await fn();
+  }
+}
+
+async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> {
+  const cleanups: Array<() => unknown> = [];
+  const t = shim(cleanups);
+  try {
+    log('kernel: building 2 hosts with kernel vxlan42');
+    const net = await TestNet.create(t, { hosts: 2 });
+    const [h1, h2] = net.hosts;
+    const a = await net.addInstance('ka');
+    const b = await net.addInstance('kb');
+    const va = await net.addKernelVtep(h1, { vni: 42, remotes: [h2.underlayIp], instance: a, cidr: '198.18.42.1/24' });
+    const vb = await net.addKernelVtep(h2, { vni: 42, remotes: [h1.underlayIp], instance: b, cidr: '198.18.42.2/24' });
+    const path = { net, a: a.ns, b: b.ns, addr: '198.18.42.2', aDev: va.instanceIf, hostB: h2.ns };
+    await measure({ ...path, p: 'kernel_offload' }, secs, f, fails);
+    // Offloads off on every veth end the traffic crosses: ul0 in each host ns and its peer (h1/h2, the
+    // underlay bridge ports), and both ends of each instance veth (vkN in the host ns, eth0 in the instance).
+    const devs: Array<[string, string]> = [
+      [h1.ns, 'ul0'], [h2.ns, 'ul0'], [net.underlayNs, h1.name], [net.underlayNs, h2.name],
+      [h1.ns, va.hostIf], [h2.ns, vb.hostIf], [a.ns, va.instanceIf], [b.ns, vb.instanceIf],
+    ];
+    for (const [ns, dev] of devs) await exec('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, ...OFFLOAD_OFF]);
+    await measure({ ...path, p: 'kernel_nooffload' }, secs, f, fails);
+  } catch (e) {
+    t.passed = false;
+    throw e;
+  } finally {
+    for (const fn of cleanups.reverse()) await fn();
+  }
+}
+
+// Ratios ours/kernel for the delivered rates. Not for tx pkt/s: a higher send rate into a TAP that drops the
+// excess is not a better result.
+const THROUGHPUT = ['tcp_gbps', 'udp64_rx_pps', 'udp1400_rx_pps'];
+const ROWS: Array<[string, string]> = [
+  ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'],
+  ['  lost: sender dev', 'tcp_lost_sender_dev'], ['  lost: underlay sock', 'tcp_lost_underlay_sock'],
+  ...[64, 1400].flatMap((n): Array<[string, string]> => [
+    [`UDP ${n} B, rx pkt/s`, `udp${n}_rx_pps`], [`UDP ${n} B, tx pkt/s`, `udp${n}_tx_pps`], [`UDP ${n} B, loss %`, `udp${n}_loss_pct`],
+    ['  lost: sender dev', `udp${n}_lost_sender_dev`], ['  lost: underlay sock', `udp${n}_lost_underlay_sock`],
+    ['  lost: receiver sock', `udp${n}_lost_receiver_sock`], ['  lost: elsewhere', `udp${n}_lost_other`],
+  ]),
+  ['ping avg ms', 'ping_avg_ms'], ['ping min ms', 'ping_min_ms'], ['ping max ms', 'ping_max_ms'],
+];
+
+function table(f: Figures): string {
+  const cell = (v: number | null | undefined) => (v === undefined || v === null ? '-' : String(v)).padStart(14);
+  const lines = ['metric'.padEnd(22) + 'ours'.padStart(14) + 'kernel offl'.padStart(14) + 'kernel no-offl'.padStart(16) + 'ours/k offl'.padStart(14) + 'ours/k no-offl'.padStart(16)];
+  for (const [label, k] of ROWS) {
+    const ratio = THROUGHPUT.includes(k);
+    lines.push(label.padEnd(22) + cell(f[`ours_${k}`]) + cell(f[`kernel_offload_${k}`]) + cell(f[`kernel_nooffload_${k}`]).padStart(16) +
+      cell(ratio ? f[`ours_over_kernel_offload_${k}`] : undefined) + cell(ratio ? f[`ours_over_kernel_nooffload_${k}`] : undefined).padStart(16));
+  }
+  lines.push('', `ours during the TCP run: event-loop utilisation max ${f.ours_elu_max ?? '-'} (h1 ${f.ours_elu_h1 ?? '-'}, h2 ${f.ours_elu_h2 ?? '-'}); ` +
+    `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core (h1 ${f.ours_cpu_pct_h1 ?? '-'}, h2 ${f.ours_cpu_pct_h2 ?? '-'}); RSS max ${f.ours_rss_mb_max ?? '-'} MB`);
+  lines.push(`ours engine drops over the whole run: h1 ${f.ours_engine_drops_h1 ?? '-'}, h2 ${f.ours_engine_drops_h2 ?? '-'}`);
+  return lines.join('\n');
+}
+
+export async function run({ json }: { json: boolean }): Promise<Record<string, unknown>> {
+  const arg = process.argv.find((x) => x.startsWith('--duration='))?.split('=')[1];
+  const secs = Number(arg ?? process.env.BENCH_SECONDS ?? 10);
+  if (!(secs >= 1)) throw new Error(`vxlan bench: duration must be a number of seconds >= 1, got '${arg ?? process.env.BENCH_SECONDS}'`);
+  // Sequentially, one topology at a time, so idle daemons or bridges never compete for the CPUs being measured.
+  // Cleanup on SIGINT/SIGTERM is TestNet's own handler (kills tracked processes, deletes the namespaces).
+  const f: Figures = {};
+  const failures: string[] = [];
+  for (const [name, fn] of [['ours', ours], ['kernel', kernel]] as const) {
+    await fn(secs, f, failures).catch((e: Error) => { failures.push(`${name}: ${e.message}`); log(`${name} FAILED: ${e.stack}`); });
+  }
+  for (const k of THROUGHPUT) {
+    for (const v of ['offload', 'nooffload']) {
+      const ours = f[`ours_${k}`], base = f[`kernel_${v}_${k}`];
+      f[`ours_over_kernel_${v}_${k}`] = ours != null && base ? r2(ours / base) : null;
+    }
+  }
+  const tcpMet = (f.ours_tcp_gbps ?? 0) >= 1.0;
+  const eluMet = f.ours_elu_max != null && f.ours_elu_max <= 0.05;
+  const result = {
+    ...f, target_tcp_1gbps_met: tcpMet, target_elu_5pct_met: eluMet, tcp_seconds: secs, udp_seconds: Math.min(secs, 5),
+    failures,
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, kernel: os.release() },
+  };
+  if (!json) {
+    console.log(`VXLAN end to end, ${os.cpus().length} CPUs, kernel ${os.release()}, TCP ${secs} s, UDP ${Math.min(secs, 5)} s\n`);
+    console.log(table(f));
+    console.log(`\ntarget TCP >= 1.0 Gbit/s: ${tcpMet ? 'met' : 'NOT met'} (${f.ours_tcp_gbps ?? '-'}); ` +
+      `target ELU <= 5%: ${eluMet ? 'met' : 'NOT met'} (${f.ours_elu_max ?? '-'})`);
+    if (result.failures.length) console.log(`failures: ${result.failures.join('; ')}`);
+  }
+  return result;
+}
