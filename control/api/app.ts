@@ -1,0 +1,217 @@
+// The REST API of networks, Shaken Fist's `/networks` routes over the store-backed repository.
+//
+//   buildApi({store, tokens, floatingPool}) → a fastify instance (not listening)
+//
+// Auth: `Authorization: Bearer <token>`; the token maps to the caller's namespace, `system` is the
+// admin namespace. No or unknown token: 401. Another namespace's network is 404, as if absent.
+// Errors: every failure, including schema validation, renders as `{error, status}`; validation
+// messages name the offending field. `GET /openapi.json` (no auth) documents every route from
+// the same schemas the validator uses (schemas.ts).
+//
+// Parameters: GET routes take them in the query string (fastify ignores GET bodies); POST, PUT
+// and DELETE take a JSON body, as the reference does.
+
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ApiError, BadRequest, NotFound, Unauthenticated, errorBody, isApiError, quote } from '../errors.ts';
+import type { Cidr } from '../net/ipv4-cidr.ts';
+import { SYSTEM_NAMESPACE, externalView } from '../networks/network.ts';
+import { NetworkRepository } from '../repo/networks.ts';
+import type { Store } from '../store/store.ts';
+import { ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
+
+export interface BuildApiOptions {
+  store: Store;
+  /** Bearer token → namespace. */
+  tokens: Map<string, string>;
+  floatingPool: Cidr | string;
+  /** Live interfaces on a network (until the interface repository exists: none). */
+  interfaceCount?: (networkUuid: string) => number | Promise<number>;
+  now?: () => number;
+  /** Passed to fastify; default false. */
+  logger?: boolean;
+}
+
+type Handler = (ctx: { req: FastifyRequest; namespace: string; repo: NetworkRepository }) => Promise<unknown>;
+type Params = { ref: string; key: string };
+type Body = Record<string, unknown>;
+
+const OPENAPI_URL = '/openapi.json';
+
+function truthy(value: unknown): boolean {
+  return value === true || value === '' || value === 'true' || value === '1';
+}
+
+function eventLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const limit = Number(text);
+  if (!/^[0-9]+$/.test(text) || limit < 1 || limit > 10_000) {
+    throw new BadRequest(`limit must be an integer 1..10000, got ${quote(text)}`, { reason: 'limit' });
+  }
+  return limit;
+}
+
+function handlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
+  return {
+    'POST /networks': async ({ req, namespace, repo }) =>
+      externalView(await repo.create(req.body, namespace, namespaces)),
+
+    'GET /networks': async ({ req, namespace, repo }) => {
+      const query = req.query as Body;
+      return (await repo.list(namespace, truthy(query.all))).map(externalView);
+    },
+
+    'DELETE /networks': async ({ req, namespace, repo }) => {
+      const body = req.body as Body;
+      if (body.confirm !== true) {
+        throw new BadRequest('confirm must be true to delete every network of a namespace', { reason: 'confirm' });
+      }
+      let target = body.namespace as string | undefined;
+      if (target === undefined) {
+        if (namespace === SYSTEM_NAMESPACE) {
+          throw new BadRequest('the system namespace must name the namespace to delete networks from', {
+            reason: 'namespace',
+          });
+        }
+        target = namespace;
+      }
+      if (target !== namespace && namespace !== SYSTEM_NAMESPACE) {
+        throw new Unauthenticated(`namespace ${quote(namespace)} may not delete networks of namespace ${quote(target)}`, {
+          reason: 'namespace',
+        });
+      }
+      const result = await repo.deleteAll(target, body.clean_wait === true);
+      if (result.unable.length > 0) {
+        throw new ApiError(403, 'some networks are in use', { reason: 'in-use', detail: { ...result } });
+      }
+      return result.deleted;
+    },
+
+    'GET /networks/:ref': async ({ req, namespace, repo }) =>
+      externalView(await repo.resolve((req.params as Params).ref, namespace)),
+
+    'DELETE /networks/:ref': async ({ req, namespace, repo }) => {
+      const record = await repo.resolve((req.params as Params).ref, namespace);
+      const wanted = ((req.body ?? {}) as Body).namespace as string | undefined;
+      if (wanted !== undefined && record.namespace !== wanted) {
+        throw new NotFound(`network not in namespace ${quote(wanted)}`, { reason: 'namespace' });
+      }
+      const after = await repo.delete(record);
+      return after === null ? null : externalView(after);
+    },
+
+    'GET /networks/:ref/events': async ({ req, namespace, repo }) => {
+      const record = await repo.resolve((req.params as Params).ref, namespace);
+      const query = req.query as { event_type?: string; limit?: string };
+      return repo.events(record.uuid, { type: query.event_type, limit: eventLimit(query.limit) });
+    },
+
+    'GET /networks/:ref/addresses': async ({ req, namespace, repo }) =>
+      repo.addresses((await repo.resolve((req.params as Params).ref, namespace)).uuid),
+
+    'GET /networks/:ref/metadata': async ({ req, namespace, repo }) =>
+      (await repo.resolve((req.params as Params).ref, namespace)).metadata,
+
+    'POST /networks/:ref/metadata': async ({ req, namespace, repo }) => {
+      const record = await repo.resolve((req.params as Params).ref, namespace);
+      const body = req.body as { key: string; value: string };
+      return repo.setMetadata(record.uuid, body.key, body.value);
+    },
+
+    'PUT /networks/:ref/metadata/:key': async ({ req, namespace, repo }) => {
+      const params = req.params as Params;
+      const record = await repo.resolve(params.ref, namespace);
+      return repo.setMetadata(record.uuid, params.key, (req.body as { value: string }).value);
+    },
+
+    'DELETE /networks/:ref/metadata/:key': async ({ req, namespace, repo }) => {
+      const params = req.params as Params;
+      const record = await repo.resolve(params.ref, namespace);
+      return repo.deleteMetadata(record.uuid, params.key);
+    },
+  };
+}
+
+/** An operator-readable message for the first schema violation, naming the field. */
+function validationMessage(err: FastifyError, req: FastifyRequest): string {
+  const first = err.validation?.[0];
+  const part = err.validationContext ?? 'body';
+  if (first === undefined) return err.message;
+  const path = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const params = first.params as Record<string, unknown>;
+  const where = part === 'querystring' ? 'query string' : part === 'params' ? 'path' : 'request body';
+  if (first.keyword === 'required') {
+    const field = [path, String(params.missingProperty)].filter((p) => p !== '').join('.');
+    return `${field} is required in the ${where}`;
+  }
+  if (first.keyword === 'additionalProperties') {
+    const schema = (req.routeOptions.schema as Record<string, { properties?: object }> | undefined)?.[part];
+    const accepted = Object.keys(schema?.properties ?? {});
+    return (
+      `unknown parameter ${quote(params.additionalProperty)} in the ${where}` +
+      (accepted.length > 0 ? `; accepted: ${accepted.join(', ')}` : '')
+    );
+  }
+  return `${path === '' ? `the ${where}` : path} ${first.message ?? 'is invalid'}`;
+}
+
+function sendError(reply: FastifyReply, status: number, error: string | Record<string, unknown>): FastifyReply {
+  return reply.code(status).type('application/json').send({ error, status });
+}
+
+/** The networks API on `options.store`. The repository initialises on `app.ready()`. */
+export function buildApi(options: BuildApiOptions): FastifyInstance {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  });
+  const repo = new NetworkRepository({
+    store: options.store,
+    floatingPool: options.floatingPool,
+    interfaceCount: options.interfaceCount,
+    now: options.now,
+  });
+  const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
+  const callers = new WeakMap<FastifyRequest, string>();
+
+  app.addHook('onReady', async () => repo.init());
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.routeOptions.url === OPENAPI_URL) return;
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    const namespace = match ? options.tokens.get(match[1]) : undefined;
+    if (namespace === undefined) {
+      const why = match ? 'the bearer token is not valid' : 'no bearer token: send "Authorization: Bearer <token>"';
+      return sendError(reply, 401, why);
+    }
+    callers.set(req, namespace);
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isApiError(err)) return sendError(reply, err.status, err.toBody().error);
+    if (err.validation) return sendError(reply, 400, validationMessage(err, req));
+    const status = err.statusCode;
+    if (status !== undefined && status >= 400 && status < 500) return sendError(reply, status, err.message);
+    req.log.error({ err }, 'unhandled error');
+    const body = errorBody(err);
+    return sendError(reply, body.status, body.error);
+  });
+
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`));
+
+  const table = handlers(namespaces);
+  for (const route of ROUTES as readonly RouteDoc[]) {
+    const handler = table[`${route.method} ${route.url}`];
+    if (handler === undefined) throw new Error(`no handler for ${route.method} ${route.url}`);
+    app.route({
+      method: route.method,
+      url: route.url,
+      schema: route.schema,
+      handler: async (req) => handler({ req, namespace: callers.get(req) as string, repo }),
+    });
+  }
+  const document = openApiDocument(ROUTES);
+  app.get(OPENAPI_URL, async () => document);
+  return app;
+}

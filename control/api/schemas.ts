@@ -1,0 +1,296 @@
+// JSON schemas of the /networks routes. They are the single source for request validation
+// (fastify/ajv) and for the OpenAPI document served at /openapi.json.
+//
+// Types are not coerced (a number is not a netblock string); query-string values are therefore
+// declared as strings and converted by the handlers.
+//
+// Bodies are closed (`additionalProperties: false`, and ajv is configured not to strip extras),
+// so an unknown parameter is a 400 naming it, as in the reference, where every parameter
+// becomes a handler argument and an unknown one is a TypeError.
+
+export type JsonSchema = Record<string, unknown>;
+
+const ref = { type: 'object', required: ['ref'], properties: { ref: { type: 'string', minLength: 1 } } } as const;
+const refKey = {
+  type: 'object',
+  required: ['ref', 'key'],
+  properties: { ref: { type: 'string', minLength: 1 }, key: { type: 'string', minLength: 1 } },
+} as const;
+const namespaceOnly = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { namespace: { type: 'string', minLength: 1 } },
+} as const;
+
+export const networkViewSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    uuid: { type: 'string' },
+    state: { type: 'string', enum: ['initial', 'created', 'delete-wait', 'deleted', 'error'] },
+    metadata: { type: 'object', additionalProperties: { type: 'string' } },
+    version: { type: 'integer' },
+    name: { type: 'string' },
+    namespace: { type: ['string', 'null'] },
+    netblock: { type: 'string' },
+    provide_dhcp: { type: 'boolean' },
+    provide_nat: { type: 'boolean' },
+    provide_dns: { type: 'boolean' },
+    floating_gateway: { type: ['string', 'null'] },
+    vxlan_id: { type: 'integer' },
+  },
+};
+
+export const errorSchema: JsonSchema = {
+  type: 'object',
+  required: ['error', 'status'],
+  properties: { error: { oneOf: [{ type: 'string' }, { type: 'object' }] }, status: { type: 'integer' } },
+};
+
+export interface RouteSchema {
+  params?: JsonSchema;
+  querystring?: JsonSchema;
+  body?: JsonSchema;
+}
+
+export interface RouteDoc {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  url: string;
+  summary: string;
+  schema: RouteSchema;
+  /** Schema of the 200 body, for the document only (responses are not filtered through it). */
+  response: JsonSchema;
+  /** Error statuses this route documents. */
+  errors: number[];
+}
+
+const metadataMap: JsonSchema = { type: 'object', additionalProperties: { type: 'string' } };
+
+export const ROUTES: RouteDoc[] = [
+  {
+    method: 'POST',
+    url: '/networks',
+    summary: 'Create a network (state initial)',
+    schema: {
+      body: {
+        type: 'object',
+        required: ['netblock', 'name'],
+        additionalProperties: false,
+        properties: {
+          netblock: { type: 'string' },
+          name: { type: 'string' },
+          provide_dhcp: { type: 'boolean' },
+          provide_nat: { type: 'boolean' },
+          provide_dns: { type: 'boolean' },
+          namespace: { type: 'string', minLength: 1 },
+          vxlan_id: { type: 'integer' },
+        },
+      },
+    },
+    response: networkViewSchema,
+    errors: [400, 401, 403, 404, 409, 507],
+  },
+  {
+    method: 'GET',
+    url: '/networks',
+    summary: "List the caller's networks (system: all); `all` includes deleted ones",
+    schema: {
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { all: { type: 'string', enum: ['', 'true', 'false', '1', '0'] } },
+      },
+    },
+    response: { type: 'array', items: networkViewSchema },
+    errors: [400, 401],
+  },
+  {
+    method: 'DELETE',
+    url: '/networks',
+    summary: 'Delete every network of a namespace',
+    schema: {
+      body: {
+        type: 'object',
+        required: ['confirm'],
+        additionalProperties: false,
+        properties: {
+          confirm: { type: 'boolean' },
+          namespace: { type: 'string', minLength: 1 },
+          clean_wait: { type: 'boolean' },
+        },
+      },
+    },
+    response: { type: 'array', items: { type: 'string' } },
+    errors: [400, 401, 403],
+  },
+  {
+    method: 'GET',
+    url: '/networks/:ref',
+    summary: 'Show a network by UUID or name',
+    schema: { params: ref, querystring: namespaceOnly },
+    response: networkViewSchema,
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'DELETE',
+    url: '/networks/:ref',
+    summary: 'Delete a network (delete-wait while interfaces remain); null if already deleted',
+    // `nullable`: a DELETE may come without any body.
+    schema: { params: ref, body: { ...namespaceOnly, nullable: true } },
+    response: { oneOf: [networkViewSchema, { type: 'null' }] },
+    errors: [400, 401, 403, 404],
+  },
+  {
+    method: 'GET',
+    url: '/networks/:ref/events',
+    summary: 'Events of a network, newest first',
+    schema: {
+      params: ref,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          event_type: { type: 'string', minLength: 1 },
+          limit: { type: 'string', pattern: '^[0-9]+$', description: 'integer 1..10000, default 100' },
+        },
+      },
+    },
+    response: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          timestamp: { type: 'number' },
+          fqdn: { type: 'string' },
+          duration: { type: ['number', 'null'] },
+          message: { type: 'string' },
+          type: { type: 'string' },
+          extra: { type: ['object', 'null'] },
+        },
+      },
+    },
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'GET',
+    url: '/networks/:ref/addresses',
+    summary: 'Address reservations of a network, sorted by address',
+    schema: { params: ref },
+    response: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          address: { type: 'string' },
+          user: { oneOf: [{ type: 'array', items: { type: 'string' } }, { type: 'null' }] },
+          when: { type: 'number' },
+          type: { type: 'string' },
+          comment: { type: ['string', 'null'] },
+        },
+      },
+    },
+    errors: [401, 404],
+  },
+  {
+    method: 'GET',
+    url: '/networks/:ref/metadata',
+    summary: 'Metadata of a network',
+    schema: { params: ref },
+    response: metadataMap,
+    errors: [401, 404],
+  },
+  {
+    method: 'POST',
+    url: '/networks/:ref/metadata',
+    summary: 'Set one metadata key',
+    schema: {
+      params: ref,
+      body: {
+        type: 'object',
+        required: ['key', 'value'],
+        additionalProperties: false,
+        properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
+      },
+    },
+    response: metadataMap,
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'PUT',
+    url: '/networks/:ref/metadata/:key',
+    summary: 'Set one metadata key',
+    schema: {
+      params: refKey,
+      body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'string' } } },
+    },
+    response: metadataMap,
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'DELETE',
+    url: '/networks/:ref/metadata/:key',
+    summary: 'Delete one metadata key',
+    schema: { params: refKey },
+    response: metadataMap,
+    errors: [401, 404],
+  },
+];
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'Malformed request',
+  401: 'Unauthenticated (no or bad token, or a namespace the caller does not own)',
+  403: 'Not allowed on this object',
+  404: 'Not found in the caller namespace',
+  406: 'Dependencies not ready',
+  409: 'Conflict with existing state',
+  507: 'Insufficient resources',
+};
+
+function toOpenApiPath(url: string): string {
+  return url.replace(/:([A-Za-z_]+)/g, '{$1}');
+}
+
+function parameters(schema: JsonSchema | undefined, where: 'path' | 'query'): unknown[] {
+  if (schema === undefined) return [];
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+  const required = new Set((schema.required ?? []) as string[]);
+  return Object.entries(properties).map(([name, s]) => ({ name, in: where, required: where === 'path' || required.has(name), schema: s }));
+}
+
+/** The OpenAPI 3.0 document of `routes`, assembled from the same schemas fastify validates with. */
+export function openApiDocument(routes: readonly RouteDoc[] = ROUTES): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const path = toOpenApiPath(route.url);
+    const responses: Record<string, unknown> = {
+      200: { description: 'OK', content: { 'application/json': { schema: route.response } } },
+    };
+    for (const status of route.errors) {
+      responses[status] = {
+        description: ERROR_TEXT[status] ?? 'Error',
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+      };
+    }
+    const operation: Record<string, unknown> = {
+      summary: route.summary,
+      parameters: [...parameters(route.schema.params, 'path'), ...parameters(route.schema.querystring, 'query')],
+      responses,
+    };
+    if (route.schema.body !== undefined) {
+      operation.requestBody = {
+        required: Array.isArray(route.schema.body.required) && route.schema.body.required.length > 0,
+        content: { 'application/json': { schema: route.schema.body } },
+      };
+    }
+    (paths[path] ??= {})[route.method.toLowerCase()] = operation;
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title: 'appnet control API', version: '0.1.0' },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: errorSchema, Network: networkViewSchema },
+    },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

@@ -1,0 +1,331 @@
+// The store-backed repository of networks: records, their IPAM, VNI reservations, events and
+// metadata. It turns the pure cores (network.ts, state-machine.ts, vni-allocator.ts, ipam.ts) into
+// durable state with compare-and-swap transactions, so several API processes sharing one store
+// never lose an update or hand out one VNI twice.
+//
+// Keys (values are JSON):
+//   /appnet/networks/<uuid>                  NetworkRecord (the floating pseudo-network is `floating`)
+//   /appnet/ipam/<uuid>                      IpamState of that network
+//   /appnet/vni/<vni>                        {network_uuid, when}: the VNI's owner, claimed by create-if-absent
+//   /appnet/events/<uuid>/<rev:15>-<ms:15>-<seq:6>
+//                                            EventRecord; <rev> is the store revision read just before
+//                                            the write, so an event written after another one committed
+//                                            sorts after it, whichever process wrote either
+//   /appnet/config/floating-pool             {netblock}: the pool every process must agree on
+//
+// Contracts:
+//   - create writes record, IPAM, VNI claim and the first event in one txn, guarded by
+//     createRevision == 0 on the VNI key: a lost race re-reads the used VNIs and tries again.
+//   - every later change of a record is a txn guarded by modRevision == what was read, retried
+//     UPDATE_TRIES times, then 409.
+//   - deleting only moves the state (delete-wait or deleted); rows and the VNI stay until a hard
+//     delete (not done here), so a UUID keeps resolving and the VNI is not reused too early.
+
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Conflict, NotFound, quote } from '../errors.ts';
+import type { Cidr } from '../net/ipv4-cidr.ts';
+import {
+  type NetworkRecord,
+  FLOATING_NETWORK_UUID,
+  floatingNetworkRecord,
+  listNetworks,
+  newNetworkRecord,
+  parseFloatingPool,
+  planDelete,
+  resolveNetworkRef,
+  validateNetworkCreate,
+} from '../networks/network.ts';
+import { transition } from '../networks/state-machine.ts';
+import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
+import { type IpamState, addressView, createIpam, listReservations } from '../ipam/ipam.ts';
+import type { KeyValue, Store, TxnOp } from '../store/store.ts';
+
+export const NETWORKS_PREFIX = '/appnet/networks/';
+export const IPAM_PREFIX = '/appnet/ipam/';
+export const VNI_PREFIX = '/appnet/vni/';
+export const EVENTS_PREFIX = '/appnet/events/';
+export const FLOATING_POOL_KEY = '/appnet/config/floating-pool';
+
+/** Attempts of a compare-and-swap before giving up with 409. */
+const UPDATE_TRIES = 5;
+/** Attempts to claim a VNI before giving up with 409. */
+const VNI_TRIES = 8;
+export const DEFAULT_EVENT_LIMIT = 100;
+
+/** One row of GET /networks/{ref}/events, in the reference's shape. */
+export interface EventRecord {
+  /** Seconds since the epoch (fractional). */
+  timestamp: number;
+  fqdn: string;
+  duration: number | null;
+  message: string;
+  /** `audit` (an API request), `mutate` (a state change), `usage`, ... */
+  type: string;
+  extra: Record<string, unknown> | null;
+}
+
+export interface NetworkRepoOptions {
+  store: Store;
+  /** The floating pool (FLOATING_NETWORK); networks may not overlap it. */
+  floatingPool: Cidr | string;
+  /** Live interfaces on a network; until interfaces exist this defaults to none. */
+  interfaceCount?: (networkUuid: string) => number | Promise<number>;
+  now?: () => number;
+  random?: () => number;
+  newUuid?: () => string;
+  /** Written into events (the reference's `fqdn`). Default: this host's name. */
+  fqdn?: string;
+}
+
+export interface EventQuery {
+  type?: string;
+  limit?: number;
+}
+
+export type AddressRow = ReturnType<typeof addressView>;
+
+export interface DeleteAllResult {
+  deleted: string[];
+  unable: string[];
+}
+
+export class NetworkRepository {
+  readonly store: Store;
+  readonly floatingPool: Cidr;
+  private readonly interfaceCount: (uuid: string) => number | Promise<number>;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly newUuid: () => string;
+  private readonly fqdn: string;
+  private eventSeq = 0;
+
+  constructor(options: NetworkRepoOptions) {
+    this.store = options.store;
+    this.floatingPool =
+      typeof options.floatingPool === 'string' ? parseFloatingPool(options.floatingPool) : options.floatingPool;
+    this.interfaceCount = options.interfaceCount ?? (() => 0);
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.newUuid = options.newUuid ?? randomUUID;
+    this.fqdn = options.fqdn ?? hostname();
+  }
+
+  /**
+   * Record the floating pool and create the floating pseudo-network and its IPAM, once. Throws
+   * if the store already holds a different pool: changing it under existing reservations would
+   * strand NAT gateways and floating addresses.
+   */
+  async init(): Promise<void> {
+    const now = this.now();
+    const pool = this.floatingPool;
+    const result = await this.store.txn({
+      compare: [{ key: FLOATING_POOL_KEY, target: 'createRevision', op: '==', value: 0 }],
+      success: [
+        { type: 'put', key: FLOATING_POOL_KEY, value: JSON.stringify({ netblock: pool.text }) },
+        { type: 'put', key: NETWORKS_PREFIX + FLOATING_NETWORK_UUID, value: JSON.stringify(floatingNetworkRecord(pool, now)) },
+        {
+          type: 'put',
+          key: IPAM_PREFIX + FLOATING_NETWORK_UUID,
+          value: JSON.stringify(createIpam(pool, { now, holder: { kind: 'network', id: FLOATING_NETWORK_UUID } })),
+        },
+      ],
+      failure: [{ type: 'get', key: FLOATING_POOL_KEY }],
+    });
+    if (result.succeeded) return;
+    const got = result.results[0];
+    const stored = got?.type === 'get' ? got.kvs[0] : undefined;
+    const netblock = stored ? (JSON.parse(stored.value) as { netblock: string }).netblock : undefined;
+    if (netblock !== pool.text) {
+      throw new Error(
+        `the store's floating pool is ${netblock} but this process was configured with ${pool.text}; ` +
+          'configure the same pool on every process (changing it needs a migration of its reservations)',
+      );
+    }
+  }
+
+  // ---- reads -----------------------------------------------------------------------------
+
+  async allRecords(): Promise<NetworkRecord[]> {
+    const { kvs } = await this.store.range(NETWORKS_PREFIX);
+    return kvs.map((kv) => JSON.parse(kv.value) as NetworkRecord);
+  }
+
+  /** By UUID or by a name unique among the namespace's active networks (404/400 as the reference). */
+  async resolve(ref: string, namespace: string): Promise<NetworkRecord> {
+    return resolveNetworkRef(ref, namespace, await this.allRecords());
+  }
+
+  async list(namespace: string, all = false): Promise<NetworkRecord[]> {
+    const records = listNetworks(await this.allRecords(), namespace, all);
+    return records.sort((a, b) => a.createdAt - b.createdAt || a.uuid.localeCompare(b.uuid));
+  }
+
+  async getIpam(uuid: string): Promise<IpamState> {
+    const kv = await this.store.get(IPAM_PREFIX + uuid);
+    if (kv === undefined) throw new NotFound(`network ${uuid} has no address management state`, { reason: 'no-ipam' });
+    return JSON.parse(kv.value) as IpamState;
+  }
+
+  /** GET /networks/{ref}/addresses: blocking reservations sorted by address. */
+  async addresses(uuid: string): Promise<AddressRow[]> {
+    return listReservations(await this.getIpam(uuid), this.now()).map(addressView);
+  }
+
+  /** Newest first, optionally only one `type`, at most `limit` (default 100). */
+  async events(uuid: string, query: EventQuery = {}): Promise<EventRecord[]> {
+    const limit = query.limit ?? DEFAULT_EVENT_LIMIT;
+    const { kvs } = await this.store.range(`${EVENTS_PREFIX}${uuid}/`);
+    const out: EventRecord[] = [];
+    for (let i = kvs.length - 1; i >= 0 && out.length < limit; i--) {
+      const event = JSON.parse(kvs[i].value) as EventRecord;
+      if (query.type === undefined || event.type === query.type) out.push(event);
+    }
+    return out;
+  }
+
+  // ---- writes ----------------------------------------------------------------------------
+
+  /**
+   * POST /networks: validate (400/401/403/404), claim a VNI (409 if a requested one is taken,
+   * 507 if none is free), and write the network in state `initial`.
+   */
+  async create(body: unknown, callerNamespace: string, namespaces?: ReadonlySet<string>): Promise<NetworkRecord> {
+    const spec = validateNetworkCreate(body, { floatingPool: this.floatingPool, callerNamespace, namespaces });
+    const uuid = this.newUuid();
+    for (let attempt = 0; attempt < VNI_TRIES; attempt++) {
+      const used = await this.usedVnis();
+      const vxid =
+        spec.vxlanId !== null ? checkRequestedVni(spec.vxlanId, used) : allocateVni(used, { random: this.random });
+      const now = this.now();
+      const record = newNetworkRecord(spec, { uuid, vxid, now });
+      const ipam = createIpam(spec.netblock, { now, holder: { kind: 'network', id: uuid } });
+      const result = await this.store.txn({
+        compare: [
+          { key: VNI_PREFIX + vxid, target: 'createRevision', op: '==', value: 0 },
+          { key: NETWORKS_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 },
+        ],
+        success: [
+          { type: 'put', key: VNI_PREFIX + vxid, value: JSON.stringify({ network_uuid: uuid, when: now }) },
+          { type: 'put', key: NETWORKS_PREFIX + uuid, value: JSON.stringify(record) },
+          { type: 'put', key: IPAM_PREFIX + uuid, value: JSON.stringify(ipam) },
+          await this.eventOp(uuid, 'audit', 'create request from REST API', { vxlan_id: vxid, netblock: spec.netblock }),
+        ],
+      });
+      if (result.succeeded) return record;
+      if (spec.vxlanId !== null) {
+        throw new Conflict(`vxlan_id ${vxid} was just taken by another network; omit it to have one allocated`, {
+          reason: 'vni-taken',
+        });
+      }
+    }
+    throw new Conflict(`could not claim a free VXLAN id after ${VNI_TRIES} attempts; retry the request`, {
+      reason: 'vni-race',
+    });
+  }
+
+  /** The daemon reports the network deployed: initial → created. */
+  async markCreated(uuid: string): Promise<NetworkRecord> {
+    return this.update(uuid, (r) => transition(r, 'created', this.now()), { type: 'mutate', message: 'state changed to created' });
+  }
+
+  /**
+   * DELETE /networks/{ref} on a resolved record: null if already deleted, else the record in
+   * delete-wait (interfaces remain) or deleted. 403 for the floating network.
+   */
+  async delete(record: NetworkRecord): Promise<NetworkRecord | null> {
+    const plan = planDelete(record, await this.interfaceCount(record.uuid));
+    if (plan.action === 'none') return null;
+    const to = plan.action === 'delete-wait' ? 'delete-wait' : 'deleted';
+    return this.update(
+      record.uuid,
+      (current) => (current.state === 'deleted' ? current : transition(current, to, this.now())),
+      { type: 'audit', message: `delete request from REST API (state ${to})` },
+    );
+  }
+
+  /**
+   * DELETE /networks: every non-deleted network of `namespace`. A network with interfaces is
+   * `unable` unless `cleanWait`, in which case it goes to delete-wait.
+   */
+  async deleteAll(namespace: string, cleanWait: boolean): Promise<DeleteAllResult> {
+    const out: DeleteAllResult = { deleted: [], unable: [] };
+    for (const record of await this.list(namespace)) {
+      if (record.namespace !== namespace) continue;
+      if (!cleanWait && (await this.interfaceCount(record.uuid)) > 0) {
+        out.unable.push(record.uuid);
+        continue;
+      }
+      if ((await this.delete(record)) !== null) out.deleted.push(record.uuid);
+    }
+    return out;
+  }
+
+  async setMetadata(uuid: string, key: string, value: string): Promise<Record<string, string>> {
+    const record = await this.update(uuid, (r) => ({ ...r, metadata: { ...r.metadata, [key]: value } }), {
+      type: 'audit',
+      message: `set metadata key ${quote(key)}`,
+    });
+    return record.metadata;
+  }
+
+  /** 404 if the key is not set. */
+  async deleteMetadata(uuid: string, key: string): Promise<Record<string, string>> {
+    const record = await this.update(
+      uuid,
+      (r) => {
+        if (!Object.hasOwn(r.metadata, key)) {
+          throw new NotFound(`metadata key ${quote(key)} not found on network ${uuid}`, { reason: 'no-key' });
+        }
+        const metadata = { ...r.metadata };
+        delete metadata[key];
+        return { ...r, metadata };
+      },
+      { type: 'audit', message: `delete metadata key ${quote(key)}` },
+    );
+    return record.metadata;
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private async usedVnis(): Promise<Set<number>> {
+    const { kvs } = await this.store.range(VNI_PREFIX);
+    return new Set(kvs.map((kv) => Number(kv.key.slice(VNI_PREFIX.length))));
+  }
+
+  /**
+   * Read-modify-write of one record under modRevision compare. `change` may throw (it is re-run
+   * on the fresh record after a lost race); returning the same object skips the write.
+   */
+  private async update(
+    uuid: string,
+    change: (record: NetworkRecord) => NetworkRecord,
+    event?: { type: string; message: string },
+  ): Promise<NetworkRecord> {
+    const key = NETWORKS_PREFIX + uuid;
+    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+      const kv: KeyValue | undefined = await this.store.get(key);
+      if (kv === undefined) throw new NotFound(`network not found: ${quote(uuid)}`, { reason: 'not-found' });
+      const current = JSON.parse(kv.value) as NetworkRecord;
+      const next = change(current);
+      if (next === current) return current;
+      const success: TxnOp[] = [{ type: 'put', key, value: JSON.stringify(next) }];
+      if (event) success.push(await this.eventOp(uuid, event.type, event.message, null));
+      const result = await this.store.txn({
+        compare: [{ key, target: 'modRevision', op: '==', value: kv.modRevision }],
+        success,
+      });
+      if (result.succeeded) return next;
+    }
+    throw new Conflict(`network ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  private async eventOp(uuid: string, type: string, message: string, extra: Record<string, unknown> | null): Promise<TxnOp> {
+    const revision = await this.store.revision();
+    const now = this.now();
+    this.eventSeq = (this.eventSeq + 1) % 1_000_000;
+    const event: EventRecord = { timestamp: now / 1000, fqdn: this.fqdn, duration: null, message, type, extra };
+    const key = `${EVENTS_PREFIX}${uuid}/${String(revision).padStart(15, '0')}-${String(now).padStart(15, '0')}-${String(this.eventSeq).padStart(6, '0')}`;
+    return { type: 'put', key, value: JSON.stringify(event) };
+  }
+}
