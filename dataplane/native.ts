@@ -48,6 +48,10 @@ export interface NativeBinding {
   /** error: 0 ok, 1 short, 2 flags, 3 inner short, 4 inner ipv4, 5 inner arp. */
   vxlanDecap(datagram: Buffer): { vni: number; error: number };
   flowHash(frame: Buffer): number;
+  /** The engine's TSO segmentation (native/src/offload.h), for differential tests. */
+  tcp4Segment(frame: Buffer, mss: number): Buffer[] | null;
+  /** The engine's partial-checksum completion, on a copy. */
+  finishChecksum(frame: Buffer, csumStart: number, csumOffset: number): Buffer | null;
   /** Benchmark only: ns for `iterations` rounds of encap + decap + flow hash inside native code. */
   codecLoop(vni: number, frame: Buffer, iterations: number): number;
 }

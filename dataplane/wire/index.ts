@@ -9,3 +9,4 @@ export * from './udp.ts';
 export * from './icmpv4.ts';
 export * from './vxlan.ts';
 export * from './flow-hash.ts';
+export * from './tso.ts';

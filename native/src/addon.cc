@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "offload.h"
 #include "wire.h"
 
 namespace appnet {
@@ -294,6 +295,29 @@ Napi::Value FlowHash(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), flow_hash(f.Data(), f.Length()));
 }
 
+// tcp4Segment(frame, mss) -> Buffer[] | null: the engine's TSO segmentation, for the
+// differential test against dataplane/wire/tso.ts.
+Napi::Value Tcp4Segment(const Napi::CallbackInfo& info) {
+  auto f = info[0].As<Napi::Buffer<uint8_t>>();
+  Tcp4Gso g;
+  if (!tcp4_gso_parse(f.Data(), f.Length(), u32(info[1]), &g)) return info.Env().Null();
+  Napi::Array out = Napi::Array::New(info.Env(), g.count);
+  std::vector<uint8_t> seg(g.hlen + g.mss);
+  for (size_t i = 0; i < g.count; i++) {
+    size_t n = tcp4_gso_segment(g, i, seg.data());
+    out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(info.Env(), seg.data(), n));
+  }
+  return out;
+}
+
+// finishChecksum(frame, csumStart, csumOffset) -> Buffer | null (a completed copy).
+Napi::Value FinishChecksum(const Napi::CallbackInfo& info) {
+  auto f = info[0].As<Napi::Buffer<uint8_t>>();
+  auto out = Napi::Buffer<uint8_t>::Copy(info.Env(), f.Data(), f.Length());
+  if (!finish_checksum(out.Data(), out.Length(), u32(info[1]), u32(info[2]))) return info.Env().Null();
+  return out;
+}
+
 // codecLoop(vni, frame, iterations) -> nanoseconds: encapsulates into a scratch buffer and
 // decapsulates it `iterations` times inside native code, for the micro benchmark to report the
 // per-frame cost the engine pays (no N-API call per frame, unlike vxlanEncap/vxlanDecap).
@@ -322,6 +346,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("vxlanEncap", Napi::Function::New(env, VxlanEncap));
   exports.Set("vxlanDecap", Napi::Function::New(env, VxlanDecap));
   exports.Set("flowHash", Napi::Function::New(env, FlowHash));
+  exports.Set("tcp4Segment", Napi::Function::New(env, Tcp4Segment));
+  exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
   exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
   return exports;
 }

@@ -64,18 +64,28 @@ std::string netns_path(const std::string& netns) {
 
 }  // namespace
 
-int device_open(DeviceKind kind, const std::string& name) {
+int device_open(DeviceKind kind, const std::string& name, bool offload) {
   ifreq ifr;
   fill_ifreq(&ifr, name);
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(name, "open /dev/net/tun", errno);
-  ifr.ifr_flags = short((kind == DeviceKind::kTap ? IFF_TAP : IFF_TUN) | IFF_NO_PI);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int err = errno;
-    close(fd);
-    fail(name, "TUNSETIFF", err);
+  int flags = (kind == DeviceKind::kTap ? IFF_TAP : IFF_TUN) | IFF_NO_PI;
+  if (offload) flags |= IFF_VNET_HDR;
+  ifr.ifr_flags = short(flags);
+  const char* step = "TUNSETIFF";
+  int hdr = 10;  // legacy struct virtio_net_hdr
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) goto error;
+  if (offload) {
+    step = "TUNSETVNETHDRSZ";
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) goto error;
+    step = "TUNSETOFFLOAD";
+    if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) goto error;
   }
   return fd;
+error:
+  int err = errno;
+  close(fd);
+  fail(name, step, err);
 }
 
 void device_set_mac(const std::string& name, const uint8_t mac[6]) {

@@ -15,7 +15,10 @@ enum class DeviceKind { kTap, kTun };
 
 // Opens a non-persistent TUN or TAP device (IFF_NO_PI) with a non-blocking, close-on-exec fd.
 // The device disappears when the fd is closed, wherever the device has been moved to.
-int device_open(DeviceKind kind, const std::string& name);
+// With `offload` (TAP only), every read and write starts with a 10-byte virtio_net_hdr and the
+// device accepts checksum and TCPv4 segmentation offload (TUN_F_CSUM | TUN_F_TSO4): the kernel
+// may hand over frames with a partial checksum and TCP super-frames of up to 64 KiB.
+int device_open(DeviceKind kind, const std::string& name, bool offload);
 
 // Sets the MAC address (TAP only), MTU and admin state of `name` in the current namespace.
 void device_set_mac(const std::string& name, const uint8_t mac[6]);

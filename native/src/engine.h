@@ -57,6 +57,7 @@ struct Port {
   std::string name;
   DeviceKind kind;
   int fd;
+  bool vnet;  // reads and writes carry a virtio_net_hdr (TAP with offloads)
   uint32_t vni;
   uint8_t mac[6];
   int mtu;
@@ -170,6 +171,8 @@ class Engine {
   // writable headroom before it. `in` is the local port it came from, or null.
   void forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out);
   void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out);
+  // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
+  bool write_port(Port& p, const uint8_t* data, size_t len);
   void learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
   bool lookup(Vni& v, const uint8_t* dst_mac, FdbEntry* out);
   bool punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len);

@@ -113,7 +113,7 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
     std::lock_guard nl(p.neigh_mu);
     p.neigh[rd32(ip + 12)] = mac_key(frame + 6);
   }
-  if (write(p.fd, ip, total) < 0) p.c.drop(kDropQueueFull);
+  if (!write_port(p, ip, total)) p.c.drop(kDropQueueFull);
   else p.c.tx(total);
 }
 
@@ -152,7 +152,7 @@ void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
   size_t total = kEthHdr + 20 + icmp_len;
   const uint8_t* w = p.kind == DeviceKind::kTun ? oip : o;
   size_t wlen = p.kind == DeviceKind::kTun ? total - kEthHdr : total;
-  if (write(p.fd, w, wlen) >= 0) p.c.tx(wlen);
+  if (write_port(p, w, wlen)) p.c.tx(wlen);
 }
 
 }  // namespace appnet

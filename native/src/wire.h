@@ -87,12 +87,38 @@ inline uint32_t flow_hash(const uint8_t* f, size_t len) {
   return fnv1a(h, f, len >= kEthHdr ? kEthHdr : len);
 }
 
-// RFC 1071 one's-complement sum, folded to 16 bits and complemented.
+// RFC 1071 one's-complement sum of `p` read as big-endian 16-bit words, folded to 16 bits and
+// not complemented. Summed eight bytes at a time in native order: the one's-complement sum is
+// byte-order independent up to a final swap (RFC 1071 2.B). Little-endian hosts only.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checksum code assumes little-endian");
+inline uint16_t csum_sum(const uint8_t* p, size_t n) {
+  uint64_t s = 0;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    s += (v & 0xffffffffu) + (v >> 32);
+  }
+  for (; n >= 2; p += 2, n -= 2) {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    s += v;
+  }
+  if (n) s += p[0];  // the odd byte is the high byte of a big-endian word: low byte natively
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return uint16_t((s >> 8 | s << 8) & 0xffff);
+}
+
+// The checksum field value for `p`: the complement of its sum plus `sum` (a big-endian partial
+// sum, e.g. the IPv4 pseudo-header, not yet folded).
 inline uint16_t inet_checksum(const uint8_t* p, size_t n, uint32_t sum = 0) {
-  while (n > 1) { sum += uint32_t(p[0]) << 8 | p[1]; p += 2; n -= 2; }
-  if (n) sum += uint32_t(p[0]) << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return uint16_t(~sum);
+  uint64_t s = uint64_t(sum) + csum_sum(p, n);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return uint16_t(~s);
+}
+
+// Pseudo-header sum for TCP/UDP over IPv4 (RFC 793, RFC 768), addresses read from the header.
+inline uint32_t ipv4_pseudo_sum(const uint8_t* ip, uint8_t proto, size_t l4_len) {
+  return uint32_t(rd16(ip + 12)) + rd16(ip + 14) + rd16(ip + 16) + rd16(ip + 18) + proto + uint32_t(l4_len);
 }
 
 }  // namespace appnet

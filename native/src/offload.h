@@ -1,0 +1,92 @@
+// Segmentation offload, done in software: what a NIC would do with a TSO super-frame or a
+// frame whose checksum was left partial. TAP ports are opened with IFF_VNET_HDR and
+// TUN_F_CSUM | TUN_F_TSO4, so the instance's TCP stack hands us up to 64 KiB per read() and we
+// cut it into MSS-sized frames here, instead of paying a read() per frame.
+// Pure functions over caller-owned buffers; dataplane/wire/tso.ts is the TypeScript twin.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "wire.h"
+
+namespace appnet {
+
+// struct virtio_net_hdr (legacy, 10 bytes, host byte order: TUN devices default to native).
+struct VnetHdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+static_assert(sizeof(VnetHdr) == 10, "virtio_net_hdr is 10 bytes");
+constexpr uint8_t kVnetNeedsCsum = 1;
+constexpr uint8_t kGsoNone = 0;
+constexpr uint8_t kGsoTcpv4 = 1;
+
+// Completes a partial checksum: the field at csum_start + csum_offset holds the pseudo-header
+// sum; the checksum covers [csum_start, len). False if the offsets do not fit the frame.
+inline bool finish_checksum(uint8_t* f, size_t len, size_t start, size_t off) {
+  if (start + off + 2 > len) return false;
+  uint16_t c = inet_checksum(f + start, len - start);
+  if (c == 0 && off == 6) c = 0xffff;  // UDP: a computed zero is sent as all ones
+  wr16(f + start + off, c);
+  return true;
+}
+
+// A TCP/IPv4 super-frame (Ethernet + IPv4 + TCP + payload) to be cut into MSS-sized segments.
+struct Tcp4Gso {
+  const uint8_t* f;
+  size_t ihl, thl, hlen;  // IPv4 header, TCP header, all headers including Ethernet
+  size_t payload;         // bytes after the headers
+  size_t mss;
+  size_t count;           // segments
+};
+
+// Parses a super-frame; false if it is not TCP over IPv4 with sane headers.
+inline bool tcp4_gso_parse(const uint8_t* f, size_t len, size_t mss, Tcp4Gso* g) {
+  if (mss == 0 || len < kEthHdr + 40 || rd16(f + 12) != kEtherIpv4) return false;
+  const uint8_t* ip = f + kEthHdr;
+  size_t ihl = size_t(ip[0] & 0x0f) * 4;
+  if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || kEthHdr + ihl + 20 > len) return false;
+  size_t thl = size_t(ip[ihl + 12] >> 4) * 4;
+  if (thl < 20 || kEthHdr + ihl + thl > len) return false;
+  g->f = f;
+  g->ihl = ihl;
+  g->thl = thl;
+  g->hlen = kEthHdr + ihl + thl;
+  g->payload = len - g->hlen;
+  g->mss = mss;
+  g->count = g->payload == 0 ? 1 : (g->payload + mss - 1) / mss;
+  return true;
+}
+
+// Writes segment `i` (< count) to `out`, which has room for hlen + mss bytes; returns its length.
+// Each segment gets its own IPv4 length, id (+i) and checksum, and its TCP sequence number;
+// FIN and PSH stay on the last segment only, CWR on the first only; full TCP checksum.
+inline size_t tcp4_gso_segment(const Tcp4Gso& g, size_t i, uint8_t* out) {
+  size_t off = i * g.mss;
+  size_t chunk = g.payload - off < g.mss ? g.payload - off : g.mss;
+  std::memcpy(out, g.f, g.hlen);
+  std::memcpy(out + g.hlen, g.f + g.hlen + off, chunk);
+  uint8_t* ip = out + kEthHdr;
+  const uint8_t* oip = g.f + kEthHdr;
+  wr16(ip + 2, uint16_t(g.ihl + g.thl + chunk));
+  wr16(ip + 4, uint16_t(rd16(oip + 4) + i));
+  wr16(ip + 10, 0);
+  wr16(ip + 10, inet_checksum(ip, g.ihl));
+  uint8_t* tcp = ip + g.ihl;
+  wr32(tcp + 4, uint32_t(rd32(oip + g.ihl + 4) + off));
+  uint8_t flags = tcp[13];
+  if (i + 1 < g.count) flags &= uint8_t(~0x09);  // FIN, PSH
+  if (i > 0) flags &= uint8_t(~0x80);            // CWR
+  tcp[13] = flags;
+  wr16(tcp + 16, 0);
+  size_t l4 = g.thl + chunk;
+  wr16(tcp + 16, inet_checksum(tcp, l4, ipv4_pseudo_sum(ip, 6, l4)));
+  return g.hlen + chunk;
+}
+
+}  // namespace appnet
