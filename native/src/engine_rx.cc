@@ -1,7 +1,10 @@
 // RX pipeline: wire -> VXLAN -> switch -> port. Runs on one engine-owned thread.
 //
 //  1. Wait: poll the underlay socket, with a timeout so that stop() is noticed.
-//  2. Read: recvmmsg up to kBatch datagrams, each into its own slot, with its source address.
+//  2. Read: recvmmsg up to kBatch messages, each into its own 64 KiB slot, with its source
+//     address. The socket has UDP_GRO: the kernel may coalesce a run of datagrams from one
+//     sender into one message (the UDP_GRO control message gives the datagram size); it is
+//     split here, so every later step sees single datagrams.
 //  3. Decapsulate: the VXLAN header and the inner frame are checked (wire.h vxlan_decap);
 //     malformed, truncated or unknown-VNI datagrams are dropped and counted on the wire.
 //  4. Learn: the inner source MAC is learned at the outer source address (the remote VTEP).
@@ -11,22 +14,30 @@
 //     (split horizon: the sender already replicated to every VTEP).
 // Steps 3-6 run with the configuration lock held shared; nothing allocates per packet.
 #include <arpa/inet.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "engine.h"
+
+#ifndef UDP_GRO
+#define UDP_GRO 104  // linux/udp.h; glibc headers may lack it
+#endif
 
 namespace appnet {
 
 class RxPipeline {
  public:
+  static constexpr size_t kRxSlot = 65536;
+
   explicit RxPipeline(Engine& e)
-      : e_(e), out_(e.tx_fds_, e.opt_.underlay_port), slots_(size_t(kBatch) * kSlotSize) {
+      : e_(e), out_(e.tx_fds_, e.opt_.underlay_port), slots_(size_t(kBatch) * kRxSlot) {
     for (int i = 0; i < kBatch; i++) {
-      iov_[i] = {&slots_[size_t(i) * kSlotSize], kSlotSize};
+      iov_[i] = {&slots_[size_t(i) * kRxSlot], kRxSlot};
       msgs_[i] = {};
       msgs_[i].msg_hdr.msg_iov = &iov_[i];
       msgs_[i].msg_hdr.msg_iovlen = 1;
@@ -39,12 +50,16 @@ class RxPipeline {
     while (e_.running_.load(std::memory_order_relaxed)) {
       if (poll(&pfd, 1, 200) <= 0) continue;
       for (;;) {
-        for (int i = 0; i < kBatch; i++) msgs_[i].msg_hdr.msg_namelen = sizeof(addrs_[i]);
+        for (int i = 0; i < kBatch; i++) {
+          msgs_[i].msg_hdr.msg_namelen = sizeof(addrs_[i]);
+          msgs_[i].msg_hdr.msg_control = ctrl_[i];
+          msgs_[i].msg_hdr.msg_controllen = sizeof(ctrl_[i]);
+        }
         int n = recvmmsg(e_.rx_fd_, msgs_, kBatch, MSG_DONTWAIT, nullptr);
         if (n <= 0) break;
         {
           std::shared_lock lock(e_.cfg_mu_);
-          for (int i = 0; i < n; i++) handle(i);
+          for (int i = 0; i < n; i++) split(i);
         }
         if (n < kBatch) break;
       }
@@ -52,12 +67,35 @@ class RxPipeline {
   }
 
  private:
-  void handle(int i) {
-    Counters& w = e_.wire_;
-    size_t len = msgs_[i].msg_len;
-    w.rx(len);
-    if (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) { w.drop(kDropOversize); return; }
+  // Splits a GRO-coalesced message into its datagrams.
+  void split(int i) {
+    msghdr& h = msgs_[i].msg_hdr;
     uint8_t* d = static_cast<uint8_t*>(iov_[i].iov_base);
+    size_t len = msgs_[i].msg_len;
+    uint32_t remote = ntohl(addrs_[i].sin_addr.s_addr);
+    if (h.msg_flags & MSG_TRUNC) {
+      e_.wire_.rx(len);
+      e_.wire_.drop(kDropOversize);
+      return;
+    }
+    size_t seg = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int v;
+        std::memcpy(&v, CMSG_DATA(c), sizeof(v));
+        seg = size_t(v);
+      }
+    }
+    if (seg == 0 || seg >= len) {
+      handle(d, len, remote);
+      return;
+    }
+    for (size_t off = 0; off < len; off += seg) handle(d + off, len - off < seg ? len - off : seg, remote);
+  }
+
+  void handle(uint8_t* d, size_t len, uint32_t remote) {
+    Counters& w = e_.wire_;
+    w.rx(len);
     uint32_t vni;
     if (vxlan_decap(d, len, &vni) != DecapError::kNone) { w.drop(kDropMalformed); return; }
     Vni* v = e_.vni_by_id(vni);
@@ -65,7 +103,6 @@ class RxPipeline {
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
     v->c.rx(flen);
-    uint32_t remote = ntohl(addrs_[i].sin_addr.s_addr);
     e_.learn(*v, frame + 6, -1, remote);
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
 
@@ -87,6 +124,7 @@ class RxPipeline {
   mmsghdr msgs_[kBatch];
   iovec iov_[kBatch];
   sockaddr_in addrs_[kBatch];
+  alignas(cmsghdr) char ctrl_[kBatch][CMSG_SPACE(sizeof(int))];
 };
 
 void run_rx_pipeline(Engine& e) {

@@ -14,8 +14,12 @@
 //     device at once; a known remote goes to its VTEP; anything else floods to the VNI's other
 //     local ports and to every VTEP in its flood list (head-end replication, sharing one slot).
 //  6. Flush: datagrams are queued per source socket (the flow hash picks the socket, and so the
-//     outer source port) and sent with one sendmmsg per socket per batch.
+//     outer source port) and sent with one sendmmsg per socket per batch. Runs of equal-size
+//     datagrams to the same VTEP (the segments of one super-frame) go as one UDP GSO message
+//     (UDP_SEGMENT): the kernel carries them as one packet as far as it can. If the kernel
+//     refuses GSO (EIO: no checksum offload on the way out), the engine sends them one by one.
 // Steps 2-6 run with the configuration lock held shared; nothing allocates per packet.
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -27,6 +31,10 @@
 
 #include "engine.h"
 #include "offload.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103  // linux/udp.h; glibc headers may lack it
+#endif
 
 namespace appnet {
 
@@ -46,12 +54,6 @@ class BatchSender : public Sender {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(remote);
     a.sin_port = htons(port_);
-    mmsghdr& m = q.msgs[i];
-    m = {};
-    m.msg_hdr.msg_name = &a;
-    m.msg_hdr.msg_namelen = sizeof(a);
-    m.msg_hdr.msg_iov = &q.iov[i];
-    m.msg_hdr.msg_iovlen = 1;
     q.vni[i] = &v;
     pending_++;
   }
@@ -64,22 +66,72 @@ class BatchSender : public Sender {
   }
 
  private:
+  static constexpr int kMaxGsoSegs = 64;         // the kernel's UDP_MAX_SEGMENTS
+  static constexpr size_t kMaxGsoBytes = 65000;  // below the 64 KiB IP datagram limit
+
   struct Queue {
-    mmsghdr msgs[kMaxMsgs];
     iovec iov[kMaxMsgs];
     sockaddr_in addr[kMaxMsgs];
     Vni* vni[kMaxMsgs];
     int n = 0;
+    // Filled by group() at flush time.
+    mmsghdr gmsgs[kMaxMsgs];
+    int gfirst[kMaxMsgs], gcount[kMaxMsgs];
+    alignas(cmsghdr) char ctrl[kMaxMsgs][CMSG_SPACE(sizeof(uint16_t))];
   };
+
+  // Groups queued datagrams into messages: a run of up to kMaxGsoSegs datagrams of one size to
+  // one VTEP (the last may be shorter) becomes one message with UDP_SEGMENT.
+  int group(Queue& q) {
+    int m = 0;
+    for (int i = 0; i < q.n;) {
+      size_t size = q.iov[i].iov_len;
+      size_t total = size;
+      int j = i + 1;
+      if (gso_) {
+        while (j < q.n && j - i < kMaxGsoSegs && q.addr[j].sin_addr.s_addr == q.addr[i].sin_addr.s_addr &&
+               q.iov[j].iov_len <= size && total + q.iov[j].iov_len <= kMaxGsoBytes) {
+          total += q.iov[j].iov_len;
+          bool shorter = q.iov[j].iov_len < size;
+          j++;
+          if (shorter) break;  // only the last segment may be short
+        }
+      }
+      mmsghdr& g = q.gmsgs[m];
+      g = {};
+      g.msg_hdr.msg_name = &q.addr[i];
+      g.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      g.msg_hdr.msg_iov = &q.iov[i];
+      g.msg_hdr.msg_iovlen = size_t(j - i);
+      if (j - i > 1) {
+        char* c = q.ctrl[m];
+        g.msg_hdr.msg_control = c;
+        g.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        cmsghdr* cm = CMSG_FIRSTHDR(&g.msg_hdr);
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = uint16_t(size);
+        std::memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+      }
+      q.gfirst[m] = i;
+      q.gcount[m] = j - i;
+      m++;
+      i = j;
+    }
+    return m;
+  }
 
   void flush_socket(int s) {
     Queue& q = q_[s];
+    int m = group(q);
     int sent = 0;
     bool waited = false;
-    while (sent < q.n) {
-      int r = sendmmsg(fds_[s], q.msgs + sent, unsigned(q.n - sent), 0);
+    while (sent < m) {
+      int r = sendmmsg(fds_[s], q.gmsgs + sent, unsigned(m - sent), 0);
       if (r > 0) {
-        for (int i = sent; i < sent + r; i++) q.vni[i]->c.tx(q.iov[i].iov_len);
+        for (int g = sent; g < sent + r; g++)
+          for (int i = q.gfirst[g]; i < q.gfirst[g] + q.gcount[g]; i++) q.vni[i]->c.tx(q.iov[i].iov_len);
         sent += r;
         continue;
       }
@@ -91,8 +143,21 @@ class BatchSender : public Sender {
         waited = true;
         continue;
       }
-      // The datagram at `sent` failed: count it and carry on with the rest.
-      q.vni[sent]->c.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
+      if (q.gcount[sent] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
+        // The kernel cannot segment on this path: stop using GSO and resend what is left singly.
+        gso_ = false;
+        int rest = q.gfirst[sent];
+        std::memmove(q.iov, q.iov + rest, sizeof(iovec) * size_t(q.n - rest));
+        std::memmove(q.addr, q.addr + rest, sizeof(sockaddr_in) * size_t(q.n - rest));
+        std::memmove(q.vni, q.vni + rest, sizeof(Vni*) * size_t(q.n - rest));
+        q.n -= rest;
+        m = group(q);
+        sent = 0;
+        continue;
+      }
+      // The message at `sent` failed: count its datagrams and carry on with the rest.
+      Drop d = errno == EMSGSIZE ? kDropOversize : kDropQueueFull;
+      for (int i = q.gfirst[sent]; i < q.gfirst[sent] + q.gcount[sent]; i++) q.vni[i]->c.drop(d);
       sent++;
     }
     q.n = 0;
@@ -102,6 +167,7 @@ class BatchSender : public Sender {
   uint16_t port_;
   std::vector<Queue> q_;
   int pending_ = 0;
+  bool gso_ = true;
 };
 
 class TxPipeline {
