@@ -27,14 +27,27 @@ export interface EngineCounters {
   /** rx: frames the instance sent; tx: frames delivered to the instance. */
   ports: PortCounters[];
   punt: { punted: number; dropped: number };
+  /** Times the TX pipeline found UDP GSO refused by the kernel (it then sends datagrams singly). */
+  offload: { udp_gso_fallbacks: number };
 }
 
 export interface EngineOptions {
   underlayAddress: string;
   underlayPort?: number;
   ageingSeconds?: number;
+  /** Offloads, all on by default; each can be switched off if a kernel mishandles it. */
+  offloads?: Offloads;
   /** Called with every batch of punted frames (never once per frame). */
   onPunt?: (frames: PuntedFrame[]) => void;
+}
+
+export interface Offloads {
+  /** Send runs of equal-size datagrams to one VTEP as one UDP_SEGMENT message. */
+  udpGso?: boolean;
+  /** Let the underlay socket receive coalesced runs of datagrams (UDP_GRO). */
+  udpGro?: boolean;
+  /** TAP ports take checksum and TCPv4 segmentation offload (IFF_VNET_HDR). */
+  tapOffload?: boolean;
 }
 
 export interface PortSpec {
@@ -101,7 +114,7 @@ export class Engine {
     const onPunt = opts.onPunt;
     let self: Engine | undefined;
     this.#n = new native.Engine(
-      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000) },
+      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), ...opts.offloads },
       onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
     );
     self = this;

@@ -29,6 +29,7 @@ export interface NativeEngine {
     vnis: Record<string, NativeCounterBlock>;
     ports: Array<NativeCounterBlock & { id: number; name: string; vni: number }>;
     punt: { punted: number; dropped: number };
+    offload: { udp_gso_fallbacks: number };
   };
   addPuntRule(rule: { ethertype?: number; ipProto?: number; dstIp?: number; dstPort?: number; vni?: number; consume?: boolean }): number;
   removePuntRule(id: number): boolean;
@@ -41,7 +42,7 @@ export interface NativeEngine {
 
 export interface NativeBinding {
   Engine: new (
-    opts: { underlayAddress: number; underlayPort: number; ageingMs: number },
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean },
     onPunt?: () => void,
   ) => NativeEngine;
   vxlanEncap(vni: number, frame: Buffer): Buffer;

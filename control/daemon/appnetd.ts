@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     underlayAddress: cfg.underlay.address,
     underlayPort: cfg.underlay.port,
     ageingSeconds: cfg.ageingSeconds,
+    offloads: cfg.offloads,
   });
   const ports = new Map<string, number>();
   try {

@@ -32,6 +32,8 @@ export interface DaemonConfig {
   /** Unix socket of the admin API (HTTP). */
   adminSocket: string;
   ageingSeconds: number;
+  /** Offload kill switches; all default to true. */
+  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean };
   vnis: VniConfig[];
   ports: PortConfig[];
 }
@@ -110,7 +112,16 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     if (kind === 'tun' && !port.ipv4) throw new ConfigError(`ports[${i}].ipv4`, 'a tun port needs the instance address');
     return port;
   });
+  const off = c.offloads === undefined ? {} : obj(c.offloads, 'offloads');
+  const onOff = (k: string): boolean => {
+    if (off[k] !== undefined && typeof off[k] !== 'boolean') throw new ConfigError(`offloads.${k}`, `must be true or false, got ${JSON.stringify(off[k])}`);
+    return off[k] !== false;
+  };
+  for (const k of Object.keys(off)) {
+    if (!['udpGso', 'udpGro', 'tapOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload');
+  }
   return {
+    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),

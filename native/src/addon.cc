@@ -94,6 +94,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.underlay_ip = u32(o.Get("underlayAddress"));
     opt.underlay_port = uint16_t(opt_int(o, "underlayPort", 4789));
     opt.ageing_ms = uint32_t(opt_int(o, "ageingMs", 300000));
+    auto flag = [&](const char* k) { return !o.Get(k).IsBoolean() || o.Get(k).As<Napi::Boolean>().Value(); };
+    opt.udp_gso = flag("udpGso");
+    opt.udp_gro = flag("udpGro");
+    opt.tap_offload = flag("tapOffload");
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);
@@ -206,6 +210,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     punt.Set("punted", double(engine_->punt().punted()));
     punt.Set("dropped", double(engine_->punt().dropped()));
     out.Set("punt", punt);
+    Napi::Object offload = Napi::Object::New(env);
+    offload.Set("udp_gso_fallbacks", double(engine_->gso_fallbacks()));
+    out.Set("offload", offload);
     return out;
   }
   // addPuntRule({ ethertype?, ipProto?, dstIp?, dstPort?, vni?, consume? }) -> id

@@ -82,7 +82,7 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
     rx_fd_ = udp_socket(o.underlay_ip, o.underlay_port, 8 << 20);
     // Let the kernel coalesce runs of datagrams (the RX pipeline splits them); optional.
     int one = 1;
-    setsockopt(rx_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+    if (o.udp_gro) setsockopt(rx_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
     for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) sys_fail("epoll_create1");
@@ -174,7 +174,7 @@ int Engine::add_port(const PortSpec& s) {
       throw std::invalid_argument("port " + s.name + ": VNI " + std::to_string(s.vni) + " does not exist");
   }
   // Device set-up happens outside the lock: it may take milliseconds (netlink, setns).
-  bool offload = s.kind == DeviceKind::kTap;
+  bool offload = s.kind == DeviceKind::kTap && opt_.tap_offload;
   int fd = device_open(s.kind, s.name, offload);
   try {
     if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);

@@ -109,6 +109,10 @@ struct EngineOptions {
   uint32_t underlay_ip = 0;  // host order
   uint16_t underlay_port = 4789;
   uint32_t ageing_ms = 300000;
+  // Kill switches, one per offload (kernels have broken each of them at some point).
+  bool udp_gso = true;      // send runs of datagrams as one UDP_SEGMENT message
+  bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
+  bool tap_offload = true;  // TAP ports take checksum and TCPv4 segmentation offload
 };
 
 struct FdbRow {
@@ -158,6 +162,8 @@ class Engine {
   const std::vector<std::unique_ptr<Port>>& ports() const { return ports_; }
   const std::unordered_map<uint32_t, std::unique_ptr<Vni>>& vnis() const { return vnis_; }
   Counters& wire() { return wire_; }
+  // Times a TX pipeline found UDP GSO refused by the kernel and went on without it.
+  uint64_t gso_fallbacks() const { return gso_fallbacks_.load(); }
   uint16_t underlay_port() const { return opt_.underlay_port; }
   std::vector<uint16_t> tx_source_ports() const;
 
@@ -199,6 +205,7 @@ class Engine {
   std::unordered_map<uint32_t, std::unique_ptr<Vni>> vnis_;
   uint32_t next_gen_ = 1;
   Counters wire_;
+  std::atomic<uint64_t> gso_fallbacks_{0};
   PuntTable punt_;
 
   int rx_fd_ = -1;            // bound to underlay_ip:underlay_port

@@ -42,7 +42,8 @@ class BatchSender : public Sender {
  public:
   static constexpr int kMaxMsgs = 256;
 
-  BatchSender(const int* fds, uint16_t port) : fds_(fds), port_(port), q_(kTxSockets) {}
+  BatchSender(const int* fds, uint16_t port, bool gso, std::atomic<uint64_t>* fallbacks)
+      : fds_(fds), port_(port), q_(kTxSockets), gso_(gso), fallbacks_(fallbacks) {}
 
   void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override {
     Queue& q = q_[sock];
@@ -146,6 +147,7 @@ class BatchSender : public Sender {
       if (q.gcount[sent] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
         // The kernel cannot segment on this path: stop using GSO and resend what is left singly.
         gso_ = false;
+        fallbacks_->fetch_add(1, std::memory_order_relaxed);
         int rest = q.gfirst[sent];
         std::memmove(q.iov, q.iov + rest, sizeof(iovec) * size_t(q.n - rest));
         std::memmove(q.addr, q.addr + rest, sizeof(sockaddr_in) * size_t(q.n - rest));
@@ -167,14 +169,15 @@ class BatchSender : public Sender {
   uint16_t port_;
   std::vector<Queue> q_;
   int pending_ = 0;
-  bool gso_ = true;
+  bool gso_;
+  std::atomic<uint64_t>* fallbacks_;
 };
 
 class TxPipeline {
  public:
   explicit TxPipeline(Engine& e)
       : e_(e),
-        out_(e.tx_fds_, e.opt_.underlay_port),
+        out_(e.tx_fds_, e.opt_.underlay_port, e.opt_.udp_gso, &e.gso_fallbacks_),
         slots_(size_t(kBatch) * kSlotSize),
         in_(sizeof(VnetHdr) + 65536 + kEthHdr) {}
 

@@ -2,7 +2,7 @@
 // flooding to every other host, as the issue's "two hosts, one instance each" topology.
 import type { ExecutionContext } from 'ava';
 import type { EngineCounters, PortCounters } from '../../dataplane/engine.ts';
-import type { PortConfig } from '../../control/daemon/config.ts';
+import type { DaemonConfig, PortConfig } from '../../control/daemon/config.ts';
 import { TestNet, type Daemon, type Host, type Instance } from './testnet.ts';
 
 export interface OverlayInstance {
@@ -27,7 +27,7 @@ export const instanceMac = (host: number, vni: number, n = 0): string =>
  */
 export async function buildOverlay(
   t: ExecutionContext,
-  opts: { hosts: number; vnis?: number[]; ageingSeconds?: number; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
+  opts: { hosts: number; vnis?: number[]; ageingSeconds?: number; offloads?: Partial<DaemonConfig['offloads']>; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
 ): Promise<Overlay> {
   const vnis = opts.vnis ?? [42];
   const net = await TestNet.create(t, { hosts: opts.hosts });
@@ -48,6 +48,7 @@ export async function buildOverlay(
       vnis: vnis.map((vni) => ({ vni, flood: others })),
       ports,
       ...(opts.ageingSeconds ? { ageingSeconds: opts.ageingSeconds } : {}),
+      ...(opts.offloads ? { offloads: { udpGso: true, udpGro: true, tapOffload: true, ...opts.offloads } } : {}),
     }));
     for (const [i, m] of mine.entries()) await net.configureInstance(m.inst, `tap${vnis[i]}`, `${m.addr}/24`);
     instances.push(...mine);

@@ -246,6 +246,7 @@ export class TestNet {
       underlay: { address: host.underlayIp, port: 4789, mtu: this.underlayMtu },
       adminSocket: path.join(dir, 'admin.sock'),
       ageingSeconds: 300,
+      offloads: { udpGso: true, udpGro: true, tapOffload: true },
       vnis: [],
       ports: [],
       ...config,
