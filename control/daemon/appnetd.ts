@@ -6,12 +6,17 @@ import pino from 'pino';
 import { Engine } from '../../dataplane/engine.ts';
 import { startAdminApi } from './admin-api.ts';
 import { ConfigError, defaultMac, parseDaemonConfig, type DaemonConfig } from './config.ts';
+import { startControlPlane, type ControlPlane } from './control-plane.ts';
 
 const log = pino({ name: 'appnetd' });
 
 function loadConfig(argv: string[]): DaemonConfig {
   const cmd = new Command('appnetd')
-    .requiredOption('-c, --config <file>', 'JSON config file')
+    .option('-c, --config <file>', 'JSON config file (optional with --store)')
+    .option('--store <url>', 'control-plane mode: store URL, e.g. sqlite:/var/lib/appnet/appnet.db')
+    .option('--api <address:port>', 'REST API listen address (store mode)', )
+    .option('--floating-pool <cidr>', 'floating pool netblock (store mode)')
+    .option('--token-file <path>', 'file holding the system API token (store mode)')
     .option('--host <name>', 'host name')
     .option('--underlay-address <ipv4>', 'underlay address to bind')
     .option('--underlay-port <port>', 'VXLAN UDP port', (v) => Number(v))
@@ -19,11 +24,23 @@ function loadConfig(argv: string[]): DaemonConfig {
     .exitOverride()
     .parse(argv);
   const o = cmd.opts();
-  let raw: Record<string, any>;
-  try {
-    raw = JSON.parse(readFileSync(o.config, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(o.config, `cannot read JSON: ${(e as Error).message}`);
+  let raw: Record<string, any> = {};
+  if (o.config) {
+    try {
+      raw = JSON.parse(readFileSync(o.config, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(o.config, `cannot read JSON: ${(e as Error).message}`);
+    }
+  } else if (!o.store) {
+    throw new ConfigError('(flags)', 'give --config FILE, or --store URL with --host and --underlay-address');
+  }
+  if (o.store) raw.store = o.store;
+  if (o.floatingPool) raw.floatingPool = o.floatingPool;
+  if (o.tokenFile) raw.tokenFile = o.tokenFile;
+  if (o.api) {
+    const m = /^(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(o.api);
+    if (!m) throw new ConfigError('--api', `must be IPV4:PORT, got ${JSON.stringify(o.api)}`);
+    raw.api = { address: m[1], port: Number(m[2]) };
   }
   if (o.host) raw.host = o.host;
   if (o.adminSocket) raw.adminSocket = o.adminSocket;
@@ -68,6 +85,16 @@ async function main(): Promise<void> {
     process.stderr.write(`appnetd: ${(e as Error).message}\n`);
     process.exit(1);
   }
+  let control: ControlPlane | undefined;
+  if (cfg.store) {
+    try {
+      control = await startControlPlane(cfg, log);
+    } catch (e) {
+      engine.stop();
+      process.stderr.write(`appnetd: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+  }
   const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports });
   log.info({ host: cfg.host, underlay: cfg.underlay, vnis: cfg.vnis.length, ports: [...ports.keys()], admin: cfg.adminSocket }, 'appnetd ready');
 
@@ -77,6 +104,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'appnetd stopping');
     await api.close().catch(() => undefined);
+    await control?.close().catch((e) => log.error({ err: e }, 'control plane did not close cleanly'));
     engine.stop();
     try { unlinkSync(cfg.adminSocket); } catch { /* gone */ }
     log.info('appnetd stopped');

@@ -36,6 +36,15 @@ export interface DaemonConfig {
   offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean };
   vnis: VniConfig[];
   ports: PortConfig[];
+  /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
+  store?: string;
+  /** Where the REST API listens (store mode); loopback by default. */
+  api: { address: string; port: number };
+  /** The floating pool's netblock (store mode). */
+  floatingPool: string;
+  /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
+  tokens: Record<string, string>;
+  tokenFile: string;
 }
 
 export class ConfigError extends Error {
@@ -120,7 +129,21 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
   for (const k of Object.keys(off)) {
     if (!['udpGso', 'udpGro', 'tapOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload');
   }
+  const api = c.api === undefined ? {} : obj(c.api, 'api');
+  const tokens = c.tokens === undefined ? {} : obj(c.tokens, 'tokens');
+  for (const [tok, ns] of Object.entries(tokens)) {
+    if (tok.length < 16) throw new ConfigError('tokens', 'every token must be at least 16 characters');
+    str(ns, `tokens[${JSON.stringify(tok.slice(0, 4))}…]`);
+  }
   return {
+    store: c.store === undefined ? undefined : str(c.store, 'store'),
+    api: {
+      address: api.address === undefined ? '127.0.0.1' : str(api.address, 'api.address', IPV4, 'an IPv4 address'),
+      port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
+    },
+    floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
+    tokens: tokens as Record<string, string>,
+    tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,

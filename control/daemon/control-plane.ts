@@ -1,0 +1,61 @@
+// Store mode of appnetd: join the store, register this host under a lease, and serve the REST API.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApi } from '../api/app.ts';
+import { registerHostRoutes } from '../api/hosts-route.ts';
+import { HostRegistry } from '../repo/hosts.ts';
+import { openStore } from '../store/index.ts';
+import type { Store } from '../store/store.ts';
+import type { DaemonConfig } from './config.ts';
+
+export interface ControlPlane {
+  store: Store;
+  hosts: HostRegistry;
+  api: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * The API's tokens: the configured ones, or else one system token shared by every appnetd on this
+ * machine through `tokenFile` (created 0600 by whichever daemon starts first).
+ */
+export function loadTokens(cfg: DaemonConfig): Map<string, string> {
+  if (Object.keys(cfg.tokens).length > 0) return new Map(Object.entries(cfg.tokens));
+  mkdirSync(dirname(cfg.tokenFile), { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(cfg.tokenFile, randomBytes(24).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const token = readFileSync(cfg.tokenFile, 'utf8').trim();
+  if (token.length < 16) throw new Error(`token file ${cfg.tokenFile} holds no usable token (want >= 16 characters)`);
+  return new Map([[token, 'system']]);
+}
+
+export async function startControlPlane(cfg: DaemonConfig, log: Logger): Promise<ControlPlane> {
+  const store = await openStore(cfg.store!);
+  const hosts = new HostRegistry(store);
+  const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
+  try {
+    await hosts.register({ name: cfg.host, underlay_address: cfg.underlay.address, api: apiUrl });
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool });
+    registerHostRoutes(api, hosts);
+    await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
+    return {
+      store, hosts, api,
+      async close() {
+        await api.close().catch(() => undefined);
+        await hosts.close();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await hosts.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw e;
+  }
+}
