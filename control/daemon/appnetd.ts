@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   let control: ControlPlane | undefined;
   if (cfg.store) {
     try {
-      control = await startControlPlane(cfg, log);
+      control = await startControlPlane(cfg, engine, log);
     } catch (e) {
       engine.stop();
       process.stderr.write(`appnetd: ${(e as Error).message}\n`);

@@ -7,6 +7,9 @@ import type { Logger } from 'pino';
 import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
 import { HostRegistry } from '../repo/hosts.ts';
+import { NetworkRepository } from '../repo/networks.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
+import type { Engine } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DaemonConfig } from './config.ts';
@@ -15,6 +18,7 @@ export interface ControlPlane {
   store: Store;
   hosts: HostRegistry;
   api: FastifyInstance;
+  reconciler: Reconciler;
   close(): Promise<void>;
 }
 
@@ -35,7 +39,7 @@ export function loadTokens(cfg: DaemonConfig): Map<string, string> {
   return new Map([[token, 'system']]);
 }
 
-export async function startControlPlane(cfg: DaemonConfig, log: Logger): Promise<ControlPlane> {
+export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger): Promise<ControlPlane> {
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
   const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
@@ -44,11 +48,15 @@ export async function startControlPlane(cfg: DaemonConfig, log: Logger): Promise
     const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool });
     registerHostRoutes(api, hosts);
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host });
+    const reconciler = new Reconciler({ store, engine, networks, host: cfg.host, underlayMtu: cfg.underlay.mtu, log });
+    await reconciler.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api,
+      store, hosts, api, reconciler,
       async close() {
         await api.close().catch(() => undefined);
+        await reconciler.close();
         await hosts.close();
         await store.close();
       },

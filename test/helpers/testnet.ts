@@ -247,6 +247,11 @@ export class TestNet {
       adminSocket: path.join(dir, 'admin.sock'),
       ageingSeconds: 300,
       offloads: { udpGso: true, udpGro: true, tapOffload: true },
+      // Store mode is off unless the test gives `store`; these are its defaults then.
+      api: { address: '127.0.0.1', port: 7878 },
+      floatingPool: '198.19.0.0/24',
+      tokens: {},
+      tokenFile: path.join(dir, 'token'),
       vnis: [],
       ports: [],
       ...config,
