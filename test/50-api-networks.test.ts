@@ -250,16 +250,27 @@ test('openapi.json lists every route and needs no token', async (t) => {
   const paths = res.body.paths as Record<string, Record<string, unknown>>;
   const ops = Object.entries(paths).flatMap(([p, m]) => Object.keys(m).map((verb) => `${verb.toUpperCase()} ${p}`)).sort();
   t.deepEqual(ops, [
+    'DELETE /instances/{ref}',
+    'DELETE /interfaces/{uuid}/metadata/{key}',
     'DELETE /networks',
     'DELETE /networks/{ref}',
     'DELETE /networks/{ref}/metadata/{key}',
+    'GET /instances',
+    'GET /instances/{ref}',
+    'GET /instances/{ref}/interfaces',
+    'GET /interfaces/{uuid}',
+    'GET /interfaces/{uuid}/metadata',
     'GET /networks',
     'GET /networks/{ref}',
     'GET /networks/{ref}/addresses',
     'GET /networks/{ref}/events',
+    'GET /networks/{ref}/interfaces',
     'GET /networks/{ref}/metadata',
+    'POST /instances',
+    'POST /interfaces/{uuid}/metadata',
     'POST /networks',
     'POST /networks/{ref}/metadata',
+    'PUT /interfaces/{uuid}/metadata/{key}',
     'PUT /networks/{ref}/metadata/{key}',
   ]);
   const post = paths['/networks'].post as { requestBody: { content: { 'application/json': { schema: { required: string[] } } } } };

@@ -8,6 +8,10 @@
 // messages name the offending field. `GET /openapi.json` (no auth) documents every route from
 // the same schemas the validator uses (schemas.ts).
 //
+// Instances and interfaces (INSTANCE_ROUTES): POST/GET /instances, GET/DELETE /instances/{ref},
+// GET /instances/{ref}/interfaces, GET /networks/{ref}/interfaces, GET /interfaces/{uuid} and its
+// metadata. Without an `interfaceCount` option, network deletion counts the real interfaces.
+//
 // Parameters: GET routes take them in the query string (fastify ignores GET bodies); POST, PUT
 // and DELETE take a JSON body, as the reference does.
 
@@ -15,24 +19,32 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { ApiError, BadRequest, NotFound, Unauthenticated, errorBody, isApiError, quote } from '../errors.ts';
 import type { Cidr } from '../net/ipv4-cidr.ts';
 import { SYSTEM_NAMESPACE, externalView } from '../networks/network.ts';
+import { instanceView, checkInterfaceVisible } from '../instances/instance.ts';
+import { interfaceView } from '../instances/interface.ts';
+import { InstanceRepository } from '../repo/instances.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import type { Store } from '../store/store.ts';
-import { ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
+import { ALL_ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
 
 export interface BuildApiOptions {
   store: Store;
   /** Bearer token → namespace. */
   tokens: Map<string, string>;
   floatingPool: Cidr | string;
-  /** Live interfaces on a network (until the interface repository exists: none). */
+  /** Live interfaces on a network; default: the interface repository's count (tests may override). */
   interfaceCount?: (networkUuid: string) => number | Promise<number>;
   now?: () => number;
   /** Passed to fastify; default false. */
   logger?: boolean;
 }
 
-type Handler = (ctx: { req: FastifyRequest; namespace: string; repo: NetworkRepository }) => Promise<unknown>;
-type Params = { ref: string; key: string };
+type Handler = (ctx: {
+  req: FastifyRequest;
+  namespace: string;
+  repo: NetworkRepository;
+  instances: InstanceRepository;
+}) => Promise<unknown>;
+type Params = { ref: string; key: string; uuid: string };
 type Body = Record<string, unknown>;
 
 const OPENAPI_URL = '/openapi.json';
@@ -131,6 +143,78 @@ function handlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
   };
 }
 
+function instanceHandlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
+  const show = async (instances: InstanceRepository, ref: string, namespace: string) => {
+    const record = await instances.resolve(ref, namespace);
+    return instanceView(record, (await instances.interfacesOf(record)).map(interfaceView));
+  };
+  return {
+    'POST /instances': async ({ req, namespace, instances }) => {
+      const { instance, interfaces } = await instances.create(req.body, namespace, namespaces);
+      return instanceView(instance, interfaces.map(interfaceView));
+    },
+
+    'GET /instances': async ({ namespace, instances }) => {
+      const out = [];
+      for (const record of await instances.list(namespace)) {
+        out.push(instanceView(record, (await instances.interfacesOf(record)).map(interfaceView)));
+      }
+      return out;
+    },
+
+    'GET /instances/:ref': async ({ req, namespace, instances }) => show(instances, (req.params as Params).ref, namespace),
+
+    'DELETE /instances/:ref': async ({ req, namespace, instances }) => {
+      const record = await instances.resolve((req.params as Params).ref, namespace);
+      const { instance, interfaces } = await instances.delete(record);
+      return instanceView(instance, interfaces.map(interfaceView));
+    },
+
+    'GET /instances/:ref/interfaces': async ({ req, namespace, instances }) =>
+      (await instances.interfacesOf(await instances.resolve((req.params as Params).ref, namespace))).map(interfaceView),
+
+    'GET /networks/:ref/interfaces': async ({ req, namespace, repo, instances }) => {
+      const network = await repo.resolve((req.params as Params).ref, namespace);
+      const rows = await instances.interfaces.onNetwork(network.uuid);
+      // A system-owned network could carry interfaces of other namespaces: show only visible ones.
+      return rows
+        .filter((row) => {
+          try {
+            checkInterfaceVisible(row, namespace);
+            return true;
+          } catch {
+            return false;
+          }
+        })
+        .map(interfaceView);
+    },
+
+    'GET /interfaces/:uuid': async ({ req, namespace, instances }) =>
+      interfaceView(await instances.interfaces.get((req.params as Params).uuid, namespace)),
+
+    'GET /interfaces/:uuid/metadata': async ({ req, namespace, instances }) =>
+      (await instances.interfaces.get((req.params as Params).uuid, namespace)).metadata,
+
+    'POST /interfaces/:uuid/metadata': async ({ req, namespace, instances }) => {
+      const record = await instances.interfaces.get((req.params as Params).uuid, namespace);
+      const body = req.body as { key: string; value: string };
+      return instances.interfaces.setMetadata(record.uuid, body.key, body.value);
+    },
+
+    'PUT /interfaces/:uuid/metadata/:key': async ({ req, namespace, instances }) => {
+      const params = req.params as Params;
+      const record = await instances.interfaces.get(params.uuid, namespace);
+      return instances.interfaces.setMetadata(record.uuid, params.key, (req.body as { value: string }).value);
+    },
+
+    'DELETE /interfaces/:uuid/metadata/:key': async ({ req, namespace, instances }) => {
+      const params = req.params as Params;
+      const record = await instances.interfaces.get(params.uuid, namespace);
+      return instances.interfaces.deleteMetadata(record.uuid, params.key);
+    },
+  };
+}
+
 /** An operator-readable message for the first schema violation, naming the field. */
 function validationMessage(err: FastifyError, req: FastifyRequest): string {
   const first = err.validation?.[0];
@@ -165,12 +249,17 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
+  // The two repositories refer to each other: network deletion counts interfaces, instance
+  // deletion finishes delete-wait networks.
+  let instances: InstanceRepository | undefined;
   const repo = new NetworkRepository({
     store: options.store,
     floatingPool: options.floatingPool,
-    interfaceCount: options.interfaceCount,
+    interfaceCount: options.interfaceCount ?? (async (uuid) => (instances as InstanceRepository).interfaces.count(uuid)),
     now: options.now,
   });
+  instances = new InstanceRepository({ store: options.store, networks: repo, now: options.now });
+  const instanceRepo = instances;
   const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
   const callers = new WeakMap<FastifyRequest, string>();
 
@@ -200,18 +289,18 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
 
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`));
 
-  const table = handlers(namespaces);
-  for (const route of ROUTES as readonly RouteDoc[]) {
+  const table = { ...handlers(namespaces), ...instanceHandlers(namespaces) };
+  for (const route of ALL_ROUTES as readonly RouteDoc[]) {
     const handler = table[`${route.method} ${route.url}`];
     if (handler === undefined) throw new Error(`no handler for ${route.method} ${route.url}`);
     app.route({
       method: route.method,
       url: route.url,
       schema: route.schema,
-      handler: async (req) => handler({ req, namespace: callers.get(req) as string, repo }),
+      handler: async (req) => handler({ req, namespace: callers.get(req) as string, repo, instances: instanceRepo }),
     });
   }
-  const document = openApiDocument(ROUTES);
+  const document = openApiDocument(ALL_ROUTES);
   app.get(OPENAPI_URL, async () => document);
   return app;
 }

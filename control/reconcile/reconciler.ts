@@ -13,14 +13,14 @@ import type { NetworkRecord } from '../networks/network.ts';
 import type { InstanceRecord } from '../instances/instance.ts';
 import type { InterfaceRecord, InterfaceState } from '../instances/interface.ts';
 import { HOSTS_PREFIX, type HostRecord } from '../repo/hosts.ts';
+import { INSTANCES_PREFIX } from '../repo/instances.ts';
+import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NETWORKS_PREFIX, NetworkRepository } from '../repo/networks.ts';
 import type { Store, Watcher } from '../store/store.ts';
 import { planHost, type DesiredPort, type DesiredState, type DesiredVni, type HostPlan } from './plan.ts';
 
 const run = promisify(execFile);
-// Key prefixes of the instance and interface repositories.
-const INSTANCES_PREFIX = '/appnet/instances/';
-const INTERFACES_PREFIX = '/appnet/interfaces/';
+
 const RESYNC_MS = 5000;
 
 export interface ReconcilerOptions {

@@ -1,0 +1,102 @@
+// A small fetch client of the appnet REST API: base URL + bearer token, `{error, status}` → ApiClientError.
+
+export class ApiClientError extends Error {
+  override name = 'ApiClientError';
+  constructor(
+    message: string,
+    /** HTTP status; 0 when the API could not be reached. */
+    readonly status: number,
+    readonly body?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RequestOptions {
+  query?: Query;
+  body?: unknown;
+}
+
+/** Render an `{error}` value as one line. */
+function errorText(error: unknown): string {
+  if (typeof error === 'string') return error;
+  if (error !== null && typeof error === 'object') {
+    const o = error as Record<string, unknown>;
+    if (Array.isArray(o.deleted) && Array.isArray(o.unable)) {
+      return `some networks are in use: deleted [${o.deleted.join(', ')}], unable [${o.unable.join(', ')}]`;
+    }
+    return JSON.stringify(error);
+  }
+  return String(error);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export class ApiClient {
+  readonly baseUrl: string;
+  constructor(baseUrl: string, readonly token: string | undefined) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  url(path: string, query?: Query): string {
+    const url = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    return url.toString();
+  }
+
+  async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    let res: Response;
+    try {
+      res = await fetch(this.url(path, options.query), { method, headers, body });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      throw new ApiClientError(`cannot reach the appnet API at ${this.baseUrl}: is appnetd running? (${why})`, 0);
+    }
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    if (text !== '') {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        if (!res.ok) throw new ApiClientError(oneLine(`HTTP ${res.status}: ${text.slice(0, 200)}`), res.status, text);
+        throw new ApiClientError(`the API answered ${method} ${path} with non-JSON text`, res.status, text);
+      }
+    }
+    if (!res.ok) {
+      const p = parsed as { error?: unknown } | undefined;
+      const message = p !== undefined && p !== null && typeof p === 'object' && 'error' in p ? errorText(p.error) : `HTTP ${res.status} ${res.statusText}`;
+      throw new ApiClientError(oneLine(message), res.status, parsed);
+    }
+    return parsed as T;
+  }
+
+  get<T = unknown>(path: string, query?: Query): Promise<T> {
+    return this.request<T>('GET', path, { query });
+  }
+  post<T = unknown>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('POST', path, { body: body ?? {} });
+  }
+  put<T = unknown>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('PUT', path, { body: body ?? {} });
+  }
+  delete<T = unknown>(path: string, body?: unknown): Promise<T> {
+    return this.request<T>('DELETE', path, { body });
+  }
+}
+
+/** Encode one path segment (names, UUIDs, keys). */
+export function seg(value: string): string {
+  return encodeURIComponent(value);
+}

@@ -1,0 +1,16 @@
+// `appnet host list`: GET /hosts (shape not settled: the table shows the usual columns it finds).
+
+import { Command } from 'commander';
+import { emit, withJson } from '../context.ts';
+import { formatLoose } from '../table.ts';
+import type { View } from './network.ts';
+
+const HOST_COLUMNS = ['name', 'fqdn', 'address', 'ip', 'state', 'last_seen', 'networks', 'instances'];
+
+export function hostCommand(): Command {
+  const host = new Command('host').description('hosts of the mesh');
+  withJson(host.command('list'))
+    .description('list hosts')
+    .action(async (_opts: unknown, cmd: Command) => emit(cmd, (c) => c.get<View[]>('/hosts'), (rows) => formatLoose(rows, HOST_COLUMNS)));
+  return host;
+}

@@ -1,0 +1,206 @@
+// The instance record (something with network interfaces: a VM or container on a host, living
+// in a network namespace), validation of POST /instances, its view and lookup by reference.
+//
+// Pure: the store layer supplies records and persists what comes back.
+//
+// Rules:
+//   name   1..63 of [A-Za-z0-9._-], starting alphanumeric, not UUID-shaped (as network names)
+//   host   required: an RFC 1123 host name (labels of [A-Za-z0-9-], dots between, <= 253)
+//   netns  optional: 1..63 of [A-Za-z0-9._-], starting alphanumeric; default `inst-<first 8 hex of uuid>`
+//   interfaces  an array (may be empty) of netdescs, validated by interface.ts
+
+import { BadRequest, NotFound, Unauthenticated, quote } from '../errors.ts';
+import { SYSTEM_NAMESPACE, isUuid } from '../networks/network.ts';
+import { type InterfaceSpec, type InterfaceView, validateInterfaceSpec } from './interface.ts';
+
+export const INSTANCE_RECORD_VERSION = 1;
+/** Most interfaces one instance may have. */
+export const MAX_INTERFACES = 32;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const HOST_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+export interface InstanceRecord {
+  uuid: string;
+  name: string;
+  namespace: string;
+  host: string;
+  netns: string;
+  /** Interface UUIDs in NIC order. */
+  interfaces: string[];
+  metadata: Record<string, string>;
+  createdAt: number;
+  version: number;
+}
+
+export interface InstanceView {
+  uuid: string;
+  name: string;
+  namespace: string;
+  host: string;
+  netns: string;
+  interfaces: InterfaceView[];
+  metadata: Record<string, string>;
+  version: number;
+}
+
+export function instanceView(record: InstanceRecord, interfaces: InterfaceView[]): InstanceView {
+  return {
+    uuid: record.uuid,
+    name: record.name,
+    namespace: record.namespace,
+    host: record.host,
+    netns: record.netns,
+    interfaces,
+    metadata: { ...record.metadata },
+    version: record.version,
+  };
+}
+
+export interface InstanceCreateSpec {
+  name: string;
+  namespace: string;
+  host: string;
+  /** null: default from the UUID once it is known. */
+  netns: string | null;
+  interfaces: InterfaceSpec[];
+}
+
+const CREATE_FIELDS = new Set(['name', 'host', 'netns', 'interfaces', 'namespace']);
+
+export function validateInstanceName(value: unknown): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new BadRequest(`name is required and must be a non-empty string, got ${quote(value)}`, { reason: 'name' });
+  }
+  if (!NAME.test(value) || isUuid(value)) {
+    throw new BadRequest(
+      `name ${quote(value)} is invalid: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, not a UUID`,
+      { reason: 'name' },
+    );
+  }
+  return value;
+}
+
+export function validateHost(value: unknown): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new BadRequest(`host is required: the name of the host the instance runs on, got ${quote(value)}`, {
+      reason: 'host',
+    });
+  }
+  if (value.length > 253 || !value.split('.').every((label) => HOST_LABEL.test(label))) {
+    throw new BadRequest(`host ${quote(value)} is not a valid host name (dot-separated labels of letters, digits and '-')`, {
+      reason: 'host',
+    });
+  }
+  return value.toLowerCase();
+}
+
+export function validateNetns(value: unknown): string {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw new BadRequest(
+      `netns ${quote(value)} is invalid: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      { reason: 'netns' },
+    );
+  }
+  return value;
+}
+
+/** The default network namespace of an instance: `inst-<first 8 hex digits of its uuid>`. */
+export function defaultNetns(uuid: string): string {
+  return `inst-${uuid.replace(/-/g, '').slice(0, 8)}`;
+}
+
+/**
+ * Validate a POST /instances body: 400 naming the field; 401 when a non-system caller names
+ * another namespace; 404 for an unknown namespace (when `namespaces` is given).
+ */
+export function validateInstanceCreate(
+  body: unknown,
+  ctx: { callerNamespace: string; namespaces?: ReadonlySet<string> },
+): InstanceCreateSpec {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new BadRequest('request body must be a JSON object', { reason: 'body' });
+  }
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !CREATE_FIELDS.has(k));
+  if (unknown.length > 0) {
+    throw new BadRequest(`unknown parameter ${quote(unknown[0])}; accepted: ${[...CREATE_FIELDS].join(', ')}`, {
+      reason: 'unknown-parameter',
+    });
+  }
+  const name = validateInstanceName(fields.name);
+  const host = validateHost(fields.host);
+  const netns = fields.netns === undefined || fields.netns === null ? null : validateNetns(fields.netns);
+  const list = fields.interfaces ?? [];
+  if (!Array.isArray(list)) throw new BadRequest('interfaces must be an array of {network, address?, macaddr?}', { reason: 'interfaces' });
+  if (list.length > MAX_INTERFACES) {
+    throw new BadRequest(`interfaces has ${list.length} entries; an instance may have at most ${MAX_INTERFACES}`, {
+      reason: 'interfaces',
+    });
+  }
+  const interfaces = list.map((item, index) => validateInterfaceSpec(item, index));
+  let namespace = ctx.callerNamespace;
+  if (fields.namespace !== undefined && fields.namespace !== null) {
+    if (typeof fields.namespace !== 'string' || fields.namespace === '') {
+      throw new BadRequest(`namespace must be a non-empty string, got ${quote(fields.namespace)}`, { reason: 'namespace' });
+    }
+    namespace = fields.namespace;
+  }
+  if (namespace !== ctx.callerNamespace && ctx.callerNamespace !== SYSTEM_NAMESPACE) {
+    throw new Unauthenticated(
+      `namespace ${quote(ctx.callerNamespace)} may not create instances in namespace ${quote(namespace)}`,
+      { reason: 'namespace' },
+    );
+  }
+  if (ctx.namespaces !== undefined && !ctx.namespaces.has(namespace)) {
+    throw new NotFound(`namespace ${quote(namespace)} not found`, { reason: 'namespace' });
+  }
+  return { name, namespace, host, netns, interfaces };
+}
+
+export function newInstanceRecord(
+  spec: InstanceCreateSpec,
+  ids: { uuid: string; interfaces: string[]; now: number },
+): InstanceRecord {
+  return {
+    uuid: ids.uuid,
+    name: spec.name,
+    namespace: spec.namespace,
+    host: spec.host,
+    netns: spec.netns ?? defaultNetns(ids.uuid),
+    interfaces: [...ids.interfaces],
+    metadata: {},
+    createdAt: ids.now,
+    version: INSTANCE_RECORD_VERSION,
+  };
+}
+
+function visibleTo(record: { namespace: string }, namespace: string): boolean {
+  return namespace === SYSTEM_NAMESPACE || record.namespace === namespace;
+}
+
+/** By UUID, or by a name unique among the caller's instances (system: all). 404 / 400 ambiguous. */
+export function resolveInstanceRef(ref: string, namespace: string, records: Iterable<InstanceRecord>): InstanceRecord {
+  const all = [...records];
+  const byUuid = all.find((r) => r.uuid === ref);
+  if (byUuid !== undefined) {
+    if (visibleTo(byUuid, namespace)) return byUuid;
+    throw new NotFound(`instance not found: ${quote(ref)}`, { reason: 'not-found' });
+  }
+  const byName = all.filter((r) => r.name === ref && visibleTo(r, namespace));
+  if (byName.length === 1) return byName[0];
+  if (byName.length > 1) {
+    throw new BadRequest(`multiple instances have the name ${quote(ref)} (${byName.map((r) => r.uuid).join(', ')}); use a UUID`, {
+      reason: 'ambiguous',
+    });
+  }
+  throw new NotFound(`instance not found: ${quote(ref)}`, { reason: 'not-found' });
+}
+
+export function listInstances(records: Iterable<InstanceRecord>, namespace: string): InstanceRecord[] {
+  return [...records].filter((r) => visibleTo(r, namespace)).sort((a, b) => a.createdAt - b.createdAt || a.uuid.localeCompare(b.uuid));
+}
+
+/** An interface is visible to its instance's namespace and to system; otherwise 404. */
+export function checkInterfaceVisible(record: { uuid: string; namespace: string }, namespace: string): void {
+  if (!visibleTo(record, namespace)) throw new NotFound(`interface not found: ${quote(record.uuid)}`, { reason: 'not-found' });
+}

@@ -1,0 +1,237 @@
+// The store-backed repository of instances and their interfaces.
+//
+// Keys (values are JSON):
+//   /appnet/instances/<uuid>    InstanceRecord
+//   /appnet/interfaces/<uuid>   InterfaceRecord            (repo/interfaces.ts)
+//   /appnet/macs/<mac>          {interface_uuid, when}     (repo/interfaces.ts)
+//   /appnet/ipam/<network>      IpamState, owned by repo/networks.ts; interface addresses are
+//                               reservations of type `instance`, holder {kind: 'interface', id}
+//
+// Contracts:
+//   - create writes the instance, every interface, every MAC claim and every touched IPAM in ONE
+//     txn, guarded by createRevision == 0 on the new keys and MAC claims and modRevision == read
+//     on each IPAM and network record. A lost race re-reads and re-plans (CREATE_TRIES), so two
+//     processes never hand out one address or MAC twice. A user-given address or MAC that is
+//     taken is 409 (decided on the fresh read), a full network 507.
+//   - a network must be `initial` or `created` to take an interface, else 406 `network <uuid> is
+//     not ready (<state>)`. Deliberately looser than the reference (which wants `created`): here
+//     networks stay `initial` until the network node reports them deployed, and an instance may
+//     be defined before that; its interfaces are `initial` until the host plugs them anyway.
+//   - a network must be in the instance's namespace (system instances see all networks), else 404.
+//   - delete removes the instance, its interfaces and MAC claims and releases the addresses into
+//     hold-back, in one txn; then each touched network in delete-wait with no interfaces left is
+//     finished to `deleted` (through NetworkRepository.delete, whose audit event records it).
+
+import { randomUUID } from 'node:crypto';
+import { Conflict, NotReady } from '../errors.ts';
+import { type InstanceRecord, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
+import { type InterfaceRecord, newInterfaceRecord } from '../instances/interface.ts';
+import { allocateMac, checkRequestedMac } from '../instances/mac.ts';
+import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
+import type { NetworkRecord } from '../networks/network.ts';
+import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
+import { INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX } from './interfaces.ts';
+import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
+
+export const INSTANCES_PREFIX = '/appnet/instances/';
+const CREATE_TRIES = 8;
+const DELETE_TRIES = 5;
+
+export interface InstanceRepoOptions {
+  store: Store;
+  networks: NetworkRepository;
+  interfaces?: InterfaceRepository;
+  now?: () => number;
+  random?: () => number;
+  newUuid?: () => string;
+}
+
+export interface InstanceWithInterfaces {
+  instance: InstanceRecord;
+  interfaces: InterfaceRecord[];
+}
+
+export class InstanceRepository {
+  readonly store: Store;
+  readonly networks: NetworkRepository;
+  readonly interfaces: InterfaceRepository;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly newUuid: () => string;
+
+  constructor(options: InstanceRepoOptions) {
+    this.store = options.store;
+    this.networks = options.networks;
+    this.interfaces = options.interfaces ?? new InterfaceRepository(options.store);
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.newUuid = options.newUuid ?? randomUUID;
+  }
+
+  // ---- reads -----------------------------------------------------------------------------
+
+  async allRecords(): Promise<InstanceRecord[]> {
+    const { kvs } = await this.store.range(INSTANCES_PREFIX);
+    return kvs.map((kv) => JSON.parse(kv.value) as InstanceRecord);
+  }
+
+  async resolve(ref: string, namespace: string): Promise<InstanceRecord> {
+    return resolveInstanceRef(ref, namespace, await this.allRecords());
+  }
+
+  async list(namespace: string): Promise<InstanceRecord[]> {
+    return listInstances(await this.allRecords(), namespace);
+  }
+
+  /** The instance's interfaces in NIC order (missing ones skipped). */
+  async interfacesOf(instance: InstanceRecord): Promise<InterfaceRecord[]> {
+    const out: InterfaceRecord[] = [];
+    for (const uuid of instance.interfaces) {
+      const kv = await this.store.get(INTERFACES_PREFIX + uuid);
+      if (kv !== undefined) out.push(JSON.parse(kv.value) as InterfaceRecord);
+    }
+    return out.sort((a, b) => a.order - b.order);
+  }
+
+  // ---- writes ----------------------------------------------------------------------------
+
+  /** POST /instances: 400/401/404 (validation, networks), 406 (network state), 409, 507. */
+  async create(body: unknown, callerNamespace: string, namespaces?: ReadonlySet<string>): Promise<InstanceWithInterfaces> {
+    const spec = validateInstanceCreate(body, { callerNamespace, namespaces });
+    const uuid = this.newUuid();
+    const ifaceUuids = spec.interfaces.map(() => this.newUuid());
+    for (let attempt = 0; attempt < CREATE_TRIES; attempt++) {
+      const now = this.now();
+      const compare: Compare[] = [{ key: INSTANCES_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 }];
+      const success: TxnOp[] = [];
+
+      // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards.
+      const networkByRef = new Map<string, NetworkRecord>();
+      const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+      for (const [index, want] of spec.interfaces.entries()) {
+        if (networkByRef.has(want.network)) continue;
+        const resolved = await this.networks.resolve(want.network, spec.namespace);
+        const kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
+        const network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
+        if (network.state !== 'initial' && network.state !== 'created') {
+          throw new NotReady(`network ${network.uuid} is not ready (${network.state}); interfaces.${index} cannot attach to it`, {
+            reason: 'not-ready',
+          });
+        }
+        networkByRef.set(want.network, network);
+        if (!ipams.has(network.uuid)) {
+          compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
+          const ipamKv = await this.store.get(IPAM_PREFIX + network.uuid);
+          if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
+          ipams.set(network.uuid, { kv: ipamKv as KeyValue, state: JSON.parse((ipamKv as KeyValue).value) as IpamState });
+        }
+      }
+
+      // MACs and addresses, planned against what was just read.
+      const used = await this.interfaces.usedMacs();
+      const records: InterfaceRecord[] = [];
+      for (const [order, want] of spec.interfaces.entries()) {
+        const ifaceUuid = ifaceUuids[order];
+        const macaddr =
+          want.macaddr !== undefined
+            ? checkRequestedMac(want.macaddr, used, `interfaces.${order}.macaddr`)
+            : allocateMac(used, this.random);
+        used.add(macaddr);
+        const network = networkByRef.get(want.network) as NetworkRecord;
+        const ipam = ipams.get(network.uuid) as { kv: KeyValue; state: IpamState };
+        let ipv4: string | null = null;
+        const reservation = { type: 'instance' as const, holder: { kind: 'interface', id: ifaceUuid }, now, comment: `instance ${uuid}` };
+        if (want.address === undefined) {
+          const got = allocate(ipam.state, { ...reservation, random: this.random });
+          ipam.state = got.state;
+          ipv4 = got.address;
+        } else if (want.address !== null) {
+          ipam.state = reserve(ipam.state, want.address, reservation);
+          ipv4 = want.address;
+        }
+        records.push(
+          newInterfaceRecord({
+            uuid: ifaceUuid, network_uuid: network.uuid, instance_uuid: uuid, namespace: spec.namespace, macaddr, ipv4, order, now,
+          }),
+        );
+        compare.push({ key: INTERFACES_PREFIX + ifaceUuid, target: 'createRevision', op: '==', value: 0 });
+        compare.push({ key: MACS_PREFIX + macaddr, target: 'createRevision', op: '==', value: 0 });
+        success.push({ type: 'put', key: INTERFACES_PREFIX + ifaceUuid, value: JSON.stringify(records[order]) });
+        success.push({ type: 'put', key: MACS_PREFIX + macaddr, value: JSON.stringify({ interface_uuid: ifaceUuid, when: now }) });
+      }
+      for (const [networkUuid, ipam] of ipams) {
+        compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
+        success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
+      }
+      const instance = newInstanceRecord(spec, { uuid, interfaces: ifaceUuids, now });
+      success.push({ type: 'put', key: INSTANCES_PREFIX + uuid, value: JSON.stringify(instance) });
+      const result = await this.store.txn({ compare, success });
+      if (result.succeeded) return { instance, interfaces: records };
+    }
+    throw new Conflict(`could not create instance: its networks kept changing concurrently (${CREATE_TRIES} attempts); retry`, {
+      reason: 'cas',
+    });
+  }
+
+  /**
+   * DELETE /instances/{ref} on a resolved record: removes it with its interfaces, MAC claims and
+   * addresses (into hold-back), then finishes delete-wait networks left without interfaces.
+   * Returns the interfaces as they were, in state `deleted`.
+   */
+  async delete(resolved: InstanceRecord): Promise<InstanceWithInterfaces> {
+    const key = INSTANCES_PREFIX + resolved.uuid;
+    for (let attempt = 0; attempt < DELETE_TRIES; attempt++) {
+      const now = this.now();
+      const kv = await this.store.get(key);
+      if (kv === undefined) return { instance: resolved, interfaces: [] };
+      const instance = JSON.parse(kv.value) as InstanceRecord;
+      const compare: Compare[] = [{ key, target: 'modRevision', op: '==', value: kv.modRevision }];
+      const success: TxnOp[] = [{ type: 'delete', key }];
+      const removed: InterfaceRecord[] = [];
+      const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+      for (const ifaceUuid of instance.interfaces) {
+        const ikv = await this.store.get(INTERFACES_PREFIX + ifaceUuid);
+        if (ikv === undefined) continue;
+        const iface = JSON.parse(ikv.value) as InterfaceRecord;
+        removed.push({ ...iface, state: 'deleted', stateUpdatedAt: now });
+        compare.push({ key: ikv.key, target: 'modRevision', op: '==', value: ikv.modRevision });
+        success.push({ type: 'delete', key: ikv.key });
+        const macKv = await this.store.get(MACS_PREFIX + iface.macaddr);
+        if (macKv !== undefined && (JSON.parse(macKv.value) as { interface_uuid: string }).interface_uuid === iface.uuid) {
+          success.push({ type: 'delete', key: macKv.key });
+        }
+        if (iface.ipv4 === null) continue;
+        let ipam = ipams.get(iface.network_uuid);
+        if (ipam === undefined) {
+          const pkv = await this.store.get(IPAM_PREFIX + iface.network_uuid);
+          if (pkv === undefined) continue;
+          ipam = { kv: pkv, state: JSON.parse(pkv.value) as IpamState };
+          ipams.set(iface.network_uuid, ipam);
+        }
+        const holder = ipam.state.reservations[iface.ipv4]?.holder;
+        if (holder?.kind === 'interface' && holder.id === iface.uuid) ipam.state = release(ipam.state, iface.ipv4, now);
+      }
+      for (const [networkUuid, ipam] of ipams) {
+        compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
+        success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
+      }
+      const result = await this.store.txn({ compare, success });
+      if (!result.succeeded) continue;
+      await this.finishDeleteWait(new Set(removed.map((i) => i.network_uuid)));
+      return { instance, interfaces: removed.sort((a, b) => a.order - b.order) };
+    }
+    throw new Conflict(`instance ${resolved.uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /** Networks in delete-wait with no interfaces left go to `deleted`. */
+  async finishDeleteWait(networkUuids: Iterable<string>): Promise<void> {
+    for (const uuid of networkUuids) {
+      const kv = await this.store.get(NETWORKS_PREFIX + uuid);
+      if (kv === undefined) continue;
+      const network = JSON.parse(kv.value) as NetworkRecord;
+      if (network.state !== 'delete-wait') continue;
+      if ((await this.interfaces.count(uuid)) > 0) continue;
+      await this.networks.delete(network);
+    }
+  }
+}

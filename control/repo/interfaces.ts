@@ -1,0 +1,84 @@
+// Store-backed reads and metadata of network interfaces. Creation and removal happen with their
+// instance (repo/instances.ts), in one transaction with the address and MAC claims.
+//
+// Keys (values are JSON):
+//   /appnet/interfaces/<uuid>   InterfaceRecord
+//   /appnet/macs/<mac>          {interface_uuid, when}: the MAC's claim, created with createRevision == 0
+
+import { Conflict, NotFound, quote } from '../errors.ts';
+import { type InterfaceRecord } from '../instances/interface.ts';
+import { checkInterfaceVisible } from '../instances/instance.ts';
+import type { KeyValue, Store } from '../store/store.ts';
+
+export const INTERFACES_PREFIX = '/appnet/interfaces/';
+export const MACS_PREFIX = '/appnet/macs/';
+const UPDATE_TRIES = 5;
+
+export class InterfaceRepository {
+  constructor(private readonly store: Store) {}
+
+  async all(): Promise<InterfaceRecord[]> {
+    const { kvs } = await this.store.range(INTERFACES_PREFIX);
+    return kvs.map((kv) => JSON.parse(kv.value) as InterfaceRecord);
+  }
+
+  /** Interfaces on a network that are not `deleted` (what blocks the network's deletion). */
+  async onNetwork(networkUuid: string): Promise<InterfaceRecord[]> {
+    return (await this.all())
+      .filter((i) => i.network_uuid === networkUuid && i.state !== 'deleted')
+      .sort((a, b) => a.createdAt - b.createdAt || a.instance_uuid.localeCompare(b.instance_uuid) || a.order - b.order);
+  }
+
+  async count(networkUuid: string): Promise<number> {
+    return (await this.onNetwork(networkUuid)).length;
+  }
+
+  async usedMacs(): Promise<Set<string>> {
+    const { kvs } = await this.store.range(MACS_PREFIX);
+    return new Set(kvs.map((kv) => kv.key.slice(MACS_PREFIX.length)));
+  }
+
+  /** 404 `interface not found` if missing or in another namespace (system sees all). */
+  async get(uuid: string, namespace: string): Promise<InterfaceRecord> {
+    const kv = await this.store.get(INTERFACES_PREFIX + uuid);
+    if (kv === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
+    const record = JSON.parse(kv.value) as InterfaceRecord;
+    checkInterfaceVisible(record, namespace);
+    return record;
+  }
+
+  async setMetadata(uuid: string, key: string, value: string): Promise<Record<string, string>> {
+    return (await this.update(uuid, (r) => ({ ...r, metadata: { ...r.metadata, [key]: value } }))).metadata;
+  }
+
+  /** 404 if the key is not set. */
+  async deleteMetadata(uuid: string, key: string): Promise<Record<string, string>> {
+    const record = await this.update(uuid, (r) => {
+      if (!Object.hasOwn(r.metadata, key)) {
+        throw new NotFound(`metadata key ${quote(key)} not found on interface ${uuid}`, { reason: 'no-key' });
+      }
+      const metadata = { ...r.metadata };
+      delete metadata[key];
+      return { ...r, metadata };
+    });
+    return record.metadata;
+  }
+
+  /** Read-modify-write under a modRevision compare, retried; 409 after UPDATE_TRIES lost races. */
+  async update(uuid: string, change: (record: InterfaceRecord) => InterfaceRecord): Promise<InterfaceRecord> {
+    const key = INTERFACES_PREFIX + uuid;
+    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+      const kv: KeyValue | undefined = await this.store.get(key);
+      if (kv === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
+      const current = JSON.parse(kv.value) as InterfaceRecord;
+      const next = change(current);
+      if (next === current) return current;
+      const result = await this.store.txn({
+        compare: [{ key, target: 'modRevision', op: '==', value: kv.modRevision }],
+        success: [{ type: 'put', key, value: JSON.stringify(next) }],
+      });
+      if (result.succeeded) return next;
+    }
+    throw new Conflict(`interface ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+}
