@@ -31,3 +31,11 @@ if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addo
   echo "setup: building the native addon"
   npx --no-install node-gyp rebuild --directory native --loglevel=error >/dev/null
 fi
+
+# The CLI and the daemon as commands (the checkout's launchers; `npx appnet` works too).
+for cmd in appnet appnetd; do
+  target="$PWD/bin/$cmd.js"
+  if [ "$(readlink -f /usr/local/bin/$cmd 2>/dev/null)" != "$target" ]; then
+    ln -sf "$target" /usr/local/bin/$cmd
+  fi
+done
