@@ -1,46 +1,96 @@
-// The README's demo: two test hosts (network namespaces on a shared underlay), appnetd on each
-// with one instance on VNI 42, a ping across through the userspace data plane, the engine's
-// counters, and a clean teardown whatever happens.
+// The README's demo: three test hosts (network namespaces on a bridged underlay), appnetd on each
+// sharing one SQLite store, two networks and four instances made with the `appnet` CLI, the CLI's
+// tables, and a ping matrix: instances on the same network reach each other, across networks not.
+// Everything it makes is removed at the end, whatever happens.
 import type { ExecutionContext } from 'ava';
-import { buildOverlay, counters } from '../test/helpers/overlay.ts';
-import type { CounterBlock } from '../dataplane/engine.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TestNet, type Host, type Instance } from '../test/helpers/testnet.ts';
+import { runIn } from '../test/helpers/run.ts';
+
+const APPNET = fileURLToPath(new URL('../bin/appnet.js', import.meta.url));
+const TOKEN = `demo-${Math.random().toString(36).slice(2)}-token`;
 
 const cleanups: Array<() => unknown> = [];
 let failed = false;
-// TestNet was made for ava; this stands in for a test's context (teardown, and whether it passed,
-// which decides if the hosts' logs are kept for a post-mortem).
+// TestNet was made for ava; this stands in for a test's context.
 const ctx = {
   teardown: (fn: () => unknown) => cleanups.push(fn),
   get passed() { return !failed; },
 } as unknown as ExecutionContext;
 
-function row(name: string, c: CounterBlock): string {
-  const drops = Object.entries(c.drops).filter(([, n]) => n > 0).map(([k, n]) => `${k}=${n}`).join(' ') || '-';
-  return `  ${name.padEnd(14)} rx ${String(c.rx_packets).padStart(6)} pkts ${String(c.rx_bytes).padStart(9)} B   tx ${String(c.tx_packets).padStart(6)} pkts ${String(c.tx_bytes).padStart(9)} B   drops ${drops}`;
+async function appnet(host: Host, ...args: string[]): Promise<string> {
+  const r = await runIn(host.ns, 'env', ['APPNET_API=http://127.0.0.1:7878', `APPNET_TOKEN=${TOKEN}`, 'node', APPNET, ...args]);
+  return r.stdout;
+}
+
+function show(title: string, text: string): void {
+  console.log(`\n$ appnet ${title}`);
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
 try {
-  console.log('demo: building two hosts (network namespaces on a bridged underlay, 198.18.0.0/24)');
-  const { net, daemons, instances: [a, b] } = await buildOverlay(ctx, { hosts: 2 });
-  console.log(`demo: host h1 ${a.host.underlayIp}, instance ${a.inst.ns} ${a.addr} (${a.mac})`);
-  console.log(`demo: host h2 ${b.host.underlayIp}, instance ${b.inst.ns} ${b.addr} (${b.mac})`);
-  console.log(`demo: ping ${a.addr} -> ${b.addr} over VXLAN VNI 42 through appnetd`);
-  const p = await net.ping(a.inst.ns, b.addr, { count: 5, interval: 0.2 });
-  process.stdout.write(p.output.split('\n').map((l) => `  ${l}`).join('\n') + '\n');
-  for (const [i, d] of daemons.entries()) {
-    const c = await counters(d);
-    console.log(`demo: engine counters on h${i + 1}`);
-    console.log(row('wire', c.wire));
-    for (const [vni, v] of Object.entries(c.vnis)) console.log(row(`vni ${vni}`, v));
-    for (const port of c.ports) console.log(row(`port ${port.name}`, port));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-demo-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  console.log('demo: three hosts (network namespaces on a bridged underlay, 198.18.0.0/24), one SQLite store');
+  const net = await TestNet.create(ctx, { hosts: 3 });
+  const [h1, h2, h3] = net.hosts;
+  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
+  for (const h of net.hosts) await net.startAppnetd(h, cp);
+
+  const red = JSON.parse(await appnet(h1, 'network', 'create', 'red', '198.18.110.0/24', '--json'));
+  const blue = JSON.parse(await appnet(h1, 'network', 'create', 'blue', '198.18.111.0/24', '--json'));
+  const placement: Array<[string, Host, string]> = [['red-1', h1, red.uuid], ['red-2', h2, red.uuid], ['blue-1', h2, blue.uuid], ['blue-2', h3, blue.uuid]];
+  const instances: Array<{ name: string; inst: Instance; addr: string; network: string; port: string }> = [];
+  for (const [name, host, network] of placement) {
+    const inst = await net.addInstance(name);
+    const made = JSON.parse(await appnet(h1, 'instance', 'create', name, '--host', host.name, '--netns', inst.ns, '--network', network, '--json'));
+    const port = `an${made.interfaces[0].uuid.replace(/-/g, '').slice(0, 8)}`;
+    instances.push({ name, inst, addr: made.interfaces[0].ipv4, network: network === red.uuid ? 'red' : 'blue', port });
   }
-  failed = p.received !== p.transmitted;
-  console.log(failed ? 'demo: FAILED, some pings were lost' : 'demo: OK, 0% loss');
+  // Wait until every daemon has built its ports.
+  for (let i = 0; i < 80; i++) {
+    const ifaces = [...JSON.parse(await appnet(h1, 'network', 'interfaces', 'red', '--json')), ...JSON.parse(await appnet(h1, 'network', 'interfaces', 'blue', '--json'))];
+    if (ifaces.length === 4 && ifaces.every((x: { state: string }) => x.state === 'created')) break;
+    await sleep(250);
+  }
+
+  // No gateway yet: give every instance an on-link route to the other network, so that a ping
+  // across networks really leaves the instance (ARP into its own VNI) and the overlay must drop it.
+  for (const d of instances) {
+    const other = d.network === 'red' ? '198.18.111.0/24' : '198.18.110.0/24';
+    await runIn(d.inst.ns, 'ip', ['route', 'add', other, 'dev', d.port]);
+  }
+
+  show('host list', await appnet(h1, 'host', 'list'));
+  show('network list', await appnet(h1, 'network', 'list'));
+  show('instance list', await appnet(h1, 'instance', 'list'));
+  show('network addresses red', await appnet(h1, 'network', 'addresses', 'red'));
+
+  console.log('\nping matrix (row pings column; expected: reach within a network, none across)');
+  const w = 16;
+  console.log(''.padEnd(w) + instances.map((d) => `${d.name} ${d.addr}`.padEnd(w + 8)).join(''));
+  for (const from of instances) {
+    let row = `${from.name}`.padEnd(w);
+    for (const to of instances) {
+      if (to === from) { row += '-'.padEnd(w + 8); continue; }
+      const p = await net.ping(from.inst.ns, to.addr, { count: 2, interval: 0.1, timeoutS: 3 });
+      const reach = p.received > 0;
+      const expected = from.network === to.network;
+      if (reach !== expected) failed = true;
+      row += `${reach ? 'reach' : 'no reach'}${reach === expected ? '' : ' (WRONG)'}`.padEnd(w + 8);
+    }
+    console.log(row);
+  }
+  console.log(failed ? '\ndemo: FAILED, the matrix is not as expected' : '\ndemo: OK, same network reaches, different networks do not');
 } catch (e) {
   failed = true;
   console.error(`demo: ${(e as Error).message}`);
 } finally {
   for (const fn of cleanups.reverse()) await fn();
-  console.log(`demo: cleaned up (no namespaces, devices or daemons left)`);
+  console.log('demo: cleaned up (no namespaces, devices or daemons left)');
 }
 process.exit(failed ? 1 : 0);
