@@ -65,6 +65,46 @@ export interface RouteDoc {
 
 const metadataMap: JsonSchema = { type: 'object', additionalProperties: { type: 'string' } };
 
+// GET/POST {base}/metadata, PUT/DELETE {base}/metadata/:key, for networks and interfaces alike.
+const metadataRoutes = (base: string, params: JsonSchema, paramsKey: JsonSchema, what: string): RouteDoc[] => [
+  { method: 'GET', url: `${base}/metadata`, summary: `Metadata of ${what}`, schema: { params }, response: metadataMap, errors: [401, 404] },
+  {
+    method: 'POST',
+    url: `${base}/metadata`,
+    summary: 'Set one metadata key',
+    schema: {
+      params,
+      body: {
+        type: 'object',
+        required: ['key', 'value'],
+        additionalProperties: false,
+        properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
+      },
+    },
+    response: metadataMap,
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'PUT',
+    url: `${base}/metadata/:key`,
+    summary: 'Set one metadata key',
+    schema: {
+      params: paramsKey,
+      body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'string' } } },
+    },
+    response: metadataMap,
+    errors: [400, 401, 404],
+  },
+  {
+    method: 'DELETE',
+    url: `${base}/metadata/:key`,
+    summary: 'Delete one metadata key',
+    schema: { params: paramsKey },
+    response: metadataMap,
+    errors: [401, 404],
+  },
+];
+
 export const ROUTES: RouteDoc[] = [
   {
     method: 'POST',
@@ -190,49 +230,7 @@ export const ROUTES: RouteDoc[] = [
     },
     errors: [401, 404],
   },
-  {
-    method: 'GET',
-    url: '/networks/:ref/metadata',
-    summary: 'Metadata of a network',
-    schema: { params: ref },
-    response: metadataMap,
-    errors: [401, 404],
-  },
-  {
-    method: 'POST',
-    url: '/networks/:ref/metadata',
-    summary: 'Set one metadata key',
-    schema: {
-      params: ref,
-      body: {
-        type: 'object',
-        required: ['key', 'value'],
-        additionalProperties: false,
-        properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
-      },
-    },
-    response: metadataMap,
-    errors: [400, 401, 404],
-  },
-  {
-    method: 'PUT',
-    url: '/networks/:ref/metadata/:key',
-    summary: 'Set one metadata key',
-    schema: {
-      params: refKey,
-      body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'string' } } },
-    },
-    response: metadataMap,
-    errors: [400, 401, 404],
-  },
-  {
-    method: 'DELETE',
-    url: '/networks/:ref/metadata/:key',
-    summary: 'Delete one metadata key',
-    schema: { params: refKey },
-    response: metadataMap,
-    errors: [401, 404],
-  },
+  ...metadataRoutes('/networks/:ref', ref, refKey, 'a network'),
 ];
 
 const uuidParam = { type: 'object', required: ['uuid'], properties: { uuid: { type: 'string', minLength: 1 } } } as const;
@@ -272,44 +270,6 @@ export const instanceViewSchema: JsonSchema = {
   },
 };
 
-const metadataRoutes = (base: string, params: JsonSchema, paramsKey: JsonSchema, what: string): RouteDoc[] => [
-  { method: 'GET', url: `${base}/metadata`, summary: `Metadata of ${what}`, schema: { params }, response: metadataMap, errors: [401, 404] },
-  {
-    method: 'POST',
-    url: `${base}/metadata`,
-    summary: 'Set one metadata key',
-    schema: {
-      params,
-      body: {
-        type: 'object',
-        required: ['key', 'value'],
-        additionalProperties: false,
-        properties: { key: { type: 'string', minLength: 1 }, value: { type: 'string' } },
-      },
-    },
-    response: metadataMap,
-    errors: [400, 401, 404],
-  },
-  {
-    method: 'PUT',
-    url: `${base}/metadata/:key`,
-    summary: 'Set one metadata key',
-    schema: {
-      params: paramsKey,
-      body: { type: 'object', required: ['value'], additionalProperties: false, properties: { value: { type: 'string' } } },
-    },
-    response: metadataMap,
-    errors: [400, 401, 404],
-  },
-  {
-    method: 'DELETE',
-    url: `${base}/metadata/:key`,
-    summary: 'Delete one metadata key',
-    schema: { params: paramsKey },
-    response: metadataMap,
-    errors: [401, 404],
-  },
-];
 
 /**
  * Routes of instances and interfaces. Kept apart from ROUTES for now: /openapi.json still
