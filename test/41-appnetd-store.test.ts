@@ -6,9 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet } from './helpers/testnet.ts';
-import { apiCall } from './helpers/api-in-ns.ts';
+import { apiCall, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
-const TOKEN = 'test-system-token-0123456789';
 
 test('two daemons share one store: /hosts lists both, a network made on one is seen on the other, kill -9 and restart take over', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-store-'));
@@ -16,18 +15,18 @@ test('two daemons share one store: /hosts lists both, a network made on one is s
   const store = `sqlite:${path.join(dir, 'appnet.db')}`;
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store, tokens: { [TOKEN]: 'system' }, api: { address: '127.0.0.1', port: 7878 }, floatingPool: '198.19.0.0/24', tokenFile: path.join(dir, 'token') };
+  const cp = { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: '127.0.0.1', port: 7878 }, floatingPool: '198.19.0.0/24', tokenFile: path.join(dir, 'token') };
   await net.startAppnetd(h1, cp);
   const d2 = await net.startAppnetd(h2, cp);
 
-  const hosts = await apiCall(h1.ns, 'GET', '/hosts', TOKEN);
+  const hosts = await apiCall(h1.ns, 'GET', '/hosts', TEST_TOKEN);
   t.is(hosts.status, 200);
   t.deepEqual(hosts.body.map((h: any) => [h.name, h.underlay_address]).sort(), [['h1', h1.underlayIp], ['h2', h2.underlayIp]]);
   t.is((await apiCall(h1.ns, 'GET', '/hosts', 'wrong-token')).status, 401);
 
-  const made = await apiCall(h1.ns, 'POST', '/networks', TOKEN, { name: 'blue', netblock: '198.18.100.0/24', namespace: 'system' });
+  const made = await apiCall(h1.ns, 'POST', '/networks', TEST_TOKEN, { name: 'blue', netblock: '198.18.100.0/24', namespace: 'system' });
   t.is(made.status, 200, JSON.stringify(made.body));
-  const seen = await apiCall(h2.ns, 'GET', `/networks/${made.body.uuid}`, TOKEN);
+  const seen = await apiCall(h2.ns, 'GET', `/networks/${made.body.uuid}`, TEST_TOKEN);
   t.is(seen.body.name, 'blue');
   t.is(seen.body.netblock, '198.18.100.0/24');
 
@@ -35,7 +34,7 @@ test('two daemons share one store: /hosts lists both, a network made on one is s
   const oldPid = d2.pid;
   await d2.kill9();
   await d2.restart();
-  const after = await apiCall(h1.ns, 'GET', '/hosts', TOKEN);
+  const after = await apiCall(h1.ns, 'GET', '/hosts', TEST_TOKEN);
   const rec = after.body.find((h: any) => h.name === 'h2');
   t.truthy(rec);
   t.not(rec.pid, oldPid);
@@ -45,7 +44,7 @@ test('two daemons share one store: /hosts lists both, a network made on one is s
   await d2.kill9();
   let names: string[] = [];
   for (let i = 0; i < 40; i++) {
-    names = (await apiCall(h1.ns, 'GET', '/hosts', TOKEN)).body.map((h: any) => h.name);
+    names = (await apiCall(h1.ns, 'GET', '/hosts', TEST_TOKEN)).body.map((h: any) => h.name);
     if (!names.includes('h2')) break;
     await sleep(500);
   }

@@ -5,18 +5,12 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
+import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
-const TOKEN = 'test-system-token-0123456789';
-const APPNET = fileURLToPath(new URL('../bin/appnet.js', import.meta.url));
 
-async function cli(ns: string, ...args: string[]): Promise<any> {
-  const r = await runIn(ns, 'env', [`APPNET_API=http://127.0.0.1:7878`, `APPNET_TOKEN=${TOKEN}`, 'node', APPNET, ...args, '--json']);
-  return JSON.parse(r.stdout);
-}
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 60): Promise<T> {
   for (let i = 0; i < tries; i++) {
@@ -32,36 +26,36 @@ test('a network made with the CLI carries ping between instances on two hosts; d
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
+  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
   await net.startAppnetd(h1, cp);
   await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
 
-  const network = await cli(h1.ns, 'network', 'create', 'blue', '198.18.100.0/24');
-  const ia = await cli(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
-  const ib = await cli(h2.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
+  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.100.0/24');
+  const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
+  const ib = await cliJson(h2.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   const addrA = ia.interfaces[0].ipv4;
   const addrB = ib.interfaces[0].ipv4;
   t.regex(addrA, /^198\.18\.100\.\d+$/);
 
   // Each daemon creates its instance's TAP, addresses it, and reports the interface created.
   await until('interfaces created', async () => {
-    const list = await cli(h1.ns, 'network', 'interfaces', network.uuid);
+    const list = await cliJson(h1.ns, 'network', 'interfaces', network.uuid);
     return list.length === 2 && list.every((i: any) => i.state === 'created') ? list : undefined;
   });
-  t.is((await cli(h2.ns, 'network', 'show', network.uuid)).state, 'created');
+  t.is((await cliJson(h2.ns, 'network', 'show', network.uuid)).state, 'created');
   const p = await net.ping(a.ns, addrB, { count: 5, interval: 0.1 });
   t.is(p.received, 5, p.output);
   const q = await net.ping(b.ns, addrA, { count: 5, interval: 0.1 });
   t.is(q.received, 5, q.output);
 
   // Delete while interfaces exist: delete-wait. Remove the instances: deleted, devices gone.
-  const del = await cli(h1.ns, 'network', 'delete', network.uuid);
+  const del = await cliJson(h1.ns, 'network', 'delete', network.uuid);
   t.is(del.state, 'delete-wait');
-  await cli(h1.ns, 'instance', 'delete', ia.uuid);
-  await cli(h2.ns, 'instance', 'delete', ib.uuid);
-  t.is((await cli(h1.ns, 'network', 'show', network.uuid)).state, 'deleted');
+  await cliJson(h1.ns, 'instance', 'delete', ia.uuid);
+  await cliJson(h2.ns, 'instance', 'delete', ib.uuid);
+  t.is((await cliJson(h1.ns, 'network', 'show', network.uuid)).state, 'deleted');
   for (const [ns, inst] of [[a.ns, 'a'], [b.ns, 'b']]) {
     const links = await until(`no TAP left in instance ${inst}`, async () => {
       const out = (await runIn(ns, 'ip', ['-o', 'link', 'show'])).stdout;

@@ -5,18 +5,12 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
+import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
-const TOKEN = 'test-system-token-0123456789';
-const APPNET = fileURLToPath(new URL('../bin/appnet.js', import.meta.url));
 
-async function cli(ns: string, ...args: string[]): Promise<any> {
-  const r = await runIn(ns, 'env', [`APPNET_API=http://127.0.0.1:7878`, `APPNET_TOKEN=${TOKEN}`, 'node', APPNET, ...args, '--json']);
-  return JSON.parse(r.stdout);
-}
 
 async function taps(ns: string): Promise<string[]> {
   const out = (await runIn(ns, 'ip', ['-o', 'link', 'show'])).stdout;
@@ -28,14 +22,14 @@ test('kill -9 during traffic and restart: state intact, one TAP with the same MA
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
+  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
   await net.startAppnetd(h1, cp);
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
-  const network = await cli(h1.ns, 'network', 'create', 'blue', '198.18.101.0/24');
-  const ia = await cli(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
-  const ib = await cli(h1.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
+  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.101.0/24');
+  const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
+  const ib = await cliJson(h1.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   const addrB = ib.interfaces[0].ipv4;
   let first;
   for (let i = 0; i < 40; i++) {
@@ -44,7 +38,7 @@ test('kill -9 during traffic and restart: state intact, one TAP with the same MA
     await sleep(250);
   }
   t.is(first!.received, 1, 'the overlay never came up');
-  const before = { interfaces: await cli(h1.ns, 'network', 'interfaces', network.uuid), addresses: await cli(h1.ns, 'network', 'addresses', network.uuid) };
+  const before = { interfaces: await cliJson(h1.ns, 'network', 'interfaces', network.uuid), addresses: await cliJson(h1.ns, 'network', 'addresses', network.uuid) };
 
   // Traffic runs while h2's daemon dies; its TAP disappears with it.
   const during = net.ping(a.ns, addrB, { count: 60, interval: 0.1, timeoutS: 20 });
@@ -57,7 +51,7 @@ test('kill -9 during traffic and restart: state intact, one TAP with the same MA
   t.true(p.received > 0 && p.received < 60, `ping across the crash: ${p.received}/60`);
 
   // After the restart: same state in the store, one TAP with the same MAC and address, traffic.
-  const after = { interfaces: await cli(h1.ns, 'network', 'interfaces', network.uuid), addresses: await cli(h1.ns, 'network', 'addresses', network.uuid) };
+  const after = { interfaces: await cliJson(h1.ns, 'network', 'interfaces', network.uuid), addresses: await cliJson(h1.ns, 'network', 'addresses', network.uuid) };
   t.deepEqual(after.addresses, before.addresses);
   t.deepEqual(after.interfaces.map((i: any) => [i.uuid, i.macaddr, i.ipv4]), before.interfaces.map((i: any) => [i.uuid, i.macaddr, i.ipv4]));
   const tapsB = await taps(b.ns);
@@ -68,6 +62,6 @@ test('kill -9 during traffic and restart: state intact, one TAP with the same MA
   t.is(mac, ib.interfaces[0].macaddr);
   const resumed = await net.ping(a.ns, addrB, { count: 5, interval: 0.1 });
   t.is(resumed.received, 5, resumed.output);
-  t.is((await cli(h1.ns, 'host', 'list')).length, 2);
+  t.is((await cliJson(h1.ns, 'host', 'list')).length, 2);
   void ia;
 });

@@ -1,37 +1,12 @@
 // Contract tests of the /networks REST API against a real SQLite store file.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildApi } from '../control/api/app.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
-import { openStore } from '../control/store/index.ts';
-
-const POOL = '198.19.0.0/24';
-const TOKENS = new Map([
-  ['tok-sys', 'system'],
-  ['tok-a', 'alpha'],
-  ['tok-b', 'beta'],
-]);
+import { apiFixture, POOL } from './helpers/api-fixture.ts';
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }, interfaces = 0) {
-  const dir = mkdtempSync(join(tmpdir(), 'appnet-api-'));
-  const store = await openStore(join(dir, 'store.db'));
   let count = interfaces;
-  const app = buildApi({ store, tokens: TOKENS, floatingPool: POOL, interfaceCount: () => count });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const repo = new NetworkRepository({ store, floatingPool: POOL });
-  const call = async (method: string, url: string, token: string | null, payload?: unknown) => {
-    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
-    const res = await app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });
-    return { status: res.statusCode, body: res.body === '' ? undefined : res.json() };
-  };
-  return { app, store, repo, call, setInterfaces: (n: number) => (count = n) };
+  const f = await apiFixture(t, { interfaceCount: () => count });
+  return { ...f, setInterfaces: (n: number) => (count = n) };
 }
 
 test('create, get by uuid and name, list, delete', async (t) => {

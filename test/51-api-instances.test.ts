@@ -1,38 +1,14 @@
 // Contract tests of the /instances and /interfaces REST API against a real SQLite store file.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { buildApi } from '../control/api/app.ts';
+import { apiFixture, POOL } from './helpers/api-fixture.ts';
 import { allocateMac, checkRequestedMac, parseMac } from '../control/instances/mac.ts';
 import { defaultNetns } from '../control/instances/instance.ts';
 import { transitionInterface, newInterfaceRecord } from '../control/instances/interface.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
-import { openStore } from '../control/store/index.ts';
 
-const POOL = '198.19.0.0/24';
-const TOKENS = new Map([
-  ['tok-sys', 'system'],
-  ['tok-a', 'alpha'],
-  ['tok-b', 'beta'],
-]);
 
 async function setup(t: { teardown: (fn: () => Promise<void> | void) => void }) {
-  const dir = mkdtempSync(join(tmpdir(), 'appnet-inst-'));
-  const store = await openStore(join(dir, 'store.db'));
-  const app = buildApi({ store, tokens: TOKENS, floatingPool: POOL });
-  await app.ready();
-  t.teardown(async () => {
-    await app.close();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const repo = new NetworkRepository({ store, floatingPool: POOL });
-  const call = async (method: string, url: string, token: string | null, payload?: unknown) => {
-    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
-    const res = await app.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload: payload as object } : {}) });
-    return { status: res.statusCode, body: res.body === '' ? undefined : res.json() };
-  };
+  const { app, store, repo, call } = await apiFixture(t);
   const network = async (name: string, netblock: string, token = 'tok-a') => {
     const res = await call('POST', '/networks', token, { name, netblock });
     if (res.status !== 200) throw new Error(JSON.stringify(res.body));

@@ -12,3 +12,13 @@ export async function apiCall(ns: string, method: string, path: string, token: s
   const r = await runIn(ns, 'node', ['--input-type=module', '-e', SCRIPT, url, method, token, body === undefined ? '' : JSON.stringify(body)]);
   return JSON.parse(r.stdout);
 }
+
+/** The system token the control-plane tests configure their daemons with. */
+export const TEST_TOKEN = 'test-system-token-0123456789';
+const APPNET = new URL('../../bin/appnet.js', import.meta.url).pathname;
+
+/** Runs `appnet ... --json` inside a host namespace against that host's API; returns the JSON. */
+export async function cliJson(ns: string, ...args: string[]): Promise<any> {
+  const r = await runIn(ns, 'env', ['APPNET_API=http://127.0.0.1:7878', `APPNET_TOKEN=${TEST_TOKEN}`, 'node', APPNET, ...args, '--json']);
+  return JSON.parse(r.stdout);
+}
