@@ -9,7 +9,8 @@
         "src/engine_tx.cc",
         "src/engine_rx.cc",
         "src/l3port.cc",
-        "src/punt.cc"
+        "src/punt.cc",
+        "src/links.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

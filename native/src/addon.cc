@@ -55,6 +55,22 @@ Napi::Object counters_object(Napi::Env env, const Counters& c) {
   return o;
 }
 
+Napi::Object link_counters(Napi::Env env, const LinkCounters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("tx_packets", double(c.tx_packets.load()));
+  o.Set("tx_bytes", double(c.tx_bytes.load()));
+  o.Set("rx_packets", double(c.rx_packets.load()));
+  o.Set("rx_bytes", double(c.rx_bytes.load()));
+  o.Set("keepalives_tx", double(c.keepalives_tx.load()));
+  o.Set("keepalives_rx", double(c.keepalives_rx.load()));
+  o.Set("roams", double(c.roams.load()));
+  o.Set("handshakes_rx", double(c.handshakes_rx.load()));
+  Napi::Object d = Napi::Object::New(env);
+  for (int i = 0; i < kLinkDropCount; i++) d.Set(link_drop_name(i), double(c.drops[i].load()));
+  o.Set("drops", d);
+  return o;
+}
+
 Napi::Buffer<uint8_t> mac_buffer(Napi::Env env, uint64_t k) {
   auto b = Napi::Buffer<uint8_t>::New(env, 6);
   mac_write(b.Data(), k);
@@ -83,6 +99,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::InjectToVni>("injectToVni"),
       InstanceMethod<&EngineWrap::SendDatagram>("sendDatagram"),
       InstanceMethod<&EngineWrap::TxSourcePorts>("txSourcePorts"),
+      InstanceMethod<&EngineWrap::LinkAddPeer>("linkAddPeer"),
+      InstanceMethod<&EngineWrap::LinkRemovePeer>("linkRemovePeer"),
+      InstanceMethod<&EngineWrap::LinkInstall>("linkInstall"),
+      InstanceMethod<&EngineWrap::LinkExpire>("linkExpire"),
+      InstanceMethod<&EngineWrap::LinkKeepalive>("linkKeepalive"),
+      InstanceMethod<&EngineWrap::LinkSend>("linkSend"),
+      InstanceMethod<&EngineWrap::LinkPeers>("linkPeers"),
+      InstanceMethod<&EngineWrap::LinkPort>("linkPort"),
     });
   }
 
@@ -98,6 +122,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.udp_gso = flag("udpGso");
     opt.udp_gro = flag("udpGro");
     opt.tap_offload = flag("tapOffload");
+    opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);
@@ -128,7 +153,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
   Napi::Value AddVni(const Napi::CallbackInfo& info) {
-    guard(info.Env(), [&] { engine_->add_vni(u32(info[0]), i32(info[1])); });
+    bool encrypted = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    guard(info.Env(), [&] { engine_->add_vni(u32(info[0]), i32(info[1]), encrypted); });
     return info.Env().Undefined();
   }
   Napi::Value RemoveVni(const Napi::CallbackInfo& info) {
@@ -213,6 +239,83 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Object offload = Napi::Object::New(env);
     offload.Set("udp_gso_fallbacks", double(engine_->gso_fallbacks()));
     out.Set("offload", offload);
+    if (engine_->links_enabled()) out.Set("links", link_counters(env, engine_->links().global()));
+    return out;
+  }
+
+  // Encrypted links. Peers are named by their registered underlay address (u32, host order).
+  Napi::Value LinkAddPeer(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->link_add_peer(u32(info[0]), u32(info[1]), uint16_t(u32(info[2]))); });
+    return info.Env().Undefined();
+  }
+  Napi::Value LinkRemovePeer(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), guard(info.Env(), [&] { return engine_->link_remove_peer(u32(info[0])); }));
+  }
+  // linkInstall(vtep, { localIndex, remoteIndex, sendKey: Buffer(32), recvKey: Buffer(32), initiator })
+  Napi::Value LinkInstall(const Napi::CallbackInfo& info) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    auto send = o.Get("sendKey").As<Napi::Buffer<uint8_t>>();
+    auto recv = o.Get("recvKey").As<Napi::Buffer<uint8_t>>();
+    if (send.Length() != link::kKeyLen || recv.Length() != link::kKeyLen)
+      throw Napi::RangeError::New(info.Env(), "session keys are 32 bytes");
+    guard(info.Env(), [&] {
+      engine_->link_install(u32(info[0]), u32(o.Get("localIndex")), u32(o.Get("remoteIndex")), send.Data(),
+                            recv.Data(), o.Get("initiator").ToBoolean().Value());
+    });
+    return info.Env().Undefined();
+  }
+  Napi::Value LinkExpire(const Napi::CallbackInfo& info) {
+    engine_->link_expire();
+    return info.Env().Undefined();
+  }
+  Napi::Value LinkKeepalive(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), guard(info.Env(), [&] { return engine_->link_keepalive(u32(info[0])); }));
+  }
+  Napi::Value LinkSend(const Napi::CallbackInfo& info) {
+    auto b = info[2].As<Napi::Buffer<uint8_t>>();
+    guard(info.Env(), [&] { engine_->link_send(u32(info[0]), uint16_t(u32(info[1])), b.Data(), b.Length()); });
+    return info.Env().Undefined();
+  }
+  Napi::Value LinkPort(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), engine_->link_port());
+  }
+  // linkPeers(withKeys?) -> [{ vtep, endpoint: {ip, port}, sessions: {current, previous, next}, lastTxAgoMs, ... }]
+  // Keys are included only when asked (operators' key export for decrypting captures).
+  Napi::Value LinkPeers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool keys = info.Length() > 0 && info[0].ToBoolean().Value();
+    auto lock = engine_->read_lock();
+    uint64_t now = Engine::now_ms();
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (auto& [vtep, p] : engine_->links().peers()) {
+      Napi::Object o = link_counters(env, p->c);
+      o.Set("vtep", double(vtep));
+      o.Set("endpointIp", double(p->endpoint_ip()));
+      o.Set("endpointPort", p->endpoint_port());
+      uint64_t tx = p->last_tx_ms.load(), rx = p->last_rx_ms.load();
+      o.Set("lastTxAgoMs", tx ? double(now - tx) : -1.0);
+      o.Set("lastRxAgoMs", rx ? double(now - rx) : -1.0);
+      o.Set("wantSession", p->want_session.load());
+      const char* names[3] = {"current", "previous", "next"};
+      LinkSession* slots[3] = {p->current.load(), p->previous.load(), p->next.load()};
+      for (int i = 0; i < 3; i++) {
+        if (!slots[i]) { o.Set(names[i], env.Null()); continue; }
+        LinkSession& s = *slots[i];
+        Napi::Object so = Napi::Object::New(env);
+        so.Set("localIndex", double(s.local_idx));
+        so.Set("remoteIndex", double(s.remote_idx));
+        so.Set("initiator", s.initiator);
+        so.Set("ageMs", double(now - s.created_ms));
+        so.Set("sendCounter", Napi::BigInt::New(env, s.send_ctr.load()));
+        if (keys) {
+          so.Set("sendKey", Napi::Buffer<uint8_t>::Copy(env, s.send_key, link::kKeyLen));
+          so.Set("recvKey", Napi::Buffer<uint8_t>::Copy(env, s.recv_key, link::kKeyLen));
+        }
+        o.Set(names[i], so);
+      }
+      out.Set(n++, o);
+    }
     return out;
   }
   // addPuntRule({ ethertype?, ipProto?, dstIp?, dstPort?, vni?, consume? }) -> id
@@ -241,6 +344,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       o.Set("port", items[i].port);
       o.Set("vni", double(items[i].vni));
       o.Set("remote", double(items[i].remote));
+      o.Set("remotePort", items[i].remote_port);
       o.Set("frame", Napi::Buffer<uint8_t>::Copy(env, items[i].frame.data(), items[i].frame.size()));
       out.Set(uint32_t(i), o);
     }

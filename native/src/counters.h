@@ -13,12 +13,14 @@ enum Drop : int {
   kDropNoDestination,
   kDropQueueFull,
   kDropOversize,
+  kDropNoSession,    // encrypted VNI, but no usable session to the peer
+  kDropUnencrypted,  // clear VXLAN arrived for an encrypted VNI
   kDropCount
 };
 
 inline const char* drop_name(int d) {
   static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
-                                          "queue_full", "oversize"};
+                                          "queue_full", "oversize", "no_session", "unencrypted"};
   return names[d];
 }
 

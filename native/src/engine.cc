@@ -70,6 +70,19 @@ void ImmediateSender::to_vtep(uint32_t remote, int sock, const uint8_t* d, size_
     v.c.tx(len);
 }
 
+uint8_t* ImmediateSender::link_buffer() {
+  if (!buf_) buf_.reset(new uint8_t[kSlotSize + link::kOverhead]);
+  return buf_.get();
+}
+
+void ImmediateSender::to_link(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len, Vni* v) {
+  sockaddr_in a = vtep_addr(ip, port);
+  bool ok = sendto(link_fd_, msg, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) >= 0;
+  if (!v) return;
+  if (ok) v->c.tx(len);
+  else v->c.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
+}
+
 uint64_t Engine::now_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -84,6 +97,12 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
     int one = 1;
     if (o.udp_gro) setsockopt(rx_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
     for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
+    if (o.link_port) {
+      if (!link::init()) throw std::runtime_error("libsodium failed to initialise");
+      // Any address: the link keeps working when this host's underlay address changes.
+      link_fd_ = udp_socket(0, o.link_port, 8 << 20);
+      if (o.udp_gro) setsockopt(link_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+    }
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) sys_fail("epoll_create1");
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -94,6 +113,7 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) sys_fail("epoll_ctl wake");
   } catch (...) {
     if (rx_fd_ >= 0) close(rx_fd_);
+    if (link_fd_ >= 0) close(link_fd_);
     for (int fd : tx_fds_) if (fd >= 0) close(fd);
     if (epfd_ >= 0) close(epfd_);
     if (wake_fd_ >= 0) close(wake_fd_);
@@ -104,6 +124,7 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
 Engine::~Engine() {
   stop();
   close(rx_fd_);
+  if (link_fd_ >= 0) close(link_fd_);
   for (int fd : tx_fds_) close(fd);
   close(epfd_);
   close(wake_fd_);
@@ -131,6 +152,7 @@ void Engine::stop() {
     // The RX thread polls with a short timeout and sees running_ == false.
     if (tx_thread_.joinable()) tx_thread_.join();
     if (rx_thread_.joinable()) rx_thread_.join();
+    if (link_thread_.joinable()) link_thread_.join();
   }
   std::unique_lock lock(cfg_mu_);
   for (auto& p : ports_) {
@@ -141,13 +163,16 @@ void Engine::stop() {
   for (auto& [id, v] : vnis_) v->ports.clear();
 }
 
-void Engine::add_vni(uint32_t vni, int mtu) {
+void Engine::add_vni(uint32_t vni, int mtu, bool encrypted) {
   if (vni > kMaxVni) throw std::invalid_argument("VNI " + std::to_string(vni) + " exceeds 24 bits");
   std::unique_lock lock(cfg_mu_);
   if (vnis_.count(vni)) throw std::invalid_argument("VNI " + std::to_string(vni) + " already exists");
   auto v = std::make_unique<Vni>();
   v->id = vni;
   v->mtu = mtu;
+  if (encrypted && !links_enabled())
+    throw std::invalid_argument("VNI " + std::to_string(vni) + " is encrypted but links are disabled");
+  v->encrypted = encrypted;
   vnis_[vni] = std::move(v);
 }
 
@@ -332,7 +357,7 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
   vxlan_write_header(dgram, v.id);
   int sock = int(flow_hash(frame, len) % kTxSockets);
   if (known) {
-    out.to_vtep(e.remote, sock, dgram, len + kVxlanHdr, v);
+    emit(out, v, e.remote, sock, dgram, len + kVxlanHdr);
     return;
   }
   // Broadcast, multicast or unknown unicast: every other local port and every VTEP.
@@ -344,10 +369,40 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
     sent = true;
   }
   for (uint32_t remote : v.flood) {
-    out.to_vtep(remote, sock, dgram, len + kVxlanHdr, v);
+    emit(out, v, remote, sock, dgram, len + kVxlanHdr);
     sent = true;
   }
   if (!sent && in) in->c.drop(kDropNoDestination);
+}
+
+void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len) {
+  if (!v.encrypted) {
+    out.to_vtep(remote, sock, dgram, len, v);
+    return;
+  }
+  uint64_t now = now_ms();
+  LinkPeer* p = links_.peer(remote);
+  LinkSession* s = p ? p->sendable(now) : nullptr;
+  if (!s) {
+    v.c.drop(kDropNoSession);
+    if (p) {
+      p->c.drop(kLinkDropNoSession);
+      p->want_session.store(true, std::memory_order_relaxed);
+    }
+    return;
+  }
+  uint64_t ctr = s->send_ctr.fetch_add(1, std::memory_order_relaxed);
+  if (ctr >= link::kRejectAfterMessages) {
+    v.c.drop(kDropNoSession);
+    p->c.drop(kLinkDropCounterExhausted);
+    return;
+  }
+  uint8_t* msg = out.link_buffer();
+  size_t n = link::seal(s->send_key, s->remote_idx, ctr, dgram, len, msg);
+  p->c.tx_packets.fetch_add(1, std::memory_order_relaxed);
+  p->c.tx_bytes.fetch_add(n, std::memory_order_relaxed);
+  p->last_tx_ms.store(now, std::memory_order_relaxed);
+  out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, &v);
 }
 
 void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out) {
@@ -377,7 +432,7 @@ void Engine::inject_to_port(int id, const uint8_t* frame, size_t len) {
   if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
   std::vector<uint8_t> buf(kVxlanHdr + len);
   std::memcpy(buf.data() + kVxlanHdr, frame, len);
-  ImmediateSender out(tx_fds_, opt_.underlay_port);
+  ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   deliver_to_port(*p, buf.data() + kVxlanHdr, len, out);
 }
 
@@ -387,8 +442,61 @@ void Engine::inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len) {
   if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
   std::vector<uint8_t> buf(kVxlanHdr + len);
   std::memcpy(buf.data() + kVxlanHdr, frame, len);
-  ImmediateSender out(tx_fds_, opt_.underlay_port);
+  ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   forward_from_local(*v, nullptr, buf.data() + kVxlanHdr, len, out);
+}
+
+void Engine::link_add_peer(uint32_t vtep, uint32_t ip, uint16_t port) {
+  std::unique_lock lock(cfg_mu_);
+  links_.add_peer(vtep, ip, port);
+}
+
+bool Engine::link_remove_peer(uint32_t vtep) {
+  std::unique_lock lock(cfg_mu_);
+  return links_.remove_peer(vtep);
+}
+
+void Engine::link_install(uint32_t vtep, uint32_t local_idx, uint32_t remote_idx, const uint8_t* send_key,
+                          const uint8_t* recv_key, bool initiator) {
+  std::unique_lock lock(cfg_mu_);
+  links_.install(vtep, local_idx, remote_idx, send_key, recv_key, initiator, now_ms());
+}
+
+void Engine::link_expire() {
+  std::unique_lock lock(cfg_mu_);
+  links_.expire(now_ms());
+}
+
+bool Engine::link_keepalive(uint32_t vtep) {
+  std::shared_lock lock(cfg_mu_);
+  LinkPeer* p = links_.peer(vtep);
+  uint64_t now = now_ms();
+  LinkSession* s = p ? p->sendable(now) : nullptr;
+  if (!s) return false;
+  uint64_t ctr = s->send_ctr.fetch_add(1, std::memory_order_relaxed);
+  if (ctr >= link::kRejectAfterMessages) return false;
+  uint8_t msg[link::kOverhead];
+  size_t n = link::seal(s->send_key, s->remote_idx, ctr, msg + link::kHeader, 0, msg);
+  ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
+  out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, nullptr);
+  p->c.keepalives_tx.fetch_add(1, std::memory_order_relaxed);
+  p->last_tx_ms.store(now, std::memory_order_relaxed);
+  return true;
+}
+
+void Engine::link_send(uint32_t ip, uint16_t port, const uint8_t* data, size_t len) {
+  if (link_fd_ < 0) throw std::invalid_argument("links are disabled");
+  sockaddr_in a = vtep_addr(ip, port);
+  if (sendto(link_fd_, data, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
+    sys_fail("link send to " + ip_str(ip) + ":" + std::to_string(port));
+}
+
+uint16_t Engine::link_port() const {
+  if (link_fd_ < 0) return 0;
+  sockaddr_in a{};
+  socklen_t l = sizeof(a);
+  getsockname(link_fd_, reinterpret_cast<sockaddr*>(&a), &l);
+  return ntohs(a.sin_port);
 }
 
 void Engine::send_datagram(uint32_t ip, uint16_t port, const uint8_t* data, size_t len) {

@@ -20,6 +20,7 @@
 
 #include "counters.h"
 #include "device.h"
+#include "links.h"
 #include "punt.h"
 #include "wire.h"
 
@@ -79,6 +80,7 @@ struct FdbEntry {
 struct Vni {
   uint32_t id;
   int mtu;
+  bool encrypted = false;  // carried only on encrypted links; clear VXLAN for it is dropped
   std::vector<uint32_t> flood;  // remote VTEPs for broadcast, multicast and unknown unicast
   std::vector<int> ports;       // local ports in this VNI
   std::mutex fdb_mu;
@@ -86,23 +88,32 @@ struct Vni {
   Counters c;
 };
 
-// Where the switch sends VXLAN datagrams. The TX thread batches; other callers send at once.
-// `dgram` starts with the VXLAN header and must stay valid until flush() returns.
+// Where the switch sends datagrams. The TX thread batches; other callers send at once.
+// to_vtep: `dgram` starts with the VXLAN header and must stay valid until flush() returns.
+// to_link: a sealed link message, written into the buffer link_buffer() handed out last.
 class Sender {
  public:
   virtual ~Sender() = default;
   virtual void to_vtep(uint32_t remote, int sock, const uint8_t* dgram, size_t len, Vni& v) = 0;
+  // Room for one sealed message (kSlotSize + link::kOverhead bytes), valid until flush.
+  virtual uint8_t* link_buffer() = 0;
+  virtual void to_link(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len, Vni* v) = 0;
 };
 
 // Sends each datagram at once: used off the TX thread (injection, ARP answers on RX).
 class ImmediateSender : public Sender {
  public:
-  ImmediateSender(const int* fds, uint16_t port) : fds_(fds), port_(port) {}
+  ImmediateSender(const int* fds, uint16_t port, int link_fd)
+      : fds_(fds), port_(port), link_fd_(link_fd) {}
   void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override;
+  uint8_t* link_buffer() override;
+  void to_link(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len, Vni* v) override;
 
  private:
   const int* fds_;
   uint16_t port_;
+  int link_fd_;
+  std::unique_ptr<uint8_t[]> buf_;
 };
 
 struct EngineOptions {
@@ -113,6 +124,7 @@ struct EngineOptions {
   bool udp_gso = true;      // send runs of datagrams as one UDP_SEGMENT message
   bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
   bool tap_offload = true;  // TAP ports take checksum and TCPv4 segmentation offload
+  uint16_t link_port = 0;   // encrypted links' UDP port (on every address); 0: no links
 };
 
 struct FdbRow {
@@ -129,7 +141,7 @@ class Engine {
   void stop();  // joins threads and closes every device (they disappear)
   bool running() const { return running_; }
 
-  void add_vni(uint32_t vni, int mtu);
+  void add_vni(uint32_t vni, int mtu, bool encrypted = false);
   void remove_vni(uint32_t vni);
   void set_flood(uint32_t vni, std::vector<uint32_t> remotes);
 
@@ -169,6 +181,20 @@ class Engine {
 
   static uint64_t now_ms();
 
+  // Encrypted links (links.h). Handshake messages arriving on the link port are punted with
+  // rule id kLinkPuntRule; JS answers with link_send().
+  static constexpr uint32_t kLinkPuntRule = 0;
+  bool links_enabled() const { return link_fd_ >= 0; }
+  void link_add_peer(uint32_t vtep, uint32_t ip, uint16_t port);
+  bool link_remove_peer(uint32_t vtep);
+  void link_install(uint32_t vtep, uint32_t local_idx, uint32_t remote_idx, const uint8_t* send_key,
+                    const uint8_t* recv_key, bool initiator);
+  void link_expire();
+  bool link_keepalive(uint32_t vtep);
+  void link_send(uint32_t ip, uint16_t port, const uint8_t* data, size_t len);
+  LinkTable& links() { return links_; }
+  uint16_t link_port() const;
+
  private:
   friend class TxPipeline;
   friend class RxPipeline;
@@ -176,6 +202,8 @@ class Engine {
   // Switching, shared by both pipelines and by injection. `frame` has kVxlanHdr bytes of
   // writable headroom before it. `in` is the local port it came from, or null.
   void forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out);
+  // Sends one VXLAN datagram towards a VTEP: in clear, or sealed on the peer's link.
+  void emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len);
   void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out);
   // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
   bool write_port(Port& p, const uint8_t* data, size_t len);
@@ -208,12 +236,14 @@ class Engine {
   std::atomic<uint64_t> gso_fallbacks_{0};
   PuntTable punt_;
 
+  LinkTable links_;
+  int link_fd_ = -1;          // bound to 0.0.0.0:link_port (follows address changes)
   int rx_fd_ = -1;            // bound to underlay_ip:underlay_port
   int tx_fds_[kTxSockets];    // bound to underlay_ip:ephemeral, one per flow-hash bucket
   int epfd_ = -1;             // port fds + wake_fd_, for the TX thread
   int wake_fd_ = -1;          // eventfd: stop or configuration change
   std::atomic<bool> running_{false};
-  std::thread tx_thread_, rx_thread_;
+  std::thread tx_thread_, rx_thread_, link_thread_;
 };
 
 }  // namespace appnet

@@ -13,6 +13,15 @@
 //     unknown unicast go to every local port of the VNI; nothing is sent back to the wire
 //     (split horizon: the sender already replicated to every VTEP).
 // Steps 3-6 run with the configuration lock held shared; nothing allocates per packet.
+//
+// A second instance of this pipeline, on its own thread, reads the encrypted link socket:
+//  3a. Data messages: look the receiver index up, refuse expired sessions, check the replay
+//      window, open (ChaCha20-Poly1305) in place, and only then mark the counter as seen. The
+//      first message on a responder's new session promotes it; a source address that differs
+//      from the peer's endpoint moves the endpoint (roaming). An empty plaintext is a keepalive;
+//      anything else is a VXLAN datagram and continues at step 3, learnt at the peer's identity.
+//  3b. Handshake messages (types 1-3) are punted to JS, which runs the Noise handshake.
+// Clear VXLAN for a VNI marked encrypted is dropped: only the link may carry it.
 #include <arpa/inet.h>
 #include <netinet/udp.h>
 #include <poll.h>
@@ -34,8 +43,12 @@ class RxPipeline {
  public:
   static constexpr size_t kRxSlot = 65536;
 
-  explicit RxPipeline(Engine& e)
-      : e_(e), out_(e.tx_fds_, e.opt_.underlay_port), slots_(size_t(kBatch) * kRxSlot) {
+  RxPipeline(Engine& e, bool link)
+      : e_(e),
+        link_(link),
+        fd_(link ? e.link_fd_ : e.rx_fd_),
+        out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_),
+        slots_(size_t(kBatch) * kRxSlot) {
     for (int i = 0; i < kBatch; i++) {
       iov_[i] = {&slots_[size_t(i) * kRxSlot], kRxSlot};
       msgs_[i] = {};
@@ -46,7 +59,7 @@ class RxPipeline {
   }
 
   void run() {
-    pollfd pfd{e_.rx_fd_, POLLIN, 0};
+    pollfd pfd{fd_, POLLIN, 0};
     while (e_.running_.load(std::memory_order_relaxed)) {
       if (poll(&pfd, 1, 200) <= 0) continue;
       for (;;) {
@@ -55,7 +68,7 @@ class RxPipeline {
           msgs_[i].msg_hdr.msg_control = ctrl_[i];
           msgs_[i].msg_hdr.msg_controllen = sizeof(ctrl_[i]);
         }
-        int n = recvmmsg(e_.rx_fd_, msgs_, kBatch, MSG_DONTWAIT, nullptr);
+        int n = recvmmsg(fd_, msgs_, kBatch, MSG_DONTWAIT, nullptr);
         if (n <= 0) break;
         {
           std::shared_lock lock(e_.cfg_mu_);
@@ -73,9 +86,14 @@ class RxPipeline {
     uint8_t* d = static_cast<uint8_t*>(iov_[i].iov_base);
     size_t len = msgs_[i].msg_len;
     uint32_t remote = ntohl(addrs_[i].sin_addr.s_addr);
+    uint16_t rport = ntohs(addrs_[i].sin_port);
     if (h.msg_flags & MSG_TRUNC) {
-      e_.wire_.rx(len);
-      e_.wire_.drop(kDropOversize);
+      if (link_) {
+        e_.links_.global().drop(kLinkDropMalformed);
+      } else {
+        e_.wire_.rx(len);
+        e_.wire_.drop(kDropOversize);
+      }
       return;
     }
     size_t seg = 0;
@@ -87,19 +105,62 @@ class RxPipeline {
       }
     }
     if (seg == 0 || seg >= len) {
-      handle(d, len, remote);
+      dispatch(d, len, remote, rport);
       return;
     }
-    for (size_t off = 0; off < len; off += seg) handle(d + off, len - off < seg ? len - off : seg, remote);
+    for (size_t off = 0; off < len; off += seg) dispatch(d + off, len - off < seg ? len - off : seg, remote, rport);
   }
 
-  void handle(uint8_t* d, size_t len, uint32_t remote) {
+  void dispatch(uint8_t* d, size_t len, uint32_t remote, uint16_t rport) {
+    if (link_) handle_link(d, len, remote, rport);
+    else handle(d, len, remote, false);
+  }
+
+  void handle_link(uint8_t* d, size_t len, uint32_t src, uint16_t sport) {
+    LinkCounters& g = e_.links_.global();
+    if (len < 4 || d[1] || d[2] || d[3]) { g.drop(kLinkDropMalformed); return; }
+    if (d[0] != link::kTypeData) {
+      if (d[0] < link::kTypeInit || d[0] > link::kTypeCookie) { g.drop(kLinkDropMalformed); return; }
+      g.handshakes_rx.fetch_add(1, std::memory_order_relaxed);
+      e_.punt_.push_raw(Engine::kLinkPuntRule, src, sport, d, len);
+      return;
+    }
+    link::DataHeader h;
+    if (!link::parse_data_header(d, len, &h)) { g.drop(kLinkDropMalformed); return; }
+    LinkTable::Found f;
+    if (!e_.links_.by_index(h.receiver, &f)) { g.drop(kLinkDropUnknownIndex); return; }
+    LinkPeer& p = *f.peer;
+    LinkSession& s = *f.session;
+    uint64_t now = Engine::now_ms();
+    if (s.expired(now)) { p.c.drop(kLinkDropExpired); return; }
+    if (!s.replay.check(h.counter)) { p.c.drop(kLinkDropReplay); return; }
+    long n = link::open(s.recv_key, d, len, d + link::kHeader);
+    if (n < 0) { p.c.drop(kLinkDropBadTag); return; }
+    if (!s.replay.mark(h.counter)) { p.c.drop(kLinkDropReplay); return; }
+    if (p.next.load(std::memory_order_relaxed) == &s) LinkTable::promote(p, &s);
+    uint64_t ep = LinkPeer::pack(src, sport);
+    if (p.endpoint.load(std::memory_order_relaxed) != ep) {
+      p.endpoint.store(ep, std::memory_order_relaxed);
+      p.c.roams.fetch_add(1, std::memory_order_relaxed);
+    }
+    p.last_rx_ms.store(now, std::memory_order_relaxed);
+    p.c.rx_packets.fetch_add(1, std::memory_order_relaxed);
+    p.c.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+    if (n == 0) {
+      p.c.keepalives_rx.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    handle(d + link::kHeader, size_t(n), p.vtep, true);
+  }
+
+  void handle(uint8_t* d, size_t len, uint32_t remote, bool via_link) {
     Counters& w = e_.wire_;
     w.rx(len);
     uint32_t vni;
     if (vxlan_decap(d, len, &vni) != DecapError::kNone) { w.drop(kDropMalformed); return; }
     Vni* v = e_.vni_by_id(vni);
     if (!v) { w.drop(kDropUnknownVni); return; }
+    if (v->encrypted && !via_link) { w.drop(kDropUnencrypted); return; }
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
     v->c.rx(flen);
@@ -119,6 +180,8 @@ class RxPipeline {
   }
 
   Engine& e_;
+  bool link_;
+  int fd_;
   ImmediateSender out_;
   std::vector<uint8_t> slots_;
   mmsghdr msgs_[kBatch];
@@ -127,8 +190,8 @@ class RxPipeline {
   alignas(cmsghdr) char ctrl_[kBatch][CMSG_SPACE(sizeof(int))];
 };
 
-void run_rx_pipeline(Engine& e) {
-  RxPipeline(e).run();
+void run_rx_pipeline(Engine& e, bool link) {
+  RxPipeline(e, link).run();
 }
 
 void run_tx_pipeline(Engine& e);
@@ -136,7 +199,8 @@ void run_tx_pipeline(Engine& e);
 void Engine::start() {
   if (running_.exchange(true)) return;
   tx_thread_ = std::thread([this] { run_tx_pipeline(*this); });
-  rx_thread_ = std::thread([this] { run_rx_pipeline(*this); });
+  rx_thread_ = std::thread([this] { run_rx_pipeline(*this, false); });
+  if (link_fd_ >= 0) link_thread_ = std::thread([this] { run_rx_pipeline(*this, true); });
 }
 
 }  // namespace appnet

@@ -41,11 +41,39 @@ namespace appnet {
 class BatchSender : public Sender {
  public:
   static constexpr int kMaxMsgs = 256;
+  static constexpr int kLinkQueue = kTxSockets;  // the last queue sends from the link socket
+  static constexpr size_t kLinkStride = kSlotSize + link::kOverhead;
 
-  BatchSender(const int* fds, uint16_t port, bool gso, std::atomic<uint64_t>* fallbacks)
-      : fds_(fds), port_(port), q_(kTxSockets), gso_(gso), fallbacks_(fallbacks) {}
+  BatchSender(const int* fds, uint16_t port, int link_fd, bool gso, std::atomic<uint64_t>* fallbacks)
+      : port_(port), q_(kTxSockets + 1), gso_(gso), fallbacks_(fallbacks) {
+    for (int i = 0; i < kTxSockets; i++) fds_[i] = fds[i];
+    fds_[kLinkQueue] = link_fd;
+    if (link_fd >= 0) pool_.resize(size_t(kMaxMsgs) * kLinkStride);
+  }
 
   void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override {
+    enqueue(sock, remote, port_, d, len, &v);
+  }
+
+  // Sealed messages live in a pool slot per queued link message, reused after each flush.
+  uint8_t* link_buffer() override {
+    if (q_[kLinkQueue].n == kMaxMsgs) flush_socket(kLinkQueue);
+    return &pool_[size_t(q_[kLinkQueue].n) * kLinkStride];
+  }
+
+  void to_link(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len, Vni* v) override {
+    enqueue(kLinkQueue, ip, port, msg, len, v);
+  }
+
+  int pending() const { return pending_; }
+
+  void flush() {
+    for (int s = 0; s <= kTxSockets; s++) if (q_[s].n) flush_socket(s);
+    pending_ = 0;
+  }
+
+ private:
+  void enqueue(int sock, uint32_t ip, uint16_t port, const uint8_t* d, size_t len, Vni* v) {
     Queue& q = q_[sock];
     if (q.n == kMaxMsgs) flush_socket(sock);
     int i = q.n++;
@@ -53,20 +81,12 @@ class BatchSender : public Sender {
     sockaddr_in& a = q.addr[i];
     a = {};
     a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(remote);
-    a.sin_port = htons(port_);
-    q.vni[i] = &v;
+    a.sin_addr.s_addr = htonl(ip);
+    a.sin_port = htons(port);
+    q.vni[i] = v;
     pending_++;
   }
 
-  int pending() const { return pending_; }
-
-  void flush() {
-    for (int s = 0; s < kTxSockets; s++) if (q_[s].n) flush_socket(s);
-    pending_ = 0;
-  }
-
- private:
   static constexpr int kMaxGsoSegs = 64;         // the kernel's UDP_MAX_SEGMENTS
   static constexpr size_t kMaxGsoBytes = 65000;  // below the 64 KiB IP datagram limit
 
@@ -91,6 +111,7 @@ class BatchSender : public Sender {
       int j = i + 1;
       if (gso_) {
         while (j < q.n && j - i < kMaxGsoSegs && q.addr[j].sin_addr.s_addr == q.addr[i].sin_addr.s_addr &&
+               q.addr[j].sin_port == q.addr[i].sin_port &&
                q.iov[j].iov_len <= size && total + q.iov[j].iov_len <= kMaxGsoBytes) {
           total += q.iov[j].iov_len;
           bool shorter = q.iov[j].iov_len < size;
@@ -132,7 +153,8 @@ class BatchSender : public Sender {
       int r = sendmmsg(fds_[s], q.gmsgs + sent, unsigned(m - sent), 0);
       if (r > 0) {
         for (int g = sent; g < sent + r; g++)
-          for (int i = q.gfirst[g]; i < q.gfirst[g] + q.gcount[g]; i++) q.vni[i]->c.tx(q.iov[i].iov_len);
+          for (int i = q.gfirst[g]; i < q.gfirst[g] + q.gcount[g]; i++)
+            if (q.vni[i]) q.vni[i]->c.tx(q.iov[i].iov_len);
         sent += r;
         continue;
       }
@@ -159,15 +181,17 @@ class BatchSender : public Sender {
       }
       // The message at `sent` failed: count its datagrams and carry on with the rest.
       Drop d = errno == EMSGSIZE ? kDropOversize : kDropQueueFull;
-      for (int i = q.gfirst[sent]; i < q.gfirst[sent] + q.gcount[sent]; i++) q.vni[i]->c.drop(d);
+      for (int i = q.gfirst[sent]; i < q.gfirst[sent] + q.gcount[sent]; i++)
+        if (q.vni[i]) q.vni[i]->c.drop(d);
       sent++;
     }
     q.n = 0;
   }
 
-  const int* fds_;
+  int fds_[kTxSockets + 1];
   uint16_t port_;
   std::vector<Queue> q_;
+  std::vector<uint8_t> pool_;
   int pending_ = 0;
   bool gso_;
   std::atomic<uint64_t>* fallbacks_;
@@ -177,7 +201,7 @@ class TxPipeline {
  public:
   explicit TxPipeline(Engine& e)
       : e_(e),
-        out_(e.tx_fds_, e.opt_.underlay_port, e.opt_.udp_gso, &e.gso_fallbacks_),
+        out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_, e.opt_.udp_gso, &e.gso_fallbacks_),
         slots_(size_t(kBatch) * kSlotSize),
         in_(sizeof(VnetHdr) + 65536 + kEthHdr) {}
 

@@ -69,7 +69,7 @@ size_t Engine::tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sen
       // Resolve it; meanwhile this packet goes out as broadcast, which IPv4 hosts accept.
       uint8_t buf[kVxlanHdr + kEthHdr + kArpLen];
       write_arp(buf + kVxlanHdr, 1, kBroadcastMac, p.mac, p.ipv4, 0, dst);
-      ImmediateSender now_out(tx_fds_, opt_.underlay_port);
+      ImmediateSender now_out(tx_fds_, opt_.underlay_port, link_fd_);
       forward_from_local(v, &p, buf + kVxlanHdr, sizeof(buf) - kVxlanHdr, now_out);
     }
   }

@@ -42,11 +42,21 @@ const PuntRule* PuntTable::match(uint32_t vni, const uint8_t* f, size_t len) con
 
 bool PuntTable::push(const PuntRule& r, int port, uint32_t vni, uint32_t remote,
                      const uint8_t* f, size_t len) {
+  return enqueue(PuntItem{r.id, port, vni, remote, 0, {}}, f, len);
+}
+
+bool PuntTable::push_raw(uint32_t rule, uint32_t remote, uint16_t remote_port, const uint8_t* d,
+                         size_t len) {
+  return enqueue(PuntItem{rule, -1, 0, remote, remote_port, {}}, d, len);
+}
+
+bool PuntTable::enqueue(PuntItem item, const uint8_t* f, size_t len) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (ring_.size() >= kCapacity || len > kMaxFrame) { dropped_++; return false; }
-    ring_.push_back(PuntItem{r.id, port, vni, remote, std::vector<uint8_t>(f, f + len)});
+    item.frame.assign(f, f + len);
+    ring_.push_back(std::move(item));
     punted_++;
     if (!notified_) { notified_ = true; wake = true; }
   }

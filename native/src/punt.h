@@ -25,6 +25,7 @@ struct PuntItem {
   int port;          // local port the frame came from, or -1 when it came from the wire
   uint32_t vni;
   uint32_t remote;   // outer source address (host order) when from the wire, else 0
+  uint16_t remote_port;  // source UDP port of a punted link datagram, else 0
   std::vector<uint8_t> frame;
 };
 
@@ -43,6 +44,8 @@ class PuntTable {
   // Copies a frame into the ring; false (and counted) when full or too large.
   bool push(const PuntRule& r, int port, uint32_t vni, uint32_t remote, const uint8_t* f,
             size_t len);
+  // Copies a whole datagram (a link handshake message) under a reserved rule id.
+  bool push_raw(uint32_t rule, uint32_t remote, uint16_t remote_port, const uint8_t* d, size_t len);
   std::vector<PuntItem> drain();
 
   std::function<void()> notify;  // called once when the ring turns non-empty
@@ -50,6 +53,7 @@ class PuntTable {
   uint64_t punted() const { return punted_; }
 
  private:
+  bool enqueue(PuntItem item, const uint8_t* f, size_t len);
   std::vector<PuntRule> rules_;
   uint32_t next_id_ = 1;
   std::mutex mu_;
