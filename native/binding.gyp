@@ -10,14 +10,16 @@
         "src/engine_rx.cc",
         "src/l3port.cc",
         "src/punt.cc",
-        "src/links.cc"
+        "src/links.cc",
+        "src/link_crypto.cc",
+        "src/addon_link.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fexceptions"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-lsodium"]
     }
   ]
 }

@@ -14,6 +14,7 @@
 #include "wire.h"
 
 namespace appnet {
+void RegisterLink(Napi::Env env, Napi::Object exports);  // addon_link.cc
 namespace {
 
 template <typename F>
@@ -460,6 +461,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("tcp4Segment", Napi::Function::New(env, Tcp4Segment));
   exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
   exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
+  RegisterLink(env, exports);
   return exports;
 }
 
