@@ -4,8 +4,9 @@ import { native, type NativeCounterBlock, type NativeEngine } from './native.ts'
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
 
 export type PortKind = 'tap' | 'tun';
-export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize';
-export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize'];
+export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted';
+export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted'];
+export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted';
 
 export interface CounterBlock {
   rx_packets: number;
@@ -29,6 +30,52 @@ export interface EngineCounters {
   punt: { punted: number; dropped: number };
   /** Times the TX pipeline found UDP GSO refused by the kernel (it then sends datagrams singly). */
   offload: { udp_gso_fallbacks: number };
+  /** Encrypted links, when enabled: drops that belong to no peer (unknown index, malformed). */
+  links?: LinkCounters;
+}
+
+export interface LinkCounters {
+  tx_packets: number;
+  tx_bytes: number;
+  rx_packets: number;
+  rx_bytes: number;
+  keepalives_tx: number;
+  keepalives_rx: number;
+  /** Times an authenticated packet moved the peer's endpoint. */
+  roams: number;
+  handshakes_rx: number;
+  drops: Record<LinkDropReason, number>;
+}
+
+export interface LinkSessionInfo {
+  localIndex: number;
+  remoteIndex: number;
+  initiator: boolean;
+  ageMs: number;
+  sendCounter: bigint;
+  sendKey?: Buffer;
+  recvKey?: Buffer;
+}
+
+export interface LinkPeerInfo extends LinkCounters {
+  /** The peer's identity: its registered underlay address. */
+  vtep: string;
+  endpoint: { address: string; port: number };
+  /** ms since the last data or keepalive sent / received; null if never. */
+  lastTxAgoMs: number | null;
+  lastRxAgoMs: number | null;
+  wantSession: boolean;
+  current: LinkSessionInfo | null;
+  previous: LinkSessionInfo | null;
+  next: LinkSessionInfo | null;
+}
+
+export interface LinkSessionKeys {
+  localIndex: number;
+  remoteIndex: number;
+  sendKey: Uint8Array;
+  recvKey: Uint8Array;
+  initiator: boolean;
 }
 
 export interface EngineOptions {
@@ -39,6 +86,8 @@ export interface EngineOptions {
   offloads?: Offloads;
   /** Called with every batch of punted frames (never once per frame). */
   onPunt?: (frames: PuntedFrame[]) => void;
+  /** UDP port of encrypted links (bound on every address); omitted or 0: no links. */
+  linkPort?: number;
 }
 
 export interface Offloads {
@@ -79,8 +128,13 @@ export interface PuntedFrame {
   vni: number;
   /** The remote VTEP it came from, when it came from the wire. */
   remote: string | null;
+  /** For link handshake messages (rule LINK_PUNT_RULE): the source UDP port. */
+  remotePort: number;
   frame: Buffer;
 }
+
+/** Punted datagrams with this rule id are link handshake messages (whole UDP payloads). */
+export const LINK_PUNT_RULE = 0;
 
 export interface FdbEntry {
   mac: string;
@@ -112,9 +166,11 @@ export class Engine {
     const ageing = opts.ageingSeconds ?? 300;
     check(ageing > 0 && ageing <= 86400, `ageingSeconds must be in (0, 86400], got ${ageing}`);
     const onPunt = opts.onPunt;
+    const linkPort = opts.linkPort ?? 0;
+    check(Number.isInteger(linkPort) && linkPort >= 0 && linkPort < 65536 && linkPort !== port, `linkPort must be 0..65535 and differ from underlayPort, got ${linkPort}`);
     let self: Engine | undefined;
     this.#n = new native.Engine(
-      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), ...opts.offloads },
+      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), linkPort, ...opts.offloads },
       onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
     );
     self = this;
@@ -129,10 +185,11 @@ export class Engine {
     this.#n.stop();
   }
 
-  addVni(vni: number, mtu: number): void {
+  /** `encrypted`: the VNI travels only on encrypted links (needs linkPort). */
+  addVni(vni: number, mtu: number, opts: { encrypted?: boolean } = {}): void {
     checkVni(vni);
     checkMtu(mtu);
-    this.#n.addVni(vni, mtu);
+    this.#n.addVni(vni, mtu, opts.encrypted === true);
   }
   removeVni(vni: number): void { this.#n.removeVni(vni); }
 
@@ -195,6 +252,7 @@ export class Engine {
       port: p.port >= 0 ? p.port : null,
       vni: p.vni,
       remote: p.port >= 0 ? null : formatIpv4Address(p.remote),
+      remotePort: p.remotePort,
       frame: p.frame,
     }));
   }
@@ -209,6 +267,46 @@ export class Engine {
   }
   /** The outer UDP source ports the flow hash spreads flows over. */
   txSourcePorts(): number[] { return this.#n.txSourcePorts(); }
+
+  // Encrypted links. A peer is another host, named by its registered underlay address.
+
+  /** The bound link port (0: links disabled). */
+  linkPort(): number { return this.#n.linkPort(); }
+  linkAddPeer(vtep: string, endpoint: { address: string; port: number }): void {
+    check(Number.isInteger(endpoint.port) && endpoint.port > 0 && endpoint.port < 65536, `endpoint.port must be 1..65535, got ${endpoint.port}`);
+    this.#n.linkAddPeer(parseIpv4Address(vtep), parseIpv4Address(endpoint.address), endpoint.port);
+  }
+  linkRemovePeer(vtep: string): boolean { return this.#n.linkRemovePeer(parseIpv4Address(vtep)); }
+  /** Installs a session from a completed handshake: an initiator's is used at once, a responder's once confirmed. */
+  linkInstall(vtep: string, s: LinkSessionKeys): void {
+    check(s.sendKey.length === 32 && s.recvKey.length === 32, 'session keys must be 32 bytes');
+    this.#n.linkInstall(parseIpv4Address(vtep), {
+      localIndex: s.localIndex >>> 0,
+      remoteIndex: s.remoteIndex >>> 0,
+      sendKey: Buffer.from(s.sendKey),
+      recvKey: Buffer.from(s.recvKey),
+      initiator: s.initiator,
+    });
+  }
+  /** Forgets sessions older than the reject-after time. */
+  linkExpire(): void { this.#n.linkExpire(); }
+  /** Sends an empty data message on the peer's current session; false if it has none. */
+  linkKeepalive(vtep: string): boolean { return this.#n.linkKeepalive(parseIpv4Address(vtep)); }
+  /** Sends a handshake message from the link socket. */
+  linkSend(address: string, port: number, data: Uint8Array): void {
+    this.#n.linkSend(parseIpv4Address(address), port, Buffer.from(data));
+  }
+  /** Peers with their sessions and counters; keys only when `withKeys` (operator key export). */
+  linkPeers(withKeys = false): LinkPeerInfo[] {
+    return this.#n.linkPeers(withKeys).map((p) => ({
+      ...p,
+      vtep: formatIpv4Address(p.vtep),
+      endpoint: { address: formatIpv4Address(p.endpointIp), port: p.endpointPort },
+      lastTxAgoMs: p.lastTxAgoMs < 0 ? null : p.lastTxAgoMs,
+      lastRxAgoMs: p.lastRxAgoMs < 0 ? null : p.lastRxAgoMs,
+      drops: p.drops as Record<LinkDropReason, number>,
+    }));
+  }
 }
 
 export type { NativeCounterBlock };

@@ -30,19 +30,63 @@ export interface NativeEngine {
     ports: Array<NativeCounterBlock & { id: number; name: string; vni: number }>;
     punt: { punted: number; dropped: number };
     offload: { udp_gso_fallbacks: number };
+    links?: NativeLinkCounters;
   };
   addPuntRule(rule: { ethertype?: number; ipProto?: number; dstIp?: number; dstPort?: number; vni?: number; consume?: boolean }): number;
   removePuntRule(id: number): boolean;
-  drainPunts(): Array<{ rule: number; port: number; vni: number; remote: number; frame: Buffer }>;
+  drainPunts(): Array<{ rule: number; port: number; vni: number; remote: number; remotePort: number; frame: Buffer }>;
   injectToPort(port: number, frame: Buffer): void;
   injectToVni(vni: number, frame: Buffer): void;
   sendDatagram(ip: number, port: number, payload: Buffer): void;
   txSourcePorts(): number[];
+  addVni(vni: number, mtu: number, encrypted?: boolean): void;
+  linkAddPeer(vtep: number, ip: number, port: number): void;
+  linkRemovePeer(vtep: number): boolean;
+  linkInstall(vtep: number, s: { localIndex: number; remoteIndex: number; sendKey: Buffer; recvKey: Buffer; initiator: boolean }): void;
+  linkExpire(): void;
+  linkKeepalive(vtep: number): boolean;
+  linkSend(ip: number, port: number, data: Buffer): void;
+  linkPeers(withKeys?: boolean): NativeLinkPeer[];
+  linkPort(): number;
+}
+
+export interface NativeLinkCounters {
+  tx_packets: number;
+  tx_bytes: number;
+  rx_packets: number;
+  rx_bytes: number;
+  keepalives_tx: number;
+  keepalives_rx: number;
+  roams: number;
+  handshakes_rx: number;
+  drops: Record<string, number>;
+}
+
+export interface NativeLinkSession {
+  localIndex: number;
+  remoteIndex: number;
+  initiator: boolean;
+  ageMs: number;
+  sendCounter: bigint;
+  sendKey?: Buffer;
+  recvKey?: Buffer;
+}
+
+export interface NativeLinkPeer extends NativeLinkCounters {
+  vtep: number;
+  endpointIp: number;
+  endpointPort: number;
+  lastTxAgoMs: number;
+  lastRxAgoMs: number;
+  wantSession: boolean;
+  current: NativeLinkSession | null;
+  previous: NativeLinkSession | null;
+  next: NativeLinkSession | null;
 }
 
 export interface NativeBinding {
   Engine: new (
-    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean },
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; linkPort?: number },
     onPunt?: () => void,
   ) => NativeEngine;
   vxlanEncap(vni: number, frame: Buffer): Buffer;

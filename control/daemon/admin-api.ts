@@ -4,11 +4,18 @@ import { unlinkSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Engine } from '../../dataplane/engine.ts';
+import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface AdminContext {
   engine: Engine;
   host: string;
   ports: Map<string, number>;
+  links?: LinkManager;
+  publicKey?: Uint8Array;
+}
+
+function sessionView(s: { localIndex: number; remoteIndex: number; initiator: boolean; ageMs: number; sendCounter: bigint } | null) {
+  return s && { localIndex: s.localIndex, remoteIndex: s.remoteIndex, initiator: s.initiator, ageMs: s.ageMs, sendCounter: s.sendCounter.toString() };
 }
 
 export async function startAdminApi(socketPath: string, ctx: AdminContext): Promise<FastifyInstance> {
@@ -22,6 +29,17 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
       return reply.code(400).send({ error: `vni must be an integer in 1..16777215, got '${req.params.vni}'`, status: 400 });
     }
     return ctx.engine.fdb(vni);
+  });
+  // Encrypted links: this host's key, each peer's sessions (never their keys) and counters.
+  app.get('/engine/links', async (_req, reply) => {
+    if (!ctx.links) return reply.code(404).send({ error: 'encrypted links are disabled (link.enabled is false)', status: 404 });
+    return {
+      port: ctx.engine.linkPort(),
+      publicKey: Buffer.from(ctx.publicKey!).toString('base64'),
+      handshakes: ctx.links.counters(),
+      global: ctx.engine.counters().links,
+      peers: ctx.links.peers().map((p) => ({ ...p, current: sessionView(p.current), previous: sessionView(p.previous), next: sessionView(p.next) })),
+    };
   });
   // Cumulative event-loop time and memory: a benchmark samples it before and after a run.
   app.get('/engine/stats', async () => {

@@ -1,9 +1,12 @@
-// appnetd: the per-host daemon. In this stage it takes its ports, VNIs and VTEPs from a config
-// file (flags override), runs the packet engine, and serves the admin API on a unix socket.
+// appnetd: the per-host daemon. Static mode takes its ports, VNIs, VTEPs and link peers from a
+// config file (flags override); store mode (--store) reconciles them from the store. Either way it
+// runs the packet engine, the link handshakes, and the admin API on a unix socket.
 import { readFileSync, unlinkSync } from 'node:fs';
 import { Command } from 'commander';
 import pino from 'pino';
-import { Engine } from '../../dataplane/engine.ts';
+import { Engine, type PuntedFrame } from '../../dataplane/engine.ts';
+import { LinkManager } from '../../dataplane/link/link-manager.ts';
+import { loadOrCreateKeyPair, type KeyPair } from '../../dataplane/link/keys.ts';
 import { startAdminApi } from './admin-api.ts';
 import { ConfigError, defaultMac, parseDaemonConfig, type DaemonConfig } from './config.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
@@ -60,17 +63,49 @@ async function main(): Promise<void> {
     process.stderr.write(`appnetd: ${(e as Error).message}\n`);
     process.exit(2);
   }
+  let staticKey: KeyPair | undefined;
+  if (cfg.link.enabled) {
+    try {
+      staticKey = loadOrCreateKeyPair(cfg.link.keyFile);
+    } catch (e) {
+      process.stderr.write(`appnetd: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+  }
+  // Punted frames go to whoever consumes them; today that is the link handshake.
+  const puntConsumers: Array<(frames: PuntedFrame[]) => void> = [];
   const engine = new Engine({
     underlayAddress: cfg.underlay.address,
     underlayPort: cfg.underlay.port,
     ageingSeconds: cfg.ageingSeconds,
     offloads: cfg.offloads,
+    linkPort: cfg.link.enabled ? cfg.link.port : 0,
+    onPunt: (frames) => { for (const c of puntConsumers) c(frames); },
   });
+  let links: LinkManager | undefined;
+  if (staticKey) {
+    links = await LinkManager.create({
+      engine,
+      staticKey,
+      port: cfg.link.port,
+      timers: { rekeyAfterMs: cfg.link.rekeyAfterSeconds * 1000 },
+      log,
+    });
+    const lm = links;
+    puntConsumers.push((frames) => lm.onPunts(frames));
+  }
   const ports = new Map<string, number>();
   try {
     for (const v of cfg.vnis) {
-      engine.addVni(v.vni, v.mtu!);
+      engine.addVni(v.vni, v.mtu!, { encrypted: v.encrypted });
       engine.setFlood(v.vni, v.flood ?? []);
+    }
+    if (links && cfg.link.peers.length > 0) {
+      links.setPeers(cfg.link.peers.map((p) => ({
+        vtep: p.address,
+        publicKey: new Uint8Array(Buffer.from(p.publicKey, 'base64')),
+        active: true,
+      })));
     }
     for (const p of cfg.ports) {
       const id = engine.addPort({
@@ -88,14 +123,14 @@ async function main(): Promise<void> {
   let control: ControlPlane | undefined;
   if (cfg.store) {
     try {
-      control = await startControlPlane(cfg, engine, log);
+      control = await startControlPlane(cfg, engine, log, { links, publicKey: staticKey?.publicKey });
     } catch (e) {
       engine.stop();
       process.stderr.write(`appnetd: ${(e as Error).message}\n`);
       process.exit(1);
     }
   }
-  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports });
+  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports, links, publicKey: staticKey?.publicKey });
   log.info({ host: cfg.host, underlay: cfg.underlay, vnis: cfg.vnis.length, ports: [...ports.keys()], admin: cfg.adminSocket }, 'appnetd ready');
 
   let stopping = false;
@@ -105,6 +140,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'appnetd stopping');
     await api.close().catch(() => undefined);
     await control?.close().catch((e) => log.error({ err: e }, 'control plane did not close cleanly'));
+    links?.close();
     engine.stop();
     try { unlinkSync(cfg.adminSocket); } catch { /* gone */ }
     log.info('appnetd stopped');

@@ -24,7 +24,27 @@ export interface VniConfig {
   mtu?: number;
   /** Underlay IPv4 addresses of the remote VTEPs that get BUM traffic (head-end replication). */
   flood?: string[];
+  /** Carry this VNI only on encrypted links (its VTEPs must be link peers). */
+  encrypted?: boolean;
 }
+
+export interface LinkConfig {
+  /** Encrypted links on; off means no link socket, no host key, and no encrypted VNIs. */
+  enabled: boolean;
+  /** UDP port of the link socket, bound on every address. */
+  port: number;
+  /** This host's static X25519 key pair, created with mode 0600 on first start. */
+  keyFile: string;
+  /** Static mode: the peers (store mode takes them from the host registry). */
+  peers: Array<{ address: string; publicKey: string }>;
+  /** Rekey interval; WireGuard's 120 s unless an operator or a test forces it lower. */
+  rekeyAfterSeconds: number;
+  /** Let operators export session keys (to decrypt captures). Off by default. */
+  allowKeyExport: boolean;
+}
+
+/** Bytes encryption adds on top of VXLAN: the link header (16) and the AEAD tag (16). */
+export const LINK_OVERHEAD = 32;
 
 export interface DaemonConfig {
   host: string;
@@ -45,6 +65,7 @@ export interface DaemonConfig {
   /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
   tokens: Record<string, string>;
   tokenFile: string;
+  link: LinkConfig;
 }
 
 export class ConfigError extends Error {
@@ -90,12 +111,17 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     port: u.port === undefined ? 4789 : int(u.port, 'underlay.port', 1, 65535),
     mtu: u.mtu === undefined ? 1500 : int(u.mtu, 'underlay.mtu', 576, 9216),
   };
+  const link = parseLink(c.link, typeof c.host === 'string' ? c.host : 'localhost');
   const vnis = arr(c.vnis ?? [], 'vnis').map((v, i): VniConfig => {
     const o = obj(v, `vnis[${i}]`);
+    const encrypted = o.encrypted === undefined ? false : bool(o.encrypted, `vnis[${i}].encrypted`);
+    if (encrypted && !link.enabled) throw new ConfigError(`vnis[${i}].encrypted`, 'needs link.enabled');
+    const maxMtu = underlay.mtu - 50 - (encrypted ? LINK_OVERHEAD : 0);
     return {
       vni: int(o.vni, `vnis[${i}].vni`, 1, 0xffffff),
-      mtu: o.mtu === undefined ? underlay.mtu - 50 : int(o.mtu, `vnis[${i}].mtu`, 68, underlay.mtu - 50),
+      mtu: o.mtu === undefined ? maxMtu : int(o.mtu, `vnis[${i}].mtu`, 68, maxMtu),
       flood: arr(o.flood ?? [], `vnis[${i}].flood`).map((a, j) => str(a, `vnis[${i}].flood[${j}]`, IPV4, 'an IPv4 address')),
+      encrypted,
     };
   });
   const seen = new Set<number>();
@@ -151,6 +177,35 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ageingSeconds: c.ageingSeconds === undefined ? 300 : int(c.ageingSeconds, 'ageingSeconds', 1, 86400),
     vnis,
     ports,
+    link,
+  };
+}
+
+function bool(v: unknown, path: string): boolean {
+  if (typeof v !== 'boolean') throw new ConfigError(path, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function parseLink(raw: unknown, host: string): LinkConfig {
+  const l = raw === undefined ? {} : obj(raw, 'link');
+  for (const k of Object.keys(l)) {
+    if (!['enabled', 'port', 'keyFile', 'peers', 'rekeyAfterSeconds', 'allowKeyExport'].includes(k)) {
+      throw new ConfigError(`link.${k}`, 'unknown field; known: enabled, port, keyFile, peers, rekeyAfterSeconds, allowKeyExport');
+    }
+  }
+  return {
+    enabled: l.enabled === undefined ? true : bool(l.enabled, 'link.enabled'),
+    port: l.port === undefined ? 51830 : int(l.port, 'link.port', 1, 65535),
+    keyFile: l.keyFile === undefined ? `/var/lib/appnet/${host}.key` : str(l.keyFile, 'link.keyFile'),
+    peers: arr(l.peers ?? [], 'link.peers').map((p, i) => {
+      const o = obj(p, `link.peers[${i}]`);
+      return {
+        address: str(o.address, `link.peers[${i}].address`, IPV4, 'an IPv4 address'),
+        publicKey: str(o.publicKey, `link.peers[${i}].publicKey`, /^[A-Za-z0-9+/]{43}=$/, 'a base64 X25519 public key (44 characters)'),
+      };
+    }),
+    rekeyAfterSeconds: l.rekeyAfterSeconds === undefined ? 120 : int(l.rekeyAfterSeconds, 'link.rekeyAfterSeconds', 1, 120),
+    allowKeyExport: l.allowKeyExport === undefined ? false : bool(l.allowKeyExport, 'link.allowKeyExport'),
   };
 }
 

@@ -13,6 +13,7 @@ import type { Engine } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DaemonConfig } from './config.ts';
+import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface ControlPlane {
   store: Store;
@@ -39,17 +40,38 @@ export function loadTokens(cfg: DaemonConfig): Map<string, string> {
   return new Map([[token, 'system']]);
 }
 
-export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger): Promise<ControlPlane> {
+export interface LinkContext {
+  links?: LinkManager;
+  publicKey?: Uint8Array;
+}
+
+export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
   const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
   try {
-    await hosts.register({ name: cfg.host, underlay_address: cfg.underlay.address, api: apiUrl });
+    await hosts.register({
+      name: cfg.host,
+      underlay_address: cfg.underlay.address,
+      ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
+      api: apiUrl,
+    });
     const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool });
     registerHostRoutes(api, hosts);
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host });
-    const reconciler = new Reconciler({ store, engine, networks, host: cfg.host, underlayMtu: cfg.underlay.mtu, log });
+    const links = link.links;
+    const reconciler = new Reconciler({
+      store, engine, networks, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
+      // Only hosts registered in the store are authorised link peers.
+      onLinkPeers: links
+        ? (peers) => links.setPeers(peers.map((p) => ({
+          vtep: p.vtep,
+          publicKey: new Uint8Array(Buffer.from(p.publicKey, 'base64')),
+          active: p.active,
+        })))
+        : undefined,
+    });
     await reconciler.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {

@@ -40,6 +40,8 @@ export interface NetworkRecord {
   provideDhcp: boolean;
   provideNat: boolean;
   provideDns: boolean;
+  /** The VXLAN mesh runs on encrypted links (absent in records written before links existed). */
+  encrypt?: boolean;
   state: NetworkState;
   /** ms since the Unix epoch of the last state change. */
   stateUpdatedAt: number;
@@ -64,6 +66,7 @@ export interface NetworkView {
   provide_dhcp: boolean;
   provide_nat: boolean;
   provide_dns: boolean;
+  encrypt: boolean;
   floating_gateway: string | null;
   vxlan_id: number;
 }
@@ -80,6 +83,7 @@ export function externalView(record: NetworkRecord): NetworkView {
     provide_dhcp: record.provideDhcp,
     provide_nat: record.provideNat,
     provide_dns: record.provideDns,
+    encrypt: record.encrypt === true,
     floating_gateway: record.floatingGateway,
     vxlan_id: record.vxid,
   };
@@ -93,6 +97,7 @@ export interface NetworkCreateSpec {
   provideDhcp: boolean;
   provideNat: boolean;
   provideDns: boolean;
+  encrypt: boolean;
   /** A VNI the system namespace asked for (range-checked here; uniqueness via checkRequestedVni). */
   vxlanId: number | null;
 }
@@ -106,7 +111,7 @@ export interface NetworkCreateContext {
   namespaces?: ReadonlySet<string>;
 }
 
-const CREATE_FIELDS = new Set(['netblock', 'name', 'provide_dhcp', 'provide_nat', 'provide_dns', 'namespace', 'vxlan_id']);
+const CREATE_FIELDS = new Set(['netblock', 'name', 'provide_dhcp', 'provide_nat', 'provide_dns', 'encrypt', 'namespace', 'vxlan_id']);
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -234,6 +239,7 @@ export function validateNetworkCreate(body: unknown, ctx: NetworkCreateContext):
     provideDhcp: flag(fields, 'provide_dhcp', true),
     provideNat: flag(fields, 'provide_nat', true),
     provideDns: flag(fields, 'provide_dns', false),
+    encrypt: flag(fields, 'encrypt', false),
     vxlanId,
   };
 }
@@ -250,6 +256,7 @@ export function newNetworkRecord(spec: NetworkCreateSpec, ids: { uuid: string; v
     provideDhcp: spec.provideDhcp,
     provideNat: spec.provideNat,
     provideDns: spec.provideDns,
+    encrypt: spec.encrypt,
     state: 'initial',
     stateUpdatedAt: ids.now,
     error: null,

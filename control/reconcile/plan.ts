@@ -3,6 +3,8 @@
 // - A local port for every live interface whose instance is placed on this host.
 // - A VNI for every network with a local port, flooding to the underlay addresses of the other
 //   live hosts that have interfaces on that network (never to this host itself).
+// - Link peers: every other live host with a public key; active when it shares an encrypted
+//   network with this host (its VNI's MTU is smaller by the link overhead).
 import { parseCidr } from '../net/ipv4-cidr.ts';
 import type { NetworkRecord } from '../networks/network.ts';
 import type { InstanceRecord } from '../instances/instance.ts';
@@ -26,14 +28,30 @@ export interface DesiredVni {
   vni: number;
   network: string;
   mtu: number;
+  /** Carried on encrypted links: every host in `flood` is an active link peer. */
+  encrypted: boolean;
   /** Sorted underlay addresses of the other hosts on this network. */
   flood: string[];
+}
+
+/** Another live host this one may hold an encrypted link with. */
+export interface DesiredLinkPeer {
+  host: string;
+  vtep: string;
+  publicKey: string;
+  /** It shares an encrypted network with this host: keep a session up. */
+  active: boolean;
 }
 
 export interface HostPlan {
   vnis: DesiredVni[];
   ports: DesiredPort[];
+  /** Every other live host with a public key is authorised; the active ones get sessions. */
+  linkPeers: DesiredLinkPeer[];
 }
+
+/** Bytes an encrypted link adds to a VXLAN datagram (docs/link-transport.md). */
+export const LINK_OVERHEAD = 32;
 
 export interface DesiredState {
   networks: NetworkRecord[];
@@ -49,7 +67,7 @@ export function portName(ifaceUuid: string): string {
 }
 
 export function planHost(host: string, state: DesiredState, underlayMtu: number): HostPlan {
-  const mtu = underlayMtu - 50;
+  const mtuOf = (n: NetworkRecord): number => underlayMtu - 50 - (n.encrypt ? LINK_OVERHEAD : 0);
   const networks = new Map(state.networks.filter((n) => LIVE_NETWORK.has(n.state) && n.vxid > 0).map((n) => [n.uuid, n]));
   const instances = new Map(state.instances.map((i) => [i.uuid, i]));
   const liveHosts = new Map(state.hosts.map((h) => [h.name, h]));
@@ -72,7 +90,7 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
       mac: iface.macaddr,
       netns: inst.netns,
       cidr: iface.ipv4 ? `${iface.ipv4}/${parseCidr(net.netblock).prefixLen}` : null,
-      mtu,
+      mtu: mtuOf(net),
     });
   }
   const vnis: DesiredVni[] = [];
@@ -82,9 +100,14 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
       .filter((h) => h !== host && liveHosts.has(h))
       .map((h) => liveHosts.get(h)!.underlay_address)
       .sort();
-    vnis.push({ vni: net.vxid, network: netUuid, mtu, flood });
+    vnis.push({ vni: net.vxid, network: netUuid, mtu: mtuOf(net), encrypted: net.encrypt === true, flood });
   }
   ports.sort((a, b) => a.name.localeCompare(b.name));
   vnis.sort((a, b) => a.vni - b.vni);
-  return { vnis, ports };
+  const activeVteps = new Set(vnis.filter((v) => v.encrypted).flatMap((v) => v.flood));
+  const linkPeers = state.hosts
+    .filter((h) => h.name !== host && h.public_key)
+    .map((h) => ({ host: h.name, vtep: h.underlay_address, publicKey: h.public_key!, active: activeVteps.has(h.underlay_address) }))
+    .sort((a, b) => a.host.localeCompare(b.host));
+  return { vnis, ports, linkPeers };
 }

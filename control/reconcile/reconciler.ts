@@ -17,7 +17,7 @@ import { INSTANCES_PREFIX } from '../repo/instances.ts';
 import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NETWORKS_PREFIX, NetworkRepository } from '../repo/networks.ts';
 import type { Store, Watcher } from '../store/store.ts';
-import { planHost, type DesiredPort, type DesiredState, type DesiredVni, type HostPlan } from './plan.ts';
+import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredState, type DesiredVni, type HostPlan } from './plan.ts';
 
 const run = promisify(execFile);
 
@@ -30,6 +30,8 @@ export interface ReconcilerOptions {
   host: string;
   underlayMtu: number;
   log: Logger;
+  /** Called when the set of link peers changes (before VNIs that need them are added). */
+  onLinkPeers?: (peers: DesiredLinkPeer[]) => void;
 }
 
 export class Reconciler {
@@ -37,6 +39,7 @@ export class Reconciler {
   readonly #ports = new Map<string, { id: number; spec: DesiredPort }>(); // by interface uuid
   readonly #vnis = new Map<number, DesiredVni>();
   readonly #netnsMade = new Set<string>();
+  #linkPeers = '';
   #watcher: Watcher | undefined;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -117,10 +120,15 @@ export class Reconciler {
       this.#ports.delete(iface);
       log.info({ port: have.spec.name, iface }, 'port removed');
     }
+    const peersKey = JSON.stringify(plan.linkPeers);
+    if (peersKey !== this.#linkPeers) {
+      this.#o.onLinkPeers?.(plan.linkPeers);
+      this.#linkPeers = peersKey;
+    }
     const wantVnis = new Map(plan.vnis.map((v) => [v.vni, v]));
     for (const v of plan.vnis) {
       const have = this.#vnis.get(v.vni);
-      if (!have) engine.addVni(v.vni, v.mtu);
+      if (!have) engine.addVni(v.vni, v.mtu, { encrypted: v.encrypted });
       if (!have || have.flood.join() !== v.flood.join()) engine.setFlood(v.vni, v.flood);
       this.#vnis.set(v.vni, v);
     }

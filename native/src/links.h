@@ -56,7 +56,7 @@ struct LinkSession {
   bool initiator = false;
   uint64_t created_ms = 0;
   std::atomic<uint64_t> send_ctr{0};
-  ReplayWindow replay;  // touched only by the link RX thread
+  link::ReplayWindow replay;  // touched only by the link RX thread
 
   bool expired(uint64_t now) const { return now - created_ms >= kRejectAfterMs; }
 };

@@ -252,6 +252,7 @@ export class TestNet {
       floatingPool: '198.19.0.0/24',
       tokens: {},
       tokenFile: path.join(dir, 'token'),
+      link: { enabled: true, port: 51830, keyFile: path.join(dir, 'host.key'), peers: [], rekeyAfterSeconds: 120, allowKeyExport: false },
       vnis: [],
       ports: [],
       ...config,

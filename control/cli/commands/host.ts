@@ -1,11 +1,11 @@
-// `appnet host list`: GET /hosts (shape not settled: the table shows the usual columns it finds).
+// `appnet host list`: GET /hosts, the live hosts with their underlay address and link public key.
 
 import { Command } from 'commander';
 import { emit, withJson } from '../context.ts';
 import { formatLoose } from '../table.ts';
 import type { View } from './network.ts';
 
-const HOST_COLUMNS = ['name', 'fqdn', 'address', 'ip', 'state', 'last_seen', 'networks', 'instances'];
+const HOST_COLUMNS = ['name', 'underlay_address', 'public_key', 'api', 'pid', 'started_at'];
 
 export function hostCommand(): Command {
   const host = new Command('host').description('hosts of the mesh');

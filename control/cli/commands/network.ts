@@ -17,10 +17,11 @@ export const NETWORK_COLUMNS: Column<View>[] = [
   { header: 'dhcp', get: (n) => n.provide_dhcp },
   { header: 'nat', get: (n) => n.provide_nat },
   { header: 'dns', get: (n) => n.provide_dns },
+  { header: 'encrypt', get: (n) => n.encrypt },
 ];
 
 const SHOW_ORDER = [
-  'uuid', 'name', 'namespace', 'netblock', 'state', 'vxlan_id', 'provide_dhcp', 'provide_nat', 'provide_dns',
+  'uuid', 'name', 'namespace', 'netblock', 'state', 'vxlan_id', 'provide_dhcp', 'provide_nat', 'provide_dns', 'encrypt',
   'floating_gateway', 'metadata', 'version',
 ];
 
@@ -76,8 +77,9 @@ export function networkCommand(): Command {
     .option('--no-dhcp', 'do not provide DHCP')
     .option('--no-nat', 'do not provide NAT egress')
     .option('--dns', 'provide DNS', false)
+    .option('--encrypt', 'carry the network on encrypted links between hosts', false)
     .option('--namespace <ns>', 'namespace to create it in (system only for others)')
-    .action(async (name: string, netblock: string, opts: { dhcp: boolean; nat: boolean; dns: boolean; namespace?: string }, cmd: Command) =>
+    .action(async (name: string, netblock: string, opts: { dhcp: boolean; nat: boolean; dns: boolean; encrypt: boolean; namespace?: string }, cmd: Command) =>
       emit(
         cmd,
         (c) =>
@@ -87,6 +89,7 @@ export function networkCommand(): Command {
             provide_dhcp: opts.dhcp,
             provide_nat: opts.nat,
             provide_dns: opts.dns,
+            ...(opts.encrypt ? { encrypt: true } : {}),
             ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
           }),
         (v) => showObject(v),
