@@ -84,6 +84,15 @@ export interface NativeLinkPeer extends NativeLinkCounters {
   next: NativeLinkSession | null;
 }
 
+/** RFC 6479 replay window of link data messages (native/src/replay.h); accepts up to 4032 behind the highest. */
+export interface NativeReplayWindow {
+  /** Would mark(c) accept c? Does not change the window. */
+  check(c: bigint): boolean;
+  /** Accepts and records c; false for a replay, a counter too old, or one >= REJECT_AFTER_MESSAGES. */
+  mark(c: bigint): boolean;
+  reset(): void;
+}
+
 export interface NativeBinding {
   Engine: new (
     opts: { underlayAddress: number; underlayPort: number; ageingMs: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; linkPort?: number },
@@ -99,6 +108,19 @@ export interface NativeBinding {
   finishChecksum(frame: Buffer, csumStart: number, csumOffset: number): Buffer | null;
   /** Benchmark only: ns for `iterations` rounds of encap + decap + flow hash inside native code. */
   codecLoop(vni: number, frame: Buffer, iterations: number): number;
+  /** Link data message (native/src/link_crypto.h), as dataplane/wire/link.ts sealData. Throws TypeError naming a bad argument. */
+  linkSeal(key: Buffer, receiver: number, counter: bigint, plaintext: Buffer): Buffer;
+  /** As dataplane/wire/link.ts openData. */
+  linkOpen(key: Buffer, message: Buffer):
+    | { receiver: number; counter: bigint; plaintext: Buffer }
+    | { error: 'short' | 'type' | 'reserved' | 'tag' };
+  /** Tests only: linkSeal through the engine's in-place layout (header into headroom, tag into tailroom). */
+  linkSealInPlace(key: Buffer, receiver: number, counter: bigint, plaintext: Buffer): Buffer;
+  /** Tests only: opens a copy of message in place; the plaintext, or null when header or tag is refused. */
+  linkOpenInPlace(key: Buffer, message: Buffer): Buffer | null;
+  ReplayWindow: new () => NativeReplayWindow;
+  /** Benchmark only: ns for `iterations` seals or opens of a `size`-byte plaintext inside native code. */
+  linkCryptoLoop(op: 'seal' | 'open', size: number, iterations: number): number;
 }
 
 function load(): NativeBinding {

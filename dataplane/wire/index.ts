@@ -10,3 +10,4 @@ export * from './icmpv4.ts';
 export * from './vxlan.ts';
 export * from './flow-hash.ts';
 export * from './tso.ts';
+export * from './link.ts';
