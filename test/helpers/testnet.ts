@@ -59,7 +59,7 @@ export interface PingResult {
 export interface TransferResult { sentBytes: number; receivedBytes: number; sentSha256: string; receivedSha256: string }
 
 /** What startAppnetd needs; everything missing is derived from the host and the net. */
-export type DaemonConfigInput = Partial<DaemonConfig>;
+export type DaemonConfigInput = Partial<Omit<DaemonConfig, 'link'>> & { link?: Partial<DaemonConfig['link']> };
 
 const liveNets = new Set<TestNet>();
 let netCounter = 0;
@@ -252,10 +252,11 @@ export class TestNet {
       floatingPool: '198.19.0.0/24',
       tokens: {},
       tokenFile: path.join(dir, 'token'),
-      link: { enabled: true, port: 51830, keyFile: path.join(dir, 'host.key'), peers: [], rekeyAfterSeconds: 120, allowKeyExport: false },
       vnis: [],
       ports: [],
       ...config,
+      // Each host keeps its key in its own directory (a restart finds the same key).
+      link: { enabled: true, port: 51830, keyFile: path.join(dir, 'host.key'), peers: [], rekeyAfterSeconds: 120, allowKeyExport: false, ...config.link },
     };
     if (Buffer.byteLength(full.adminSocket) > MAX_SOCKET_PATH) {
       throw new Error(`startAppnetd: admin socket path is longer than ${MAX_SOCKET_PATH} bytes: ${full.adminSocket} (set TMPDIR shorter)`);
