@@ -46,7 +46,7 @@ test('an encrypted network carries ping and a 10 MB TCP transfer; the underlay s
     t.is(vni, '');
   }
   // And they are link data messages to the link port (the WireGuard dissector reads the header).
-  const wg = tsharkFields(file, ['wg.type', 'wg.receiver_index', 'wg.counter'], 'wg.type == 4', ['udp.port==51830,wg']);
+  const wg = tsharkFields(file, ['wg.type', 'wg.receiver', 'wg.counter'], 'wg.type == 4', ['udp.port==51830,wg']);
   t.true(wg.length >= 45, `only ${wg.length} data messages`);
 
   const x = await net.tcpTransfer(a.ns, b.ns, addrB, 10 * 1024 * 1024);

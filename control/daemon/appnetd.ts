@@ -6,7 +6,8 @@ import { Command } from 'commander';
 import pino from 'pino';
 import { Engine, type PuntedFrame } from '../../dataplane/engine.ts';
 import { LinkManager } from '../../dataplane/link/link-manager.ts';
-import { loadOrCreateKeyPair, type KeyPair } from '../../dataplane/link/keys.ts';
+import { loadOrCreateKeyPair } from '../../dataplane/link/keys.ts';
+import type { KeyPair } from '../../dataplane/link/noise-ik.ts';
 import { startAdminApi } from './admin-api.ts';
 import { ConfigError, defaultMac, parseDaemonConfig, type DaemonConfig } from './config.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
       engine,
       staticKey,
       port: cfg.link.port,
-      timers: { rekeyAfterMs: cfg.link.rekeyAfterSeconds * 1000 },
+      timers: { rekeyAfterTime: cfg.link.rekeyAfterSeconds * 1000 },
       log,
     });
     const lm = links;

@@ -4,9 +4,9 @@
 // each link (session age, last sent/received) and initiate, rekey, keep alive or expire.
 // Nothing here runs per data packet: the engine seals and opens on its own threads.
 import { LINK_PUNT_RULE, type Engine, type LinkPeerInfo, type PuntedFrame } from '../engine.ts';
-import { Handshaker, type HandshakerCounters } from './handshaker.ts';
-import { PeerTimers, type TimerOptions } from './peer-timers.ts';
-import type { KeyPair } from './keys.ts';
+import { Handshaker, type HandshakeCounters } from './handshaker.ts';
+import { PeerTimers, type PeerTimersOptions } from './peer-timers.ts';
+import type { KeyPair } from './noise-ik.ts';
 
 export interface LinkPeerConfig {
   /** The peer's identity: its registered underlay address. */
@@ -23,7 +23,7 @@ export interface LinkManagerOptions {
   staticKey: KeyPair;
   /** The link UDP port peers listen on. */
   port: number;
-  timers?: Partial<TimerOptions>;
+  timers?: PeerTimersOptions;
   log?: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
   now?: () => number;
   tickMs?: number;
@@ -42,7 +42,7 @@ export class LinkManager {
   readonly #engine: Engine;
   readonly #hs: Handshaker;
   readonly #port: number;
-  readonly #timerOpts: Partial<TimerOptions>;
+  readonly #timerOpts: PeerTimersOptions;
   readonly #log: LinkManagerOptions['log'];
   readonly #now: () => number;
   readonly #peers = new Map<string, PeerState>();  // by vtep
@@ -178,8 +178,12 @@ export class LinkManager {
     }
   }
 
-  counters(): HandshakerCounters {
-    return this.#hs.counters();
+  /** Handshake counters; unanswered initiations (counted by the timers) as failed.timeout. */
+  counters(): HandshakeCounters {
+    const c = this.#hs.counters();
+    let timeouts = 0;
+    for (const st of this.#peers.values()) timeouts += st.timers.timeouts;
+    return { ...c, failed: { ...c.failed, timeout: (c.failed.timeout ?? 0) + timeouts } };
   }
 
   peers(): LinkPeerInfo[] {
