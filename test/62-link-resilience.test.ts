@@ -25,6 +25,8 @@ test('the underlay address of a host changes during traffic: the link follows it
   const { net, h1, d2, a, addrB } = await buildLinkNet(t);
   const moved = '198.18.0.41';
   const pinging = net.ping(a.ns, addrB, { count: 60, interval: 0.05, timeoutS: 30 });
+  // Like a DHCP renewal handing out a new address: the new one stays when the old one goes.
+  await runIn(h1.ns, 'sysctl', ['-qw', 'net.ipv4.conf.ul0.promote_secondaries=1']);
   await new Promise((r) => setTimeout(r, 1000));
   await runIn(h1.ns, 'ip', ['addr', 'add', `${moved}/24`, 'dev', 'ul0']);
   await runIn(h1.ns, 'ip', ['addr', 'del', `${h1.underlayIp}/24`, 'dev', 'ul0']);

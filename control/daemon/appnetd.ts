@@ -90,6 +90,8 @@ async function main(): Promise<void> {
       staticKey,
       port: cfg.link.port,
       timers: { rekeyAfterTime: cfg.link.rekeyAfterSeconds * 1000 },
+      // Look often enough that a short forced rekey interval is kept to, not rounded up a tick.
+      tickMs: Math.min(1000, (cfg.link.rekeyAfterSeconds * 1000) / 4),
       log,
     });
     const lm = links;
