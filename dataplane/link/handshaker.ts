@@ -18,6 +18,7 @@
  * flooder cannot guess a pending index, so responses cannot make us do DH work), name a pending index
  * (unknown_index) and decrypt. `receive` never throws on wire input.
  */
+import { randomFillSync } from 'node:crypto';
 import sodium from 'libsodium-wrappers';
 import { WireError } from '../wire/errors.ts';
 import {
@@ -76,7 +77,7 @@ export interface HandshakerOptions {
   authorise: (publicKey: Uint8Array) => string | null;
   /** Wall-clock milliseconds since the Unix epoch (timestamps must keep increasing across restarts). */
   now: () => number;
-  /** Cryptographically secure bytes in production (the default is libsodium's); tests may inject. */
+  /** Cryptographically secure bytes in production (the default is Node's CSPRNG); tests may inject. */
   random?: (n: number) => Uint8Array;
   loadThreshold?: number;
   rateLimit?: Partial<TokenBucketOptions>;
@@ -118,7 +119,9 @@ export class Handshaker {
     if (publicKey.length !== 32 || secretKey.length !== 32) {
       throw new RangeError(`staticKey needs 32-byte publicKey and secretKey, got ${publicKey.length} and ${secretKey.length}`);
     }
-    this.random = opts.random ?? ((n) => sodium.randombytes_buf(n));
+    // Node's CSPRNG, not libsodium-wrappers' randombytes_buf: same quality, ~50x cheaper per call,
+    // which matters because every cookie reply under load draws a nonce.
+    this.random = opts.random ?? ((n) => randomBytes(n));
     this.ownMac1Key = mac1Key(publicKey);
     this.ownCookieKey = cookieKey(publicKey);
     this.jar = new CookieJar(this.random, opts.now());
@@ -280,6 +283,10 @@ export class Handshaker {
     }
     throw new Error('link handshake: no free session index after 64 random draws; is the random source broken?');
   }
+}
+
+function randomBytes(n: number): Uint8Array {
+  return randomFillSync(new Uint8Array(n));
 }
 
 function parseOr<T>(parse: () => T): T | null {
