@@ -46,7 +46,7 @@ function net(uuid: string, name: string, namespace: string, state: NetworkState 
   return { ...newNetworkRecord(spec, { uuid, vxid: 42, now: 1_000 }), state };
 }
 
-test('defaults: dhcp and nat on, dns off; the spec is normalised', (t) => {
+test('defaults: dhcp and nat on, dns off, not encrypted; the spec is normalised', (t) => {
   const spec = validateNetworkCreate({ name: 'web', netblock: '198.18.4.0/24' }, ctx);
   t.deepEqual(spec, {
     name: 'web',
@@ -55,6 +55,7 @@ test('defaults: dhcp and nat on, dns off; the spec is normalised', (t) => {
     provideDhcp: true,
     provideNat: true,
     provideDns: false,
+    encrypt: false,
     vxlanId: null,
   });
 });
@@ -137,13 +138,14 @@ test('vxlan_id: system only, range-checked', (t) => {
   fails(t, { name: 'x', netblock: '198.18.4.0/24', vxlan_id: 4242 }, 403, /only the system namespace/);
 });
 
-test('new record starts initial; external view has exactly the reference fields', (t) => {
+test('new record starts initial; external view has exactly the reference fields plus encrypt', (t) => {
   const spec = validateNetworkCreate({ name: 'web', netblock: '198.18.4.0/24', provide_nat: false }, ctx);
   const record = newNetworkRecord(spec, { uuid: UUIDS[0], vxid: 0x2a, now: 5_000 });
   t.is(record.state, 'initial');
   t.is(record.stateUpdatedAt, 5_000);
   const view = externalView({ ...record, metadata: { owner: 'ops' }, floatingGateway: '198.19.20.7' });
   t.deepEqual(Object.keys(view).sort(), [
+    'encrypt',
     'floating_gateway',
     'metadata',
     'name',
@@ -168,6 +170,7 @@ test('new record starts initial; external view has exactly the reference fields'
     provide_dhcp: true,
     provide_nat: false,
     provide_dns: false,
+    encrypt: false,
     floating_gateway: '198.19.20.7',
     vxlan_id: 42,
   });
