@@ -10,3 +10,5 @@ export * from './icmpv4.ts';
 export * from './vxlan.ts';
 export * from './flow-hash.ts';
 export * from './tso.ts';
+export * from './tcp.ts';
+export * from './dhcp.ts';
