@@ -71,4 +71,10 @@ export interface CaptureWriterOptions {
   byteOrder?: 'le' | 'be';
   /** pcapng: section header comment. */
   comment?: string;
+  /**
+   * pcapng: capture points to describe in the header. libpcap (tcpdump) refuses a file without any
+   * interface block, so a live capture that declares its points up front is readable before its first
+   * packet. Points not listed get their interface block with their first packet.
+   */
+  points?: readonly string[];
 }

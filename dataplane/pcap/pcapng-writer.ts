@@ -38,6 +38,7 @@ export class PcapngWriter implements CaptureWriter {
   readonly linktype: number;
   private readonly le: boolean;
   private readonly comment?: string;
+  private readonly declared: readonly string[];
   /** Capture point → interface id, in order of first appearance. */
   private readonly interfaces = new Map<string, number>();
 
@@ -46,12 +47,16 @@ export class PcapngWriter implements CaptureWriter {
     this.linktype = opts.linktype ?? LINKTYPE_ETHERNET;
     this.le = (opts.byteOrder ?? 'le') === 'le';
     this.comment = opts.comment;
+    this.declared = opts.points ?? [];
     if (!Number.isInteger(this.linktype) || this.linktype < 0 || this.linktype > 0xffff) {
       throw new RangeError(`pcapng: linktype ${this.linktype} is not an integer in 0..65535`);
     }
   }
 
-  /** Section Header Block: byte-order magic, version 1.0, section length unknown (-1). */
+  /**
+   * Section Header Block (byte-order magic, version 1.0, section length unknown: -1), then one interface
+   * block per declared point. Starts a new section: interface ids restart at 0.
+   */
   header(): Buffer {
     const body = Buffer.alloc(16);
     this.u32(body, 0, PCAPNG_BYTE_ORDER_MAGIC);
@@ -61,7 +66,14 @@ export class PcapngWriter implements CaptureWriter {
     const options: Option[] = [];
     if (this.comment !== undefined) options.push(text(OPT_COMMENT, this.comment));
     options.push(text(SHB_USERAPPL, 'appnet'));
-    return this.block(PCAPNG_SHB, body, options);
+    this.interfaces.clear();
+    const parts = [this.block(PCAPNG_SHB, body, options)];
+    for (const point of this.declared) {
+      if (this.interfaces.has(point)) continue;
+      this.interfaces.set(point, this.interfaces.size);
+      parts.push(this.interfaceBlock(point));
+    }
+    return Buffer.concat(parts);
   }
 
   record(r: CaptureRecord): Buffer {

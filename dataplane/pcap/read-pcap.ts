@@ -31,7 +31,8 @@ export function isPcapMagic(bytes: Uint8Array): boolean {
   return [PCAP_MAGIC_US, PCAP_MAGIC_NS].some((m) => m === le || m === be);
 }
 
-export function readPcap(bytes: Uint8Array): Capture {
+export function readPcap(input: Uint8Array): Capture {
+  const bytes = plain(input);
   const f = readGlobalHeader(bytes);
   const packets: CapturedPacket[] = [];
   const dv = view(bytes);
@@ -93,7 +94,7 @@ function viaPcapParser(valid: Uint8Array, walked: CapturedPacket[]): CapturedPac
 
 function readGlobalHeader(bytes: Uint8Array): Framing {
   if (bytes.length < 4) {
-    throw new CaptureFileError('capture', 0, `file is ${bytes.length} bytes, too short to hold a magic number`);
+    throw new CaptureFileError('capture', 0, `file ends at offset ${bytes.length}, before the end of the 4-byte magic number`);
   }
   const dv = view(bytes);
   let format: CaptureFormat | undefined;
@@ -115,6 +116,11 @@ function readGlobalHeader(bytes: Uint8Array): Framing {
     throw new CaptureFileError(format, 4, `version ${major}.${minor} at offset 4 is not supported (expected 2.x)`);
   }
   return { format, le, snaplen: dv.getUint32(16, le), linktype: dv.getUint32(20, le) };
+}
+
+/** Packet data are plain Uint8Array views even when the caller passes a Buffer. */
+export function plain(bytes: Uint8Array): Uint8Array {
+  return Buffer.isBuffer(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
 }
 
 function view(bytes: Uint8Array): DataView {

@@ -8,6 +8,7 @@
  */
 import type { Capture, CapturedPacket, CaptureInterface } from './capture.ts';
 import { CaptureFileError } from './errors.ts';
+import { plain } from './read-pcap.ts';
 import {
   IF_NAME, IF_TSOFFSET, IF_TSRESOL, OPT_COMMENT, OPT_ENDOFOPT, PCAPNG_BYTE_ORDER_MAGIC, PCAPNG_EPB, PCAPNG_IDB,
   PCAPNG_PB_OBSOLETE, PCAPNG_SHB, PCAPNG_SPB, pad4,
@@ -32,7 +33,8 @@ export function isPcapngMagic(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && bytes[0] === 0x0a && bytes[1] === 0x0d && bytes[2] === 0x0d && bytes[3] === 0x0a;
 }
 
-export function readPcapng(bytes: Uint8Array): Capture {
+export function readPcapng(input: Uint8Array): Capture {
+  const bytes = plain(input);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const packets: CapturedPacket[] = [];
   const allIfaces: CaptureInterface[] = [];
