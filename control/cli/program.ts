@@ -2,6 +2,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { ApiClientError } from './client.ts';
+import { decodeCommand } from './commands/decode.ts';
 import { hostCommand } from './commands/host.ts';
 import { instanceCommand } from './commands/instance.ts';
 import { interfaceCommand } from './commands/interface.ts';
@@ -16,7 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
-  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand()]) program.addCommand(sub);
+  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), decodeCommand()]) program.addCommand(sub);
   return program;
 }
 

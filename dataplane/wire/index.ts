@@ -11,3 +11,5 @@ export * from './vxlan.ts';
 export * from './flow-hash.ts';
 export * from './tso.ts';
 export * from './link.ts';
+export * from './tcp.ts';
+export * from './dhcp.ts';

@@ -1,0 +1,7 @@
+/** Packet decoding for operators: layers, one-line summaries, the layered view, and link keylogs. */
+export * from './layers.ts';
+export { decodeFrame } from './decode-frame.ts';
+export { summary } from './summary.ts';
+export { formatLayers } from './format-layers.ts';
+export { parseKeylog, KeylogError, KEYLOG_LABEL, type Keylog } from './keylog.ts';
+export { openLinkData, LINK_HEADER_LEN, LINK_TAG_LEN, LINK_TYPE_NAMES } from './link-open.ts';

@@ -1,0 +1,47 @@
+/**
+ * The file edge of the capture writers: creates the file with the header, then appends each record as
+ * it arrives (one write per record, so a reader never sees more than one partial record at the end).
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import type { CaptureFormat, CaptureRecord, CaptureWriter, CaptureWriterOptions } from './capture.ts';
+import { PcapWriter } from './pcap-writer.ts';
+import { PcapngWriter } from './pcapng-writer.ts';
+
+export function createCaptureWriter(format: CaptureFormat, opts: CaptureWriterOptions = {}): CaptureWriter {
+  switch (format) {
+    case 'pcap': return new PcapWriter(opts);
+    case 'pcap-ns': return new PcapWriter({ ...opts, nanosecond: true });
+    case 'pcapng': return new PcapngWriter(opts);
+    default: throw new RangeError(`unknown capture format ${String(format)} (pcap, pcap-ns, pcapng)`);
+  }
+}
+
+/** Writes a whole capture to bytes (tests and tools; live captures use `CaptureFile`). */
+export function writeCapture(format: CaptureFormat, records: Iterable<CaptureRecord>, opts: CaptureWriterOptions = {}): Buffer {
+  const w = createCaptureWriter(format, opts);
+  const parts = [w.header()];
+  for (const r of records) parts.push(w.record(r));
+  return Buffer.concat(parts);
+}
+
+export class CaptureFile {
+  private fd: number | null;
+  private readonly writer: CaptureWriter;
+
+  /** Creates (truncates) `path` and writes the file header. */
+  constructor(readonly path: string, format: CaptureFormat, opts: CaptureWriterOptions = {}) {
+    this.writer = createCaptureWriter(format, opts);
+    this.fd = openSync(path, 'w');
+    writeSync(this.fd, this.writer.header());
+  }
+
+  write(record: CaptureRecord): void {
+    if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
+    writeSync(this.fd, this.writer.record(record));
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
