@@ -111,7 +111,7 @@ test('network create, list, show, delete: tables and --json', async (t) => {
   const rows = rowsOf(list.stdout);
   t.deepEqual(rows[0], ['UUID', 'NAME', 'NAMESPACE', 'NETBLOCK', 'STATE', 'VXLAN_ID', 'DHCP', 'NAT', 'DNS', 'ENCRYPT']);
   t.is(rows.length, 3);
-  t.deepEqual(rows[1], [view.uuid, 'net1', 'alpha', '198.18.4.0/24', 'initial', String(view.vxlan_id), 'yes', 'no', 'yes']);
+  t.deepEqual(rows[1], [view.uuid, 'net1', 'alpha', '198.18.4.0/24', 'initial', String(view.vxlan_id), 'yes', 'no', 'yes', 'no']);
   // Header and rows align: each column starts at the same offset.
   const lines = list.stdout.split('\n');
   t.is(lines[0].indexOf('NAME'), lines[1].indexOf('net1'));
