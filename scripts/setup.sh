@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Runtime: iproute2 (namespaces, veth), libsodium. Build: make, g++, python3 (node-gyp).
-# Tests and benchmarks: ping, tcpdump, tshark, iperf3, ethtool, wireguard-go/wg (link bench).
-PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev make g++ python3 tcpdump tshark iperf3 ethtool)
+# Tests and benchmarks: ping, tcpdump, tshark (and editcap), iperf3, ethtool, iptables (link attack tests),
+# wireguard-go/wg (the link benchmark's anchor).
+PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables wireguard-go wireguard-tools)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
