@@ -23,6 +23,12 @@ const run = promisify(execFile);
 
 const RESYNC_MS = 5000;
 
+/**
+ * `/appnet/observed/<host>`: what this host's daemon last observed of itself ({pid, ports, pending, vnis}),
+ * written when it changes, so an operator or a benchmark can tell a restarted daemon has caught up.
+ */
+export const OBSERVED_PREFIX = '/appnet/observed/';
+
 export interface ReconcilerOptions {
   store: Store;
   engine: Engine;
@@ -43,6 +49,7 @@ export class Reconciler {
   #again = false;
   #closed = false;
   #idle: Promise<void> = Promise.resolve();
+  #observed = '';
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
@@ -100,6 +107,7 @@ export class Reconciler {
     const state = await this.#read();
     const plan = planHost(this.#o.host, state, this.#o.underlayMtu);
     await this.#apply(plan);
+    await this.#writeObserved(plan);
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once.
     for (const n of state.networks) {
@@ -151,6 +159,14 @@ export class Reconciler {
       await run('ip', ['netns', 'del', ns]).catch(() => undefined);
       this.#netnsMade.delete(ns);
     }
+  }
+
+  async #writeObserved(plan: HostPlan): Promise<void> {
+    const observed = { pid: process.pid, ports: this.#ports.size, pending: plan.ports.filter((p) => !this.#ports.has(p.iface)).length, vnis: this.#vnis.size };
+    const text = JSON.stringify(observed);
+    if (text === this.#observed) return;
+    await this.#o.store.put(OBSERVED_PREFIX + this.#o.host, JSON.stringify({ ...observed, at: new Date().toISOString() }));
+    this.#observed = text;
   }
 
   async #ensureNetns(ns: string): Promise<void> {
