@@ -72,11 +72,15 @@ export class Reconciler {
     this.#view = new DesiredView(o.store);
   }
 
+  /**
+   * Reads the desired state, starts following it and schedules the first pass without waiting for
+   * it: with 1,000 ports that pass takes many seconds, and the daemon answers its APIs meanwhile.
+   * `idle()` waits for it; /appnet/observed/<host> says when it is done.
+   */
   async start(): Promise<void> {
     await this.#follow();
     this.#timer = setInterval(() => this.schedule(), RESYNC_MS);
     this.schedule();
-    await this.#idle;
   }
 
   /** Runs a pass now, or right after the one in progress. */
@@ -190,6 +194,9 @@ export class Reconciler {
     }
     const made: DesiredPort[] = [];
     for (const p of ports) {
+      // addPort blocks this thread (~20 ms here, mostly the kernel moving the TAP into the namespace):
+      // let the API's requests in between ports.
+      await new Promise((resolve) => setImmediate(resolve));
       try {
         const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns });
         this.#ports.set(p.iface, { id, spec: p });
