@@ -243,6 +243,7 @@ test('planDelete follows the state and the interfaces left', (t) => {
   t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'delete-wait'), 1), { action: 'delete-wait' });
   t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'delete-wait'), 0), { action: 'destroy' });
   t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'initial'), 0), { action: 'destroy' });
+  t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'initial'), 1), { action: 'delete-wait' }, 'interfaces may attach before created');
   t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'error'), 0), { action: 'destroy' });
   t.deepEqual(planDelete(net(UUIDS[0], 'a', 'team-a', 'deleted'), 0), { action: 'none' });
 });

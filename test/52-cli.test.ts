@@ -221,20 +221,11 @@ test('config file via APPNET_CONFIG; flags beat env, env beats the file', async 
   t.regex(gone.stderr, /^appnet: cannot read config file .*gone\.json: ENOENT\n$/);
 });
 
-test('instance commands: exercised only when the API has /instances', async (t) => {
-  const { url, env, store } = await api(t);
-  // Probe the route itself (the OpenAPI document may lag behind the routes).
-  const probe = await fetch(`${url}/instances`, { headers: { authorization: 'Bearer tok-a' } });
+test('instance commands: create, list, show, interfaces, delete', async (t) => {
+  const { env, store } = await api(t);
   const bad = await run(['instance', 'create', 'vm1', '--host', 'h1', '--network', 'net1,colour=red'], env());
   t.is(bad.code, 2);
   t.regex(bad.stderr, /unknown key "colour"/);
-  if (probe.status === 404) {
-    // No /instances routes in this API yet: only the client side is checked.
-    const list = await run(['instance', 'list'], env());
-    t.is(list.code, 1);
-    t.regex(list.stderr, /^appnet: no route GET \/instances\n$/);
-    return;
-  }
   const net = JSON.parse((await run(['network', 'create', 'inet', '198.18.6.0/24', '--json'], env())).stdout);
   await new NetworkRepository({ store, floatingPool: POOL }).markCreated(net.uuid);
   const created = await run(['instance', 'create', 'vm1', '--host', 'h1', '--network', 'inet,address=198.18.6.10', '--json'], env());
@@ -260,4 +251,28 @@ test('instance commands: exercised only when the API has /instances', async (t) 
   t.is(JSON.parse(iface.stdout).uuid, rows[0].uuid);
   const del = await run(['instance', 'delete', 'vm1'], env());
   t.is(del.code, 0, del.stderr);
+});
+
+test('instance errors: 409 taken address, 406 network not ready, 507 full, 404: one line each, exit 1', async (t) => {
+  const { env } = await api(t);
+  const net = JSON.parse((await run(['network', 'create', 'small', '198.18.7.0/29', '--json'], env())).stdout);
+  t.is((await run(['instance', 'create', 'vm0', '--host', 'h1', '--network', 'small,address=198.18.7.2'], env())).code, 0);
+  const taken = await run(['instance', 'create', 'vm1', '--host', 'h1', '--network', 'small,address=198.18.7.2'], env());
+  t.is(taken.code, 1);
+  t.regex(taken.stderr, /^appnet: address 198\.18\.7\.2 in 198\.18\.7\.0\/29 is already in use [^\n]+\n$/);
+  // .3 .. .6 are left: four fit, the fifth is 507.
+  for (let i = 1; i <= 4; i++) t.is((await run(['instance', 'create', `vm${i}`, '--host', 'h1', '--network', 'small'], env())).code, 0);
+  const full = await run(['instance', 'create', 'vm5', '--host', 'h1', '--network', 'small'], env());
+  t.is(full.code, 1);
+  t.regex(full.stderr, /^appnet: network 198\.18\.7\.0\/29 has no free addresses: [^\n]+\n$/);
+  t.is((await run(['network', 'delete', 'small'], env())).code, 0); // has interfaces: delete-wait
+  const notReady = await run(['instance', 'create', 'vm6', '--host', 'h1', '--network', net.uuid], env());
+  t.is(notReady.code, 1);
+  t.is(notReady.stderr, `appnet: network ${net.uuid} is not ready (delete-wait); interfaces.0 cannot attach to it\n`);
+  const missing = await run(['instance', 'show', 'nope'], env());
+  t.is(missing.code, 1);
+  t.is(missing.stderr, 'appnet: instance not found: "nope"\n');
+  const noIface = await run(['interface', 'show', 'nope'], env());
+  t.is(noIface.code, 1);
+  t.is(noIface.stderr, 'appnet: interface not found: "nope"\n');
 });

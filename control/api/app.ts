@@ -10,7 +10,8 @@
 //
 // Instances and interfaces (INSTANCE_ROUTES): POST/GET /instances, GET/DELETE /instances/{ref},
 // GET /instances/{ref}/interfaces, GET /networks/{ref}/interfaces, GET /interfaces/{uuid} and its
-// metadata. Without an `interfaceCount` option, network deletion counts the real interfaces.
+// metadata. Without an `interfaceCount` option, network deletion counts the real interfaces (the
+// network's attachments key, compared in the delete's transaction).
 //
 // Parameters: GET routes take them in the query string (fastify ignores GET bodies); POST, PUT
 // and DELETE take a JSON body, as the reference does.
@@ -31,7 +32,7 @@ export interface BuildApiOptions {
   /** Bearer token → namespace. */
   tokens: Map<string, string>;
   floatingPool: Cidr | string;
-  /** Live interfaces on a network; default: the interface repository's count (tests may override). */
+  /** Replaces the count of a network's live interfaces (tests of delete-wait without instances). */
   interfaceCount?: (networkUuid: string) => number | Promise<number>;
   now?: () => number;
   /** Passed to fastify; default false. */
@@ -249,17 +250,14 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
-  // The two repositories refer to each other: network deletion counts interfaces, instance
-  // deletion finishes delete-wait networks.
-  let instances: InstanceRepository | undefined;
+  // Instance deletion finishes delete-wait networks, so the instances repository holds the networks one.
   const repo = new NetworkRepository({
     store: options.store,
     floatingPool: options.floatingPool,
-    interfaceCount: options.interfaceCount ?? (async (uuid) => (instances as InstanceRepository).interfaces.count(uuid)),
+    interfaceCount: options.interfaceCount,
     now: options.now,
   });
-  instances = new InstanceRepository({ store: options.store, networks: repo, now: options.now });
-  const instanceRepo = instances;
+  const instanceRepo = new InstanceRepository({ store: options.store, networks: repo, now: options.now });
   const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
   const callers = new WeakMap<FastifyRequest, string>();
 

@@ -362,7 +362,9 @@ export function planDelete(record: NetworkRecord, interfaceCount: number): Delet
     throw new Forbidden('the floating network cannot be deleted', { reason: 'floating' });
   }
   if (!canDelete(record.state)) return { action: 'none' };
-  if (interfaceCount > 0 && canTransition(record.state, 'delete-wait')) return { action: 'delete-wait' };
+  // An `initial` network may already carry interfaces (this API lets them attach before the
+  // network is deployed): it waits too, by way of `created` (initial -> delete-wait is no transition).
+  if (interfaceCount > 0 && (record.state === 'initial' || canTransition(record.state, 'delete-wait'))) return { action: 'delete-wait' };
   return { action: 'destroy' };
 }
 

@@ -18,6 +18,11 @@
 //     networks stay `initial` until the network node reports them deployed, and an instance may
 //     be defined before that; its interfaces are `initial` until the host plugs them anyway.
 //   - a network must be in the instance's namespace (system instances see all networks), else 404.
+//   - create and delete also rewrite each touched network's attachments key (repo/interfaces.ts)
+//     under a modRevision compare; network delete compares the same key, so an attach and a
+//     delete of one network are ordered: the attach wins (the delete then goes to delete-wait) or
+//     the delete wins (the attach re-plans and gets 406, the network is no longer ready).
+//   - MAC uniqueness is checked per candidate key, not against a read of every claim.
 //   - delete removes the instance, its interfaces and MAC claims and releases the addresses into
 //     hold-back, in one txn; then each touched network in delete-wait with no interfaces left is
 //     finished to `deleted` (through NetworkRepository.delete, whose audit event records it).
@@ -26,11 +31,11 @@ import { randomUUID } from 'node:crypto';
 import { Conflict, NotReady } from '../errors.ts';
 import { type InstanceRecord, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
 import { type InterfaceRecord, newInterfaceRecord } from '../instances/interface.ts';
-import { allocateMac, checkRequestedMac } from '../instances/mac.ts';
+import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
 import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
-import type { NetworkRecord } from '../networks/network.ts';
+import { type NetworkRecord, isUuid } from '../networks/network.ts';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
-import { INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX } from './interfaces.ts';
+import { ATTACHMENTS_PREFIX, type Attachments, INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX, readAttachments } from './interfaces.ts';
 import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
 
 export const INSTANCES_PREFIX = '/appnet/instances/';
@@ -76,6 +81,11 @@ export class InstanceRepository {
   }
 
   async resolve(ref: string, namespace: string): Promise<InstanceRecord> {
+    // Names are never UUID-shaped, so a UUID is one key read, not a scan of every instance.
+    if (isUuid(ref)) {
+      const kv = await this.store.get(INSTANCES_PREFIX + ref);
+      return resolveInstanceRef(ref, namespace, kv ? [JSON.parse(kv.value) as InstanceRecord] : []);
+    }
     return resolveInstanceRef(ref, namespace, await this.allRecords());
   }
 
@@ -108,6 +118,7 @@ export class InstanceRepository {
       // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards.
       const networkByRef = new Map<string, NetworkRecord>();
       const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+      const attachments = new Map<string, Attachments>();
       for (const [index, want] of spec.interfaces.entries()) {
         if (networkByRef.has(want.network)) continue;
         const resolved = await this.networks.resolve(want.network, spec.namespace);
@@ -124,18 +135,26 @@ export class InstanceRepository {
           const ipamKv = await this.store.get(IPAM_PREFIX + network.uuid);
           if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
           ipams.set(network.uuid, { kv: ipamKv as KeyValue, state: JSON.parse((ipamKv as KeyValue).value) as IpamState });
+          attachments.set(network.uuid, await readAttachments(this.store, network.uuid));
         }
       }
 
       // MACs and addresses, planned against what was just read.
-      const used = await this.interfaces.usedMacs();
+      const used = new Set<string>(); // claimed MACs this attempt has seen, and its own picks
       const records: InterfaceRecord[] = [];
       for (const [order, want] of spec.interfaces.entries()) {
         const ifaceUuid = ifaceUuids[order];
-        const macaddr =
-          want.macaddr !== undefined
-            ? checkRequestedMac(want.macaddr, used, `interfaces.${order}.macaddr`)
-            : allocateMac(used, this.random);
+        const field = `interfaces.${order}.macaddr`;
+        let macaddr: string;
+        if (want.macaddr !== undefined) {
+          const mac = parseMac(want.macaddr, field);
+          if (await this.interfaces.macTaken(mac)) used.add(mac);
+          macaddr = checkRequestedMac(want.macaddr, used, field);
+        } else {
+          for (macaddr = allocateMac(used, this.random); await this.interfaces.macTaken(macaddr); macaddr = allocateMac(used, this.random)) {
+            used.add(macaddr);
+          }
+        }
         used.add(macaddr);
         const network = networkByRef.get(want.network) as NetworkRecord;
         const ipam = ipams.get(network.uuid) as { kv: KeyValue; state: IpamState };
@@ -158,11 +177,13 @@ export class InstanceRepository {
         compare.push({ key: MACS_PREFIX + macaddr, target: 'createRevision', op: '==', value: 0 });
         success.push({ type: 'put', key: INTERFACES_PREFIX + ifaceUuid, value: JSON.stringify(records[order]) });
         success.push({ type: 'put', key: MACS_PREFIX + macaddr, value: JSON.stringify({ interface_uuid: ifaceUuid, when: now }) });
+        attachments.get(network.uuid)!.interfaces.push(ifaceUuid);
       }
       for (const [networkUuid, ipam] of ipams) {
         compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
         success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
       }
+      for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
       const instance = newInstanceRecord(spec, { uuid, interfaces: ifaceUuids, now });
       success.push({ type: 'put', key: INSTANCES_PREFIX + uuid, value: JSON.stringify(instance) });
       const result = await this.store.txn({ compare, success });
@@ -189,10 +210,14 @@ export class InstanceRepository {
       const success: TxnOp[] = [{ type: 'delete', key }];
       const removed: InterfaceRecord[] = [];
       const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+      const attachments = new Map<string, Attachments>();
       for (const ifaceUuid of instance.interfaces) {
         const ikv = await this.store.get(INTERFACES_PREFIX + ifaceUuid);
         if (ikv === undefined) continue;
         const iface = JSON.parse(ikv.value) as InterfaceRecord;
+        let att = attachments.get(iface.network_uuid);
+        if (att === undefined) attachments.set(iface.network_uuid, (att = await readAttachments(this.store, iface.network_uuid)));
+        att.interfaces = att.interfaces.filter((u) => u !== iface.uuid);
         removed.push({ ...iface, state: 'deleted', stateUpdatedAt: now });
         compare.push({ key: ikv.key, target: 'modRevision', op: '==', value: ikv.modRevision });
         success.push({ type: 'delete', key: ikv.key });
@@ -215,12 +240,20 @@ export class InstanceRepository {
         compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
         success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
       }
+      for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
       const result = await this.store.txn({ compare, success });
       if (!result.succeeded) continue;
       await this.finishDeleteWait(new Set(removed.map((i) => i.network_uuid)));
       return { instance, interfaces: removed.sort((a, b) => a.order - b.order) };
     }
     throw new Conflict(`instance ${resolved.uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /** Adds the compare-and-swap of a network's attachments key (read as `att.kv`) and its new list. */
+  private putAttachments(networkUuid: string, att: Attachments, compare: Compare[], success: TxnOp[]): void {
+    const key = ATTACHMENTS_PREFIX + networkUuid;
+    compare.push({ key, target: 'modRevision', op: '==', value: att.kv?.modRevision ?? 0 });
+    success.push({ type: 'put', key, value: JSON.stringify({ interfaces: att.interfaces }) });
   }
 
   /** Networks in delete-wait with no interfaces left go to `deleted`. */

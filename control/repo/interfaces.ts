@@ -4,6 +4,13 @@
 // Keys (values are JSON):
 //   /appnet/interfaces/<uuid>   InterfaceRecord
 //   /appnet/macs/<mac>          {interface_uuid, when}: the MAC's claim, created with createRevision == 0
+//   /appnet/attachments/<network-uuid>
+//                               {interfaces: [uuid, ...]}: the interfaces on that network, written in the
+//                               txn that creates or deletes them. It is the one key that both an
+//                               interface create and the network's delete compare-and-swap on, so a
+//                               network never goes to `deleted` while an interface is being attached
+//                               (repo/networks.ts delete), and counting or listing a network's
+//                               interfaces reads one key instead of every interface.
 
 import { Conflict, NotFound, quote } from '../errors.ts';
 import { type InterfaceRecord } from '../instances/interface.ts';
@@ -12,6 +19,18 @@ import type { KeyValue, Store } from '../store/store.ts';
 
 export const INTERFACES_PREFIX = '/appnet/interfaces/';
 export const MACS_PREFIX = '/appnet/macs/';
+export const ATTACHMENTS_PREFIX = '/appnet/attachments/';
+
+/** A network's attachments key as read: `kv` undefined when no interface was ever attached. */
+export interface Attachments {
+  kv: KeyValue | undefined;
+  interfaces: string[];
+}
+
+export async function readAttachments(store: Store, networkUuid: string): Promise<Attachments> {
+  const kv = await store.get(ATTACHMENTS_PREFIX + networkUuid);
+  return { kv, interfaces: kv ? (JSON.parse(kv.value) as { interfaces: string[] }).interfaces : [] };
+}
 const UPDATE_TRIES = 5;
 
 export class InterfaceRepository {
@@ -24,18 +43,23 @@ export class InterfaceRepository {
 
   /** Interfaces on a network that are not `deleted` (what blocks the network's deletion). */
   async onNetwork(networkUuid: string): Promise<InterfaceRecord[]> {
-    return (await this.all())
-      .filter((i) => i.network_uuid === networkUuid && i.state !== 'deleted')
+    const out: InterfaceRecord[] = [];
+    for (const uuid of (await readAttachments(this.store, networkUuid)).interfaces) {
+      const kv = await this.store.get(INTERFACES_PREFIX + uuid);
+      if (kv !== undefined) out.push(JSON.parse(kv.value) as InterfaceRecord);
+    }
+    return out
+      .filter((i) => i.state !== 'deleted')
       .sort((a, b) => a.createdAt - b.createdAt || a.instance_uuid.localeCompare(b.instance_uuid) || a.order - b.order);
   }
 
   async count(networkUuid: string): Promise<number> {
-    return (await this.onNetwork(networkUuid)).length;
+    return (await readAttachments(this.store, networkUuid)).interfaces.length;
   }
 
-  async usedMacs(): Promise<Set<string>> {
-    const { kvs } = await this.store.range(MACS_PREFIX);
-    return new Set(kvs.map((kv) => kv.key.slice(MACS_PREFIX.length)));
+  /** Whether a MAC is claimed (one key read; the create txn's compare makes the claim exact). */
+  async macTaken(mac: string): Promise<boolean> {
+    return (await this.store.get(MACS_PREFIX + mac)) !== undefined;
   }
 
   /** 404 `interface not found` if missing or in another namespace (system sees all). */

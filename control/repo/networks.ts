@@ -18,6 +18,9 @@
 //     createRevision == 0 on the VNI key: a lost race re-reads the used VNIs and tries again.
 //   - every later change of a record is a txn guarded by modRevision == what was read, retried
 //     UPDATE_TRIES times, then 409.
+//   - delete decides delete-wait or deleted from the network's attachments key
+//     (repo/interfaces.ts) and compares it in the same txn as the record, so an interface attached
+//     meanwhile makes the delete re-read and go to delete-wait instead of `deleted`.
 //   - deleting only moves the state (delete-wait or deleted); rows and the VNI stay until a hard
 //     delete (not done here), so a UUID keeps resolving and the VNI is not reused too early.
 
@@ -29,6 +32,7 @@ import {
   type NetworkRecord,
   FLOATING_NETWORK_UUID,
   floatingNetworkRecord,
+  isUuid,
   listNetworks,
   newNetworkRecord,
   parseFloatingPool,
@@ -39,6 +43,7 @@ import {
 import { transition } from '../networks/state-machine.ts';
 import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, createIpam, listReservations } from '../ipam/ipam.ts';
+import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
 import type { KeyValue, Store, TxnOp } from '../store/store.ts';
 
 export const NETWORKS_PREFIX = '/appnet/networks/';
@@ -69,7 +74,10 @@ export interface NetworkRepoOptions {
   store: Store;
   /** The floating pool (FLOATING_NETWORK); networks may not overlap it. */
   floatingPool: Cidr | string;
-  /** Live interfaces on a network; until interfaces exist this defaults to none. */
+  /**
+   * Replaces the count of a network's interfaces (tests of delete-wait without instances). By
+   * default the network's attachments key is counted, inside delete's compare-and-swap.
+   */
   interfaceCount?: (networkUuid: string) => number | Promise<number>;
   now?: () => number;
   random?: () => number;
@@ -93,7 +101,7 @@ export interface DeleteAllResult {
 export class NetworkRepository {
   readonly store: Store;
   readonly floatingPool: Cidr;
-  private readonly interfaceCount: (uuid: string) => number | Promise<number>;
+  private readonly interfaceCount: ((uuid: string) => number | Promise<number>) | undefined;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly newUuid: () => string;
@@ -104,7 +112,7 @@ export class NetworkRepository {
     this.store = options.store;
     this.floatingPool =
       typeof options.floatingPool === 'string' ? parseFloatingPool(options.floatingPool) : options.floatingPool;
-    this.interfaceCount = options.interfaceCount ?? (() => 0);
+    this.interfaceCount = options.interfaceCount;
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.newUuid = options.newUuid ?? randomUUID;
@@ -153,6 +161,11 @@ export class NetworkRepository {
 
   /** By UUID or by a name unique among the namespace's active networks (404/400 as the reference). */
   async resolve(ref: string, namespace: string): Promise<NetworkRecord> {
+    // Names are never UUID-shaped, so a UUID is one key read, not a scan of every network.
+    if (isUuid(ref)) {
+      const kv = await this.store.get(NETWORKS_PREFIX + ref);
+      return resolveNetworkRef(ref, namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
+    }
     return resolveNetworkRef(ref, namespace, await this.allRecords());
   }
 
@@ -234,14 +247,32 @@ export class NetworkRepository {
    * delete-wait (interfaces remain) or deleted. 403 for the floating network.
    */
   async delete(record: NetworkRecord): Promise<NetworkRecord | null> {
-    const plan = planDelete(record, await this.interfaceCount(record.uuid));
-    if (plan.action === 'none') return null;
-    const to = plan.action === 'delete-wait' ? 'delete-wait' : 'deleted';
-    return this.update(
-      record.uuid,
-      (current) => (current.state === 'deleted' ? current : transition(current, to, this.now())),
-      { type: 'audit', message: `delete request from REST API (state ${to})` },
-    );
+    const key = NETWORKS_PREFIX + record.uuid;
+    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+      const kv = await this.store.get(key);
+      if (kv === undefined) throw new NotFound(`network not found: ${quote(record.uuid)}`, { reason: 'not-found' });
+      const current = JSON.parse(kv.value) as NetworkRecord;
+      const attached = await readAttachments(this.store, record.uuid);
+      const count = this.interfaceCount ? await this.interfaceCount(record.uuid) : attached.interfaces.length;
+      const plan = planDelete(current, count);
+      if (plan.action === 'none') return null;
+      const to = plan.action === 'delete-wait' ? 'delete-wait' : 'deleted';
+      const from = to === 'delete-wait' && current.state === 'initial' ? transition(current, 'created', this.now()) : current;
+      const next = transition(from, to, this.now());
+      if (next === current) return current;
+      const result = await this.store.txn({
+        compare: [
+          { key, target: 'modRevision', op: '==', value: kv.modRevision },
+          { key: ATTACHMENTS_PREFIX + record.uuid, target: 'modRevision', op: '==', value: attached.kv?.modRevision ?? 0 },
+        ],
+        success: [
+          { type: 'put', key, value: JSON.stringify(next) },
+          await this.eventOp(record.uuid, 'audit', `delete request from REST API (state ${to})`, null),
+        ],
+      });
+      if (result.succeeded) return next;
+    }
+    throw new Conflict(`network ${record.uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
   }
 
   /**
@@ -252,7 +283,8 @@ export class NetworkRepository {
     const out: DeleteAllResult = { deleted: [], unable: [] };
     for (const record of await this.list(namespace)) {
       if (record.namespace !== namespace) continue;
-      if (!cleanWait && (await this.interfaceCount(record.uuid)) > 0) {
+      const count = this.interfaceCount ? await this.interfaceCount(record.uuid) : (await readAttachments(this.store, record.uuid)).interfaces.length;
+      if (!cleanWait && count > 0) {
         out.unable.push(record.uuid);
         continue;
       }

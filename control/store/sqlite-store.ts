@@ -14,6 +14,12 @@
 //      reads the history from its next revision, a window of revisions at a time, and awaits its handler.
 //   4. better-sqlite3 is synchronous: a write waiting for another process's lock blocks this event loop
 //      for up to busyTimeoutMs, then fails with StoreBusyError. Writes are short, so waits are too.
+//   5. Group commit: writes called in one turn of the event loop are queued and committed together, in
+//      call order, in ONE SQLite transaction (so one fsync), each inside its own savepoint and with its
+//      own revision, exactly as if committed one by one. A write that throws rolls back its savepoint
+//      and rejects alone; the others commit. Every promise settles after the COMMIT, so a resolved write
+//      is as durable as before. Without this, each write paid its own fsync (~4 ms here) while blocking
+//      the event loop, and an API under concurrent load queued behind them.
 //
 // Lease expiry uses the wall clock (Date.now()); all processes sharing the file share that clock.
 
@@ -97,6 +103,18 @@ class RevisionScope {
     if (this.rev !== 0) [this.current, this.rev, this.seq] = [this.rev, 0, 0];
     return this.current;
   }
+  reset(current: Revision): void {
+    [this.current, this.rev, this.seq] = [current, 0, 0];
+  }
+}
+
+/** A write waiting for the next group commit. */
+interface QueuedWrite {
+  fn: (scope: RevisionScope) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+  result?: unknown;
+  error?: unknown;
 }
 
 export class SqliteStore implements Store {
@@ -106,7 +124,9 @@ export class SqliteStore implements Store {
   private readonly busyTimeoutMs: number;
   private readonly watchers = new Set<WatchState>();
   private readonly timer: NodeJS.Timeout;
-  private readonly writeTxn: Transaction<[(scope: RevisionScope) => unknown], unknown>;
+  private readonly batchTxn: Transaction<[QueuedWrite[]], void>;
+  private readonly savepoint: Transaction<[() => unknown], unknown>;
+  private queue: QueuedWrite[] = [];
   private readonly readTxn: Transaction<[() => unknown], unknown>;
   private closed = false;
   private dataVersion = -1;
@@ -138,13 +158,22 @@ export class SqliteStore implements Store {
       nextExpiry: prep('SELECT min(expires_at) FROM leases').pluck(),
       dataVersion: prep('PRAGMA data_version').pluck(),
     };
-    this.writeTxn = this.db.transaction((fn: (scope: RevisionScope) => unknown) => {
+    this.savepoint = this.db.transaction((fn: () => unknown) => fn());
+    this.batchTxn = this.db.transaction((batch: QueuedWrite[]) => {
       const scope = new RevisionScope(this.meta('revision'));
       const start = scope.current;
       this.reapExpired(scope);
-      const result = fn(scope);
+      for (const w of batch) {
+        const before = scope.current;
+        try {
+          w.result = this.savepoint(() => w.fn(scope));
+          scope.endRevision();
+        } catch (err) {
+          w.error = err;
+          scope.reset(before); // its savepoint rolled back: its revision is not used
+        }
+      }
       if (scope.endRevision() !== start) this.s.setMeta.run(scope.current, 'revision');
-      return result;
     });
     this.readTxn = this.db.transaction((fn: () => unknown) => fn());
     this.timer = setInterval(() => this.tick(), options.pollIntervalMs ?? 25);
@@ -222,7 +251,7 @@ export class SqliteStore implements Store {
 
   async compact(revision: Revision): Promise<void> {
     checkRevision(revision, 'compact revision');
-    this.write(() => {
+    await this.write(() => {
       const [current, compacted] = [this.meta('revision'), this.meta('compact_revision')];
       if (revision > current) {
         throw new InvalidArgumentError(`cannot compact to revision ${revision}: it is in the future (current revision ${current})`);
@@ -256,6 +285,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush(); // writes already accepted are committed, not dropped
     this.closed = true;
     clearInterval(this.timer);
     for (const w of this.watchers) w.cancelled = true;
@@ -349,7 +379,9 @@ export class SqliteStore implements Store {
         this.nextExpiry = this.s.nextExpiry.get() as number | null;
         for (const w of this.watchers) void this.pump(w);
       }
-      if (this.nextExpiry !== null && Date.now() >= this.nextExpiry) this.write(() => undefined);
+      if (this.nextExpiry !== null && Date.now() >= this.nextExpiry && this.queue.length === 0) {
+        this.write(() => undefined).catch((err) => { if (!this.closed) process.emitWarning(this.translate(err)); });
+      }
     } catch (err) {
       if (!this.closed) process.emitWarning(this.translate(err));
     }
@@ -397,11 +429,32 @@ export class SqliteStore implements Store {
 
   // ---- Plumbing ---------------------------------------------------------------------------------
 
-  private write<T>(fn: (scope: RevisionScope) => T): T {
-    const result = this.run(() => this.writeTxn.immediate(fn as (scope: RevisionScope) => unknown) as T);
+  /** Queues a write for the group commit at the end of this turn of the event loop (contract 5). */
+  private write<T>(fn: (scope: RevisionScope) => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreClosedError(this.path));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  /** Commits every queued write in one transaction, then settles their promises. */
+  private flush(): void {
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    try {
+      this.run(() => this.batchTxn.immediate(batch));
+    } catch (err) {
+      for (const w of batch) w.reject(err); // BEGIN or COMMIT failed: nothing of the batch was written
+      return;
+    }
     this.localDirty = true;
     this.kick();
-    return result;
+    for (const w of batch) {
+      if ('error' in w) w.reject(this.translate(w.error));
+      else w.resolve(w.result);
+    }
   }
 
   private read<T>(fn: () => T): T {
