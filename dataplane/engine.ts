@@ -133,6 +133,46 @@ export interface PuntedFrame {
   frame: Buffer;
 }
 
+/** Where a capture copies packets (native/src/capture.h). */
+export type CapturePointName = 'port' | 'vni_encap' | 'vni_decap' | 'wire';
+export const CAPTURE_POINTS: Record<CapturePointName, number> = { port: 1, vni_encap: 2, vni_decap: 4, wire: 8 };
+
+export interface CaptureSpec {
+  points: CapturePointName[];
+  /** Only this VNI. */
+  vni?: number;
+  /** Only this port id (port point). */
+  port?: number;
+  /** Bytes kept per packet; default 65535. */
+  snaplen?: number;
+  /** Records held until drained; copies beyond are dropped (and counted), never forwarding. */
+  ring?: number;
+  /** A tcpdump expression, compiled to BPF by libpcap. */
+  filter?: string;
+}
+
+export interface CaptureRecord {
+  /** Wall-clock ns since the epoch. */
+  tsNs: bigint;
+  point: CapturePointName;
+  /** in: read from a port / received from the wire; out: written to a port / sent. */
+  dir: 'in' | 'out';
+  port: number | null;
+  vni: number | null;
+  origLen: number;
+  /** A full Ethernet frame (wire records carry synthesised outer headers), cut to the snap length. */
+  data: Buffer;
+}
+
+export interface CaptureBatch {
+  records: CaptureRecord[];
+  captured: number;
+  dropped: number;
+  filtered: number;
+}
+
+const POINT_NAMES = Object.fromEntries(Object.entries(CAPTURE_POINTS).map(([k, v]) => [v, k])) as Record<number, CapturePointName>;
+
 /** Punted datagrams with this rule id are link handshake messages (whole UDP payloads). */
 export const LINK_PUNT_RULE = 0;
 
@@ -267,6 +307,41 @@ export class Engine {
   }
   /** The outer UDP source ports the flow hash spreads flows over. */
   txSourcePorts(): number[] { return this.#n.txSourcePorts(); }
+
+  /** As if the port's instance had sent the frame (replaying a capture). */
+  injectFromPort(port: number, frame: Uint8Array): void { this.#n.injectFromPort(port, Buffer.from(frame)); }
+
+  /** Starts a capture session; throws RangeError naming `filter` when the expression does not compile. */
+  captureStart(spec: CaptureSpec): number {
+    check(spec.points.length > 0, 'points must name at least one of port, vni_encap, vni_decap, wire');
+    let mask = 0;
+    for (const p of spec.points) {
+      check(p in CAPTURE_POINTS, `points: unknown point '${p}'; known: ${Object.keys(CAPTURE_POINTS).join(', ')}`);
+      mask |= CAPTURE_POINTS[p];
+    }
+    if (spec.vni !== undefined) checkVni(spec.vni);
+    const snaplen = spec.snaplen ?? 65535;
+    check(Number.isInteger(snaplen) && snaplen >= 14 && snaplen <= 65535, `snaplen must be an integer in 14..65535, got ${snaplen}`);
+    const ring = spec.ring ?? 4096;
+    check(Number.isInteger(ring) && ring >= 1 && ring <= 1_000_000, `ring must be an integer in 1..1000000, got ${ring}`);
+    return this.#n.captureStart({ points: mask, vni: spec.vni, port: spec.port, snaplen, ring, filter: spec.filter });
+  }
+  captureDrain(id: number): CaptureBatch {
+    const b = this.#n.captureDrain(id);
+    return {
+      ...b,
+      records: b.records.map((r) => ({
+        tsNs: r.tsNs,
+        point: POINT_NAMES[r.point],
+        dir: r.dir === 0 ? 'in' : 'out',
+        port: r.port >= 0 ? r.port : null,
+        vni: r.vni || null,
+        origLen: r.origLen,
+        data: r.data,
+      })),
+    };
+  }
+  captureStop(id: number): boolean { return this.#n.captureStop(id); }
 
   // Encrypted links. A peer is another host, named by its registered underlay address.
 

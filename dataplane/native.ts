@@ -48,6 +48,15 @@ export interface NativeEngine {
   linkSend(ip: number, port: number, data: Buffer): void;
   linkPeers(withKeys?: boolean): NativeLinkPeer[];
   linkPort(): number;
+  injectFromPort(port: number, frame: Buffer): void;
+  captureStart(spec: { points: number; vni?: number; port?: number; snaplen?: number; ring?: number; filter?: string }): number;
+  captureDrain(id: number): {
+    records: Array<{ tsNs: bigint; point: number; dir: number; port: number; vni: number; origLen: number; data: Buffer }>;
+    captured: number;
+    dropped: number;
+    filtered: number;
+  };
+  captureStop(id: number): boolean;
 }
 
 export interface NativeLinkCounters {

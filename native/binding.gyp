@@ -11,6 +11,7 @@
         "src/l3port.cc",
         "src/punt.cc",
         "src/links.cc",
+        "src/capture.cc",
         "src/link_crypto.cc",
         "src/addon_link.cc"
       ],
@@ -19,7 +20,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fexceptions"],
-      "libraries": ["-lpthread", "-lsodium"]
+      "libraries": ["-lpthread", "-lsodium", "-lpcap"]
     }
   ]
 }

@@ -49,6 +49,12 @@ type Params = { ref: string; key: string; uuid: string };
 type Body = Record<string, unknown>;
 
 const OPENAPI_URL = '/openapi.json';
+const CALLER = Symbol('appnet caller namespace');
+
+/** The authenticated namespace of a request (for routes registered outside buildApi). */
+export function callerNamespace(req: FastifyRequest): string {
+  return (req as unknown as Record<symbol, string>)[CALLER];
+}
 
 function truthy(value: unknown): boolean {
   return value === true || value === '' || value === 'true' || value === '1';
@@ -273,6 +279,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
       return sendError(reply, 401, why);
     }
     callers.set(req, namespace);
+    (req as unknown as Record<symbol, string>)[CALLER] = namespace;
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {

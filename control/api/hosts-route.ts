@@ -1,8 +1,15 @@
 // GET /hosts: the live hosts (their appnetd holds a lease in the store).
 import type { FastifyInstance } from 'fastify';
-import type { HostRegistry } from '../repo/hosts.ts';
+import { HOST_EVENTS_PREFIX, type HostRegistry } from '../repo/hosts.ts';
+import type { Store } from '../store/store.ts';
 
-export function registerHostRoutes(app: FastifyInstance, hosts: HostRegistry): void {
+export function registerHostRoutes(app: FastifyInstance, hosts: HostRegistry, store?: Store): void {
+  // Operator events of a host, newest first (e.g. "link session keys exported").
+  app.get<{ Params: { name: string } }>('/hosts/:name/events', async (req) => {
+    if (!store) return [];
+    const { kvs } = await store.range(`${HOST_EVENTS_PREFIX}${req.params.name}/`);
+    return kvs.map((kv) => JSON.parse(kv.value)).reverse();
+  });
   app.get('/hosts', {
     schema: {
       response: {

@@ -2,7 +2,10 @@
 
 import { Command, CommanderError } from 'commander';
 import { ApiClientError } from './client.ts';
+import { captureCommand } from './commands/capture.ts';
 import { decodeCommand } from './commands/decode.ts';
+import { keysCommand } from './commands/keys.ts';
+import { replayCommand } from './commands/replay.ts';
 import { hostCommand } from './commands/host.ts';
 import { instanceCommand } from './commands/instance.ts';
 import { interfaceCommand } from './commands/interface.ts';
@@ -17,7 +20,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
-  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), decodeCommand()]) program.addCommand(sub);
+  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand()]) program.addCommand(sub);
   return program;
 }
 

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
-import { HostRegistry } from '../repo/hosts.ts';
+import { registerCaptureRoutes } from '../api/captures-route.ts';
+import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import type { Engine } from '../../dataplane/engine.ts';
@@ -57,9 +58,22 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       api: apiUrl,
     });
     const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool });
-    registerHostRoutes(api, hosts);
-    await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host });
+    let reconcilerRef: Reconciler | undefined;
+    registerCaptureRoutes(api, {
+      engine,
+      host: cfg.host,
+      networkVni: async (ref, namespace) => (await networks.resolve(ref, namespace)).vxid,
+      port: (ref) => reconcilerRef?.port(ref),
+      allowKeyExport: cfg.link.allowKeyExport,
+      event: async (message, extra) => {
+        log.warn({ ...extra }, message);
+        await store.put(`${HOST_EVENTS_PREFIX}${cfg.host}/${Date.now().toString().padStart(15, '0')}`,
+          JSON.stringify({ timestamp: new Date().toISOString(), host: cfg.host, message, ...extra }));
+      },
+    });
+    await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const links = link.links;
     const reconciler = new Reconciler({
       store, engine, networks, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
@@ -72,6 +86,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
         })))
         : undefined,
     });
+    reconcilerRef = reconciler;
     await reconciler.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {

@@ -86,6 +86,14 @@ export class Reconciler {
     this.schedule();
   }
 
+  /** This host's engine port for an interface (by uuid, or by its device name), if it exists. */
+  port(ref: string): { id: number; name: string; iface: string; vni: number } | undefined {
+    for (const [iface, p] of this.#ports) {
+      if (iface === ref || p.spec.name === ref) return { id: p.id, name: p.spec.name, iface, vni: p.spec.vni };
+    }
+    return undefined;
+  }
+
   /** Runs a pass now, or right after the one in progress. */
   schedule(): void {
     if (this.#closed) return;

@@ -9,6 +9,8 @@ import { Conflict } from '../errors.ts';
 import { LeaseNotFoundError, type LeaseId, type Store } from '../store/store.ts';
 
 export const HOSTS_PREFIX = '/appnet/hosts/';
+/** Operator events of a host (e.g. a session key export), under <prefix><host>/<ms since epoch>. */
+export const HOST_EVENTS_PREFIX = '/appnet/host-events/';
 
 export interface HostRecord {
   name: string;

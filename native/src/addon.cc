@@ -108,6 +108,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::LinkSend>("linkSend"),
       InstanceMethod<&EngineWrap::LinkPeers>("linkPeers"),
       InstanceMethod<&EngineWrap::LinkPort>("linkPort"),
+      InstanceMethod<&EngineWrap::CaptureStart>("captureStart"),
+      InstanceMethod<&EngineWrap::InjectFromPort>("injectFromPort"),
+      InstanceMethod<&EngineWrap::CaptureDrain>("captureDrain"),
+      InstanceMethod<&EngineWrap::CaptureStop>("captureStop"),
     });
   }
 
@@ -242,6 +246,57 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("offload", offload);
     if (engine_->links_enabled()) out.Set("links", link_counters(env, engine_->links().global()));
     return out;
+  }
+
+  // captureStart({ points: u32 mask, vni?, port?, snaplen?, ring?, filter?: string }) -> id
+  Napi::Value CaptureStart(const Napi::CallbackInfo& info) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    CaptureSpec spec;
+    spec.points = u32(o.Get("points"));
+    spec.vni = opt_int(o, "vni", -1);
+    spec.port = opt_int(o, "port", -1);
+    spec.snaplen = uint32_t(opt_int(o, "snaplen", 65535));
+    spec.ring = uint32_t(opt_int(o, "ring", 4096));
+    if (o.Get("filter").IsString()) {
+      std::string expr = o.Get("filter").As<Napi::String>().Utf8Value();
+      if (!expr.empty()) spec.bpf = guard(info.Env(), [&] { return compile_filter(expr, spec.snaplen); });
+    }
+    uint32_t id = guard(info.Env(), [&] { return engine_->capture_add(std::move(spec)); });
+    return Napi::Number::New(info.Env(), id);
+  }
+  // captureDrain(id) -> { records: [{ tsNs: bigint, point, dir, port, vni, origLen, data }], captured, dropped, filtered }
+  Napi::Value CaptureDrain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto s = engine_->capture(u32(info[0]));
+    if (!s) throw Napi::RangeError::New(env, "capture " + std::to_string(u32(info[0])) + " does not exist");
+    auto records = s->drain();
+    Napi::Array arr = Napi::Array::New(env, records.size());
+    for (size_t i = 0; i < records.size(); i++) {
+      const CaptureRecord& r = records[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("tsNs", Napi::BigInt::New(env, r.ts_ns));
+      o.Set("point", r.point);
+      o.Set("dir", r.dir);
+      o.Set("port", r.port);
+      o.Set("vni", double(r.vni));
+      o.Set("origLen", r.orig_len);
+      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r.data.data(), r.data.size()));
+      arr.Set(uint32_t(i), o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("records", arr);
+    out.Set("captured", double(s->captured()));
+    out.Set("dropped", double(s->dropped()));
+    out.Set("filtered", double(s->filtered()));
+    return out;
+  }
+  Napi::Value InjectFromPort(const Napi::CallbackInfo& info) {
+    auto b = info[1].As<Napi::Buffer<uint8_t>>();
+    guard(info.Env(), [&] { engine_->inject_from_port(i32(info[0]), b.Data(), b.Length()); });
+    return info.Env().Undefined();
+  }
+  Napi::Value CaptureStop(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->capture_remove(u32(info[0])));
   }
 
   // Encrypted links. Peers are named by their registered underlay address (u32, host order).

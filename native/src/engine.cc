@@ -103,6 +103,12 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
       link_fd_ = udp_socket(0, o.link_port, 8 << 20);
       if (o.udp_gro) setsockopt(link_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
     }
+    for (int i = 0; i < kTxSockets; i++) {
+      sockaddr_in a{};
+      socklen_t l = sizeof(a);
+      getsockname(tx_fds_[i], reinterpret_cast<sockaddr*>(&a), &l);
+      tx_ports_[i] = ntohs(a.sin_port);
+    }
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) sys_fail("epoll_create1");
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -353,6 +359,8 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
     else if (in) in->c.drop(kDropNoDestination);
     return;
   }
+  if (!captures_.empty() && (known || !v.flood.empty()))
+    captures_.offer(kCapVniEncap, kCapOut, v.id, -1, frame, len);
   uint8_t* dgram = frame - kVxlanHdr;
   vxlan_write_header(dgram, v.id);
   int sock = int(flow_hash(frame, len) % kTxSockets);
@@ -377,6 +385,8 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
 
 void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len) {
   if (!v.encrypted) {
+    if (!captures_.empty())
+      captures_.offer_wire(kCapOut, v.id, opt_.underlay_ip, tx_ports_[sock], remote, opt_.underlay_port, dgram, len);
     out.to_vtep(remote, sock, dgram, len, v);
     return;
   }
@@ -402,6 +412,8 @@ void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t*
   p->c.tx_packets.fetch_add(1, std::memory_order_relaxed);
   p->c.tx_bytes.fetch_add(n, std::memory_order_relaxed);
   p->last_tx_ms.store(now, std::memory_order_relaxed);
+  if (!captures_.empty())
+    captures_.offer_wire(kCapOut, v.id, opt_.underlay_ip, opt_.link_port, p->endpoint_ip(), p->endpoint_port(), msg, n);
   out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, &v);
 }
 
@@ -414,6 +426,7 @@ void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out) {
     tun_deliver(p, frame, len, out);
     return;
   }
+  if (!captures_.empty()) captures_.offer(kCapPort, kCapOut, p.vni, p.id, frame, len);
   if (write_port(p, frame, len)) p.c.tx(len);
   else p.c.drop(kDropQueueFull);
 }
@@ -478,6 +491,8 @@ bool Engine::link_keepalive(uint32_t vtep) {
   uint8_t msg[link::kOverhead];
   size_t n = link::seal(s->send_key, s->remote_idx, ctr, msg + link::kHeader, 0, msg);
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
+  if (!captures_.empty())
+    captures_.offer_wire(kCapOut, 0, opt_.underlay_ip, opt_.link_port, p->endpoint_ip(), p->endpoint_port(), msg, n);
   out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, nullptr);
   p->c.keepalives_tx.fetch_add(1, std::memory_order_relaxed);
   p->last_tx_ms.store(now, std::memory_order_relaxed);
@@ -486,6 +501,10 @@ bool Engine::link_keepalive(uint32_t vtep) {
 
 void Engine::link_send(uint32_t ip, uint16_t port, const uint8_t* data, size_t len) {
   if (link_fd_ < 0) throw std::invalid_argument("links are disabled");
+  {
+    std::shared_lock lock(cfg_mu_);
+    if (!captures_.empty()) captures_.offer_wire(kCapOut, 0, opt_.underlay_ip, opt_.link_port, ip, port, data, len);
+  }
   sockaddr_in a = vtep_addr(ip, port);
   if (sendto(link_fd_, data, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
     sys_fail("link send to " + ip_str(ip) + ":" + std::to_string(port));
@@ -497,6 +516,39 @@ uint16_t Engine::link_port() const {
   socklen_t l = sizeof(a);
   getsockname(link_fd_, reinterpret_cast<sockaddr*>(&a), &l);
   return ntohs(a.sin_port);
+}
+
+void Engine::inject_from_port(int id, const uint8_t* frame, size_t len) {
+  std::shared_lock lock(cfg_mu_);
+  Port* p = port_by_id(id);
+  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
+  Vni* v = vni_by_id(p->vni);
+  if (!v) throw std::invalid_argument("port " + std::to_string(id) + " has no VNI");
+  if (len < kEthHdr || len > size_t(v->mtu) + kEthHdr)
+    throw std::invalid_argument("frame of " + std::to_string(len) + " bytes does not fit the port (MTU " + std::to_string(v->mtu) + ")");
+  std::vector<uint8_t> buf(kVxlanHdr + len);
+  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  uint8_t* f = buf.data() + kVxlanHdr;
+  p->c.rx(len);
+  if (!captures_.empty()) captures_.offer(kCapPort, kCapIn, v->id, p->id, f, len);
+  if (punt_frame(v->id, p->id, 0, f, len)) return;
+  ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
+  forward_from_local(*v, p, f, len, out);
+}
+
+uint32_t Engine::capture_add(CaptureSpec spec) {
+  std::unique_lock lock(cfg_mu_);
+  return captures_.add(std::move(spec));
+}
+
+bool Engine::capture_remove(uint32_t id) {
+  std::unique_lock lock(cfg_mu_);
+  return captures_.remove(id);
+}
+
+std::shared_ptr<CaptureSession> Engine::capture(uint32_t id) {
+  std::shared_lock lock(cfg_mu_);
+  return captures_.find(id);
 }
 
 void Engine::send_datagram(uint32_t ip, uint16_t port, const uint8_t* data, size_t len) {

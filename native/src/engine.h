@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "capture.h"
 #include "counters.h"
 #include "device.h"
 #include "links.h"
@@ -167,6 +168,8 @@ class Engine {
 
   void inject_to_port(int id, const uint8_t* frame, size_t len);
   void inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len);
+  // As if the port's instance had sent the frame: learnt on the port, punted, switched.
+  void inject_from_port(int id, const uint8_t* frame, size_t len);
   void send_datagram(uint32_t ip, uint16_t port, const uint8_t* data, size_t len);
 
   // Snapshot access for counters: call with the returned lock held.
@@ -194,6 +197,11 @@ class Engine {
   void link_send(uint32_t ip, uint16_t port, const uint8_t* data, size_t len);
   LinkTable& links() { return links_; }
   uint16_t link_port() const;
+
+  // Capture sessions (capture.h).
+  uint32_t capture_add(CaptureSpec spec);
+  bool capture_remove(uint32_t id);
+  std::shared_ptr<CaptureSession> capture(uint32_t id);
 
  private:
   friend class TxPipeline;
@@ -237,6 +245,8 @@ class Engine {
   PuntTable punt_;
 
   LinkTable links_;
+  CaptureTable captures_;
+  uint16_t tx_ports_[kTxSockets] = {};  // source ports of tx_fds_, for wire capture records
   int link_fd_ = -1;          // bound to 0.0.0.0:link_port (follows address changes)
   int rx_fd_ = -1;            // bound to underlay_ip:underlay_port
   int tx_fds_[kTxSockets];    // bound to underlay_ip:ephemeral, one per flow-hash bucket

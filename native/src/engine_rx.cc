@@ -112,6 +112,12 @@ class RxPipeline {
   }
 
   void dispatch(uint8_t* d, size_t len, uint32_t remote, uint16_t rport) {
+    if (!e_.captures_.empty()) {
+      // What arrived, before decryption or decapsulation; the VNI is known only for clear VXLAN.
+      uint32_t vni = !link_ && len >= kVxlanHdr ? uint32_t(d[4]) << 16 | uint32_t(d[5]) << 8 | d[6] : 0;
+      uint16_t lport = link_ ? e_.opt_.link_port : e_.opt_.underlay_port;
+      e_.captures_.offer_wire(kCapIn, vni, remote, rport, e_.opt_.underlay_ip, lport, d, len);
+    }
     if (link_) handle_link(d, len, remote, rport);
     else handle(d, len, remote, false);
   }
@@ -161,6 +167,7 @@ class RxPipeline {
     Vni* v = e_.vni_by_id(vni);
     if (!v) { w.drop(kDropUnknownVni); return; }
     if (v->encrypted && !via_link) { w.drop(kDropUnencrypted); return; }
+    if (!e_.captures_.empty()) e_.captures_.offer(kCapVniDecap, kCapIn, vni, -1, d + kVxlanHdr, len - kVxlanHdr);
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
     v->c.rx(flen);

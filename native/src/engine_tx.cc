@@ -308,6 +308,7 @@ class TxPipeline {
       if (n < kEthHdr) { p.c.drop(kDropMalformed); return; }
       if (!v) { p.c.drop(kDropNoDestination); return; }
     }
+    if (!e_.captures_.empty()) e_.captures_.offer(kCapPort, kCapIn, v->id, p.id, frame, len);
     if (len > size_t(v->mtu) + kEthHdr) {
       p.c.drop(kDropOversize);
       e_.reply_frag_needed(p, frame, len, v->mtu);

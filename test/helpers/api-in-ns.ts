@@ -1,5 +1,6 @@
 // Calls a daemon's REST API from inside its host namespace (each host has its own loopback).
-import { runIn } from './run.ts';
+import type { ChildProcess } from 'node:child_process';
+import { runIn, spawnIn } from './run.ts';
 
 const SCRIPT = `
 const [url, method, token, body] = process.argv.slice(1);
@@ -21,4 +22,32 @@ const APPNET = new URL('../../bin/appnet.js', import.meta.url).pathname;
 export async function cliJson(ns: string, ...args: string[]): Promise<any> {
   const r = await runIn(ns, 'env', ['APPNET_API=http://127.0.0.1:7878', `APPNET_TOKEN=${TEST_TOKEN}`, 'node', APPNET, ...args, '--json']);
   return JSON.parse(r.stdout);
+}
+
+/** A running `appnet capture` in a host namespace (tracked by the TestNet, so cleaned up on failure). */
+export interface CliCapture {
+  /** Resolves when the CLI exits (after -c N, or stop()). */
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Ctrl-C, as an operator would. */
+  stop(): void;
+}
+
+export async function startCliCapture(net: { track(c: ChildProcess): ChildProcess }, ns: string, ...args: string[]): Promise<CliCapture> {
+  const child = net.track(spawnIn(ns, 'env', ['APPNET_API=http://127.0.0.1:7878', `APPNET_TOKEN=${TEST_TOKEN}`, 'node', APPNET, 'capture', ...args]));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => (stdout += b));
+  child.stderr!.on('data', (b: Buffer) => (stderr += b));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+  for (let waited = 0; !/Ctrl-C to stop/.test(stderr); waited += 50) {
+    if (child.exitCode !== null || waited > 15_000) throw new Error(`appnet capture ${args.join(' ')} did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Signal the CLI's node process itself (ip netns exec -> env -> node all share the group).
+  return { done, stop: () => { try { process.kill(-child.pid!, 'SIGINT'); } catch { /* gone */ } } };
+}
+
+/** Runs `appnet ...` (no --json) in a host namespace against that host's API. */
+export async function cliRun(ns: string, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return runIn(ns, 'env', ['APPNET_API=http://127.0.0.1:7878', `APPNET_TOKEN=${TEST_TOKEN}`, 'node', APPNET, ...args]);
 }

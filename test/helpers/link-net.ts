@@ -20,6 +20,9 @@ export interface LinkNet {
   addrB: string;
   network: { uuid: string; vxlan_id: number };
   store: string;
+  /** Interface uuids of a's and b's ports. */
+  ifaceA: string;
+  ifaceB: string;
 }
 
 export async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 80, everyMs = 250): Promise<T> {
@@ -40,24 +43,27 @@ export async function linkUp(d1: Daemon, d2: Daemon): Promise<void> {
   });
 }
 
-export async function buildLinkNet(t: ExecutionContext, opts: { daemon?: DaemonConfigInput; hosts?: number } = {}): Promise<LinkNet> {
+export async function buildLinkNet(t: ExecutionContext, opts: { daemon?: DaemonConfigInput; hosts?: number; encrypt?: boolean; onlyH1?: DaemonConfigInput } = {}): Promise<LinkNet> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-link-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: opts.hosts ?? 2 });
   const [h1, h2] = net.hosts;
   const store = `sqlite:${path.join(dir, 'appnet.db')}`;
   const cp: DaemonConfigInput = { store, tokens: { [TEST_TOKEN]: 'system' }, ...opts.daemon };
-  const d1 = await net.startAppnetd(h1, cp);
+  const d1 = await net.startAppnetd(h1, { ...cp, ...opts.onlyH1 });
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
-  const network = await cliJson(h1.ns, 'network', 'create', 'secret', '198.18.110.0/24', '--encrypt');
+  const network = await cliJson(h1.ns, 'network', 'create', 'secret', '198.18.110.0/24', ...(opts.encrypt === false ? [] : ['--encrypt']));
   const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
   const ib = await cliJson(h2.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   await until('interfaces created', async () => {
     const list = await cliJson(h1.ns, 'network', 'interfaces', network.uuid);
     return list.length === 2 && list.every((i: any) => i.state === 'created') ? list : undefined;
   });
-  await linkUp(d1, d2);
-  return { net, h1, h2, d1, d2, a, b, addrA: ia.interfaces[0].ipv4, addrB: ib.interfaces[0].ipv4, network, store };
+  if (opts.encrypt !== false) await linkUp(d1, d2);
+  return {
+    net, h1, h2, d1, d2, a, b, addrA: ia.interfaces[0].ipv4, addrB: ib.interfaces[0].ipv4, network, store,
+    ifaceA: ia.interfaces[0].uuid, ifaceB: ib.interfaces[0].uuid,
+  };
 }

@@ -1,0 +1,125 @@
+// `appnet capture`: copies of what one of this host's pipeline stages saw, written to a pcap/pcapng
+// file or printed as one-line summaries. Stops after -c N packets or on Ctrl-C (SIGINT/SIGTERM),
+// showing progress on stderr; the capture session on the daemon is stopped either way.
+import { Command, InvalidArgumentError } from 'commander';
+import { CaptureFile, type CaptureFormat } from '../../../dataplane/pcap/index.ts';
+import { clientFor, commandOf, stdout } from '../context.ts';
+import type { ApiClient } from '../client.ts';
+import { formatTimestamp } from './decode.ts';
+
+const POINTS = ['port', 'vni_encap', 'vni_decap', 'wire'];
+const FORMATS: CaptureFormat[] = ['pcap', 'pcap-ns', 'pcapng'];
+
+interface CaptureOpts {
+  network?: string;
+  port?: string;
+  connection?: string;
+  point: string[];
+  count?: number;
+  write?: string;
+  format: CaptureFormat;
+  snaplen?: number;
+  ring?: number;
+  pollMs: number;
+}
+
+interface WireRecord { ts_ns: string; point: string; dir: string; port: number | null; vni: number | null; orig_len: number; data: string }
+interface Batch { captured: number; dropped: number; filtered: number; records: WireRecord[] }
+
+function positive(text: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1) throw new InvalidArgumentError('expected a positive integer');
+  return Number(text);
+}
+
+function collectPoint(value: string, previous: string[]): string[] {
+  if (!POINTS.includes(value)) throw new InvalidArgumentError(`expected one of ${POINTS.join(', ')}`);
+  return [...previous, value];
+}
+
+/** The record's point as a pcapng interface name: `port:anXXXX` style names need the scope. */
+function pointName(r: WireRecord, scope: { port?: string }): string {
+  if (r.point === 'port') return `port:${scope.port ?? r.port}:${r.dir}`;
+  if (r.point === 'wire') return `wire:${r.dir}`;
+  return `${r.point}:${r.vni ?? ''}`;
+}
+
+async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, json: boolean): Promise<void> {
+  if (o.connection !== undefined) {
+    throw new Error('--connection: application connections are not available on this API yet; use --network or --port');
+  }
+  const points = o.point.length ? o.point : o.port ? ['port'] : ['vni_encap', 'vni_decap'];
+  const started = await client.post<{ id: number; port?: string; vni?: number; host: string }>('/captures', {
+    ...(o.network ? { network: o.network } : {}),
+    ...(o.port ? { port: o.port } : {}),
+    points,
+    ...(filter.length ? { filter: filter.join(' ') } : {}),
+    ...(o.snaplen ? { snaplen: o.snaplen } : {}),
+    ...(o.ring ? { ring: o.ring } : {}),
+  });
+  const decoder = o.write ? undefined : await import('../../../dataplane/decode/index.ts');
+  const file = o.write ? new CaptureFile(o.write, o.format, { snaplen: o.snaplen ?? 65535 }) : undefined;
+  let stop = false;
+  const onSignal = () => { stop = true; };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let n = 0;
+  let last: Batch | undefined;
+  const progress = () => {
+    if (file) process.stderr.write(`\rappnet capture: ${n} packets written to ${o.write}` + (last ? `, ${last.dropped} dropped by the ring, ${last.filtered} filtered` : ''));
+  };
+  try {
+    process.stderr.write(`appnet capture: host ${started.host}, points ${points.join(',')}` +
+      `${started.vni !== undefined ? `, vni ${started.vni}` : ''}${started.port ? `, port ${started.port}` : ''}` +
+      `${filter.length ? `, filter "${filter.join(' ')}"` : ''} (Ctrl-C to stop)\n`);
+    while (!stop) {
+      last = await client.get<Batch>(`/captures/${started.id}/records`);
+      for (const r of last.records) {
+        if (o.count !== undefined && n >= o.count) break;
+        n++;
+        const data = Buffer.from(r.data, 'base64');
+        if (file) {
+          file.write({ tsNs: BigInt(r.ts_ns), point: pointName(r, started), data, origLen: r.orig_len });
+        } else if (json) {
+          stdout.write(JSON.stringify({ number: n, ...r, layers: decoder!.decodeFrame(data) }) + '\n');
+        } else {
+          stdout.write(`${formatTimestamp(BigInt(r.ts_ns))} ${pointName(r, started)} ${decoder!.summary(decoder!.decodeFrame(data))}\n`);
+        }
+      }
+      progress();
+      if (o.count !== undefined && n >= o.count) break;
+      await new Promise((r) => setTimeout(r, o.pollMs));
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    file?.close();
+    const end = await client.delete<{ captured: number; dropped: number; filtered: number }>(`/captures/${started.id}`).catch(() => undefined);
+    if (file) process.stderr.write('\n');
+    process.stderr.write(`appnet capture: ${n} packets${end ? `; the engine copied ${end.captured}, dropped ${end.dropped} (ring full), filtered ${end.filtered}` : ''}\n`);
+  }
+}
+
+export function captureCommand(): Command {
+  return new Command('capture')
+    .description('capture packets at a pipeline stage of this host: write pcap/pcapng (-w) or print summaries')
+    .argument('[filter...]', 'tcpdump filter expression (compiled to BPF), e.g. icmp or "udp port 67"')
+    .option('--network <ref>', 'only this network (uuid or name)')
+    .option('--port <ref>', 'only this port (interface uuid or device name, e.g. an1a2b3c4d)')
+    .option('--connection <id>', 'only this application connection')
+    .option('--point <point>', `capture point, repeatable: ${POINTS.join(', ')} (default: port with --port, else vni_encap and vni_decap)`, collectPoint, [])
+    .option('-c, --count <n>', 'stop after n packets', positive)
+    .option('-w, --write <file>', 'write packets to this file instead of printing them')
+    .option('--format <format>', `file format: ${FORMATS.join(', ')}`, (v: string) => {
+      if (!FORMATS.includes(v as CaptureFormat)) throw new InvalidArgumentError(`expected one of ${FORMATS.join(', ')}`);
+      return v as CaptureFormat;
+    }, 'pcapng')
+    .option('--snaplen <bytes>', 'bytes kept per packet', positive)
+    .option('--ring <records>', 'records the engine holds between polls (copies beyond are dropped and counted)', positive)
+    .option('--poll-ms <ms>', 'how often to collect from the daemon', positive, 200)
+    .option('--json', 'print each packet as a JSON line with its decoded layers')
+    .action(async (filter: string[], opts: CaptureOpts & { json?: boolean }, ...rest: unknown[]) => {
+      const cmd = commandOf(rest);
+      const g = cmd.optsWithGlobals() as { json?: boolean };
+      await runCapture(clientFor(cmd), filter, opts, g.json === true);
+    });
+}
