@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Runtime: iproute2 (namespaces, veth), libsodium. Build: make, g++, python3 (node-gyp).
+# Runtime: iproute2 (namespaces, veth), libsodium (link AEAD), libpcap (capture filters).
+# Build: make, g++, python3 (node-gyp). dnsmasq and udhcpc: the DHCP replay test's real server and client.
 # Tests and benchmarks: ping, tcpdump, tshark (and editcap), iperf3, ethtool, iptables (link attack tests),
 # wireguard-go/wg (the link benchmark's anchor).
-PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables wireguard-go wireguard-tools)
+PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev libpcap-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables
+      wireguard-go wireguard-tools dnsmasq-base udhcpc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
