@@ -143,19 +143,21 @@ test('replaying a recorded DHCP exchange into a port reproduces the server\'s an
   const types = (file: string, point: RegExp) => readCapture(readFileSync(file)).packets
     .filter((p) => point.test(p.point ?? ''))
     .map((p) => layer(decodeFrame(p.data), 'dhcp')?.messageTypeName as string);
+  // A slow answer makes udhcpc resend, so compare the kinds of message, in order of first appearance.
+  const kinds = (list: string[]) => [...new Set(list)];
   const sent = types(first, /:in$/);
   const answers = types(first, /:out$/);
-  t.deepEqual(sent, ['DISCOVER', 'REQUEST'], `client sent ${sent}`);
-  t.deepEqual(answers, ['OFFER', 'ACK'], `server answered ${answers}`);
+  t.deepEqual(kinds(sent), ['DISCOVER', 'REQUEST'], `client sent ${sent}`);
+  t.deepEqual(kinds(answers), ['OFFER', 'ACK'], `server answered ${answers}`);
 
   // Replay the client's frames into its port: the server answers again, the same way.
   const second = path.join(dir, 'replayed.pcapng');
   const cap2 = await startCliCapture(x.net, x.h1.ns, '--port', x.ifaceA, '-w', second, 'udp port 67 or udp port 68');
   const pointIn = readCapture(readFileSync(first)).packets.find((p) => /:in$/.test(p.point ?? ''))!.point!;
   const out = await cliRun(x.h1.ns, 'replay', first, '--port', x.ifaceA, '--point', pointIn, '--rate', '5');
-  t.regex(out.stdout, /replayed 2 frames/);
+  t.regex(out.stdout, new RegExp(`replayed ${sent.length} frames`));
   await new Promise((r) => setTimeout(r, 1000));
   cap2.stop();
   await cap2.done;
-  t.deepEqual(types(second, /:out$/), ['OFFER', 'ACK']);
+  t.deepEqual(kinds(types(second, /:out$/)), ['OFFER', 'ACK']);
 });
