@@ -110,6 +110,33 @@ void device_set_up(const std::string& name, bool up) {
   set_up_with(s.fd, name, up);
 }
 
+int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
+                         const std::string& netns) {
+  std::string path = netns_path(netns);
+  Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (nsfd.fd < 0) fail(name, ("open namespace " + path).c_str(), errno);
+  int fd = -1;
+  int err = 0;
+  std::string what;
+  std::thread([&] {
+    if (setns(nsfd.fd, CLONE_NEWNET) < 0) { err = errno; what = "setns " + path; return; }
+    try {
+      fd = device_open(kind, name, offload);
+      if (kind == DeviceKind::kTap) device_set_mac(name, mac);
+      device_set_mtu(name, mtu);
+      device_set_up(name, true);
+    } catch (const DeviceError& e) {
+      what = e.what();
+      err = -1;
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }).join();
+  if (err > 0) fail(name, what.c_str(), err);
+  if (err < 0) throw DeviceError(what);
+  return fd;
+}
+
 void device_move_to_netns(const std::string& name, const std::string& netns) {
   std::string path = netns_path(netns);
   Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
