@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <linux/if_tun.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if_arp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -110,57 +108,31 @@ void device_set_up(const std::string& name, bool up) {
   set_up_with(s.fd, name, up);
 }
 
-void device_move_to_netns(const std::string& name, const std::string& netns) {
+int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
+                         const std::string& netns) {
   std::string path = netns_path(netns);
   Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (nsfd.fd < 0) fail(name, ("open namespace " + path).c_str(), errno);
-  unsigned ifindex = if_nametoindex(name.c_str());
-  if (ifindex == 0) fail(name, "if_nametoindex", errno);
-
-  // RTM_NEWLINK on the existing index with IFLA_NET_NS_FD, as `ip link set NAME netns NS`.
-  struct {
-    nlmsghdr nh;
-    ifinfomsg ifi;
-    char attrs[64];
-  } req;
-  std::memset(&req, 0, sizeof(req));
-  req.nh.nlmsg_type = RTM_NEWLINK;
-  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  req.nh.nlmsg_seq = 1;
-  req.ifi.ifi_family = AF_UNSPEC;
-  req.ifi.ifi_index = int(ifindex);
-  rtattr* rta = reinterpret_cast<rtattr*>(req.attrs);
-  rta->rta_type = IFLA_NET_NS_FD;
-  rta->rta_len = RTA_LENGTH(sizeof(uint32_t));
-  uint32_t fdv = uint32_t(nsfd.fd);
-  std::memcpy(RTA_DATA(rta), &fdv, sizeof(fdv));
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg)) + RTA_ALIGN(rta->rta_len);
-
-  Fd nl(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (nl.fd < 0) fail(name, "netlink socket", errno);
-  if (send(nl.fd, &req, req.nh.nlmsg_len, 0) < 0) fail(name, "netlink send", errno);
-  char buf[512];
-  ssize_t n = recv(nl.fd, buf, sizeof(buf), 0);
-  if (n < 0) fail(name, "netlink recv", errno);
-  auto* rh = reinterpret_cast<nlmsghdr*>(buf);
-  if (rh->nlmsg_type == NLMSG_ERROR) {
-    auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(rh));
-    if (e->error) fail(name, ("move to namespace " + path).c_str(), -e->error);
-  }
-
-  // A socket belongs to the namespace it was created in: create one there, on a short-lived
-  // thread so that the calling thread never changes namespace.
+  int fd = -1;
   int err = 0;
   std::string what;
   std::thread([&] {
-    if (setns(nsfd.fd, CLONE_NEWNET) < 0) { err = errno; what = "setns"; return; }
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) { err = errno; what = "socket in namespace"; return; }
-    try { set_up_with(s, name, true); } catch (const DeviceError& e) { what = e.what(); err = -1; }
-    close(s);
+    if (setns(nsfd.fd, CLONE_NEWNET) < 0) { err = errno; what = "setns " + path; return; }
+    try {
+      fd = device_open(kind, name, offload);
+      if (kind == DeviceKind::kTap) device_set_mac(name, mac);
+      device_set_mtu(name, mtu);
+      device_set_up(name, true);
+    } catch (const DeviceError& e) {
+      what = e.what();
+      err = -1;
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
   }).join();
   if (err > 0) fail(name, what.c_str(), err);
   if (err < 0) throw DeviceError(what);
+  return fd;
 }
 
 }  // namespace appnet

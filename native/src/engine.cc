@@ -206,15 +206,19 @@ int Engine::add_port(const PortSpec& s) {
   }
   // Device set-up happens outside the lock: it may take milliseconds (netlink, setns).
   bool offload = s.kind == DeviceKind::kTap && opt_.tap_offload;
-  int fd = device_open(s.kind, s.name, offload);
-  try {
-    if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);
-    device_set_mtu(s.name, s.mtu);
-    if (s.netns.empty()) device_set_up(s.name, true);
-    else device_move_to_netns(s.name, s.netns);
-  } catch (...) {
-    close(fd);
-    throw;
+  int fd;
+  if (!s.netns.empty()) {
+    fd = device_open_in_netns(s.kind, s.name, offload, s.mac, s.mtu, s.netns);
+  } else {
+    fd = device_open(s.kind, s.name, offload);
+    try {
+      if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);
+      device_set_mtu(s.name, s.mtu);
+      device_set_up(s.name, true);
+    } catch (...) {
+      close(fd);
+      throw;
+    }
   }
   std::unique_lock lock(cfg_mu_);
   Vni* v = vni_by_id(s.vni);
