@@ -95,15 +95,14 @@ export async function ping(x: Path, f: Figures, count = 50): Promise<void> {
 /** Wraps one measured step, e.g. to sample the daemons before and after it. */
 export type Around = (step: () => Promise<void>) => Promise<void>;
 
-/** ping, TCP, UDP 64, UDP 1400 over one path; a failing step is logged, listed in `fails` and left out. */
-export async function measure(x: Path, secs: number, f: Figures, fails: string[], log: Log, around?: Around): Promise<void> {
+/** ping, TCP, then a UDP flood per payload size over one path; a failing step is logged, listed in `fails` and left out. */
+export async function measure(x: Path, secs: number, f: Figures, fails: string[], log: Log, around?: Around, udpSizes = [64, 1400]): Promise<void> {
   // Warm-up: ARP and FDB learning, and proof the path works before timing anything.
   await ping(x, {}, 3).catch((e: Error) => log(`${x.p}: warm-up ping failed: ${e.message}`));
   const steps: Array<[string, () => Promise<void>]> = [
     ['ping', () => ping(x, f)], // first, on an idle path: after a flood the RTTs also measure queues draining
     ['tcp', () => (around ? around(() => tcp(x, secs, f)) : tcp(x, secs, f))],
-    ['udp64', () => udp(x, 64, Math.min(secs, 5), f)],
-    ['udp1400', () => udp(x, 1400, Math.min(secs, 5), f)],
+    ...udpSizes.map((n): [string, () => Promise<void>] => [`udp${n}`, () => udp(x, n, Math.min(secs, 5), f)]),
   ];
   for (const [name, fn] of steps) {
     log(`${x.p}: ${name}`);
@@ -171,7 +170,9 @@ export function sampleDaemons(daemons: Daemon[], f: Figures, p = 'ours', threads
       f[`${p}_cpu_pct_${d.host.name}`] = Math.round((100 * (after[i].cpu - before[i].cpu)) / wall);
       f[`${p}_rss_mb_${d.host.name}`] = Math.round(after[i].s.rssBytes / 2 ** 20);
       if (threads) {
-        const busy = [...after[i].th].map(([k, ms]): [string, number] => [k, Math.round((100 * (ms - (before[i].th.get(k) ?? 0))) / wall)]);
+        // The engine's threads are unnamed (they show as the process's comm); the main (JS) thread's tid is the pid.
+        const label = (k: string) => (k.endsWith(`/${d.pid}`) ? `${k}(main)` : k);
+        const busy = [...after[i].th].map(([k, ms]): [string, number] => [label(k), Math.round((100 * (ms - (before[i].th.get(k) ?? 0))) / wall)]);
         threads[d.host.name] = Object.fromEntries(busy.filter(([, pct]) => pct >= 1).sort((x, y) => y[1] - x[1]));
       }
     });

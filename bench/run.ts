@@ -3,6 +3,7 @@
 const BENCHES: Record<string, string> = {
   encap: './encap.ts',
   vxlan: './vxlan.ts',
+  link: './link.ts',
 };
 
 const args = process.argv.slice(2);
