@@ -114,11 +114,32 @@ async function startWireguardGo(net: TestNet, ns: string, ifname: string, logFil
   return child;
 }
 
+/**
+ * On SIGINT/SIGTERM/SIGHUP TestNet SIGKILLs what it tracks, and a SIGKILLed wireguard-go leaves its socket
+ * file behind: remove ours, and `dir` (the throwaway keys). The process still dies by the signal: TestNet's handler re-raises it, and this one
+ * does too if it is the last listener. Returns the function that uninstalls it.
+ */
+function removeOnSignal(dir: string): () => void {
+  const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const handlers = sigs.map((sig) => {
+    const h = () => {
+      for (const i of WG_IFS) rmSync(wgSocket(i), { force: true });
+      rmSync(dir, { recursive: true, force: true });
+      process.off(sig, h);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, h);
+    return h;
+  });
+  return () => sigs.forEach((sig, i) => process.off(sig, handlers[i]));
+}
+
 async function wireguard(secs: number, f: Figures, fails: string[]): Promise<void> {
   const cleanups: Array<() => unknown> = [];
   const t = shim(cleanups);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-wgbench-'));
   const procs: ChildProcess[] = [];
+  const uninstall = removeOnSignal(dir);
   try {
     log('wg: building 2 hosts with wireguard-go');
     const net = await TestNet.create(t, { hosts: 2 });
@@ -163,6 +184,7 @@ async function wireguard(secs: number, f: Figures, fails: string[]): Promise<voi
     for (const fn of cleanups.reverse()) await fn();
     for (const i of WG_IFS) rmSync(wgSocket(i), { force: true }); // left only if one had to be SIGKILLed
     rmSync(dir, { recursive: true, force: true });
+    uninstall();
   }
 }
 
@@ -200,7 +222,9 @@ function table(f: Figures, d: Details): string {
   }
   for (const [h, c] of Object.entries(d.counters)) {
     const nz = (r: Record<string, number>) => Object.entries(r).filter(([, n]) => n !== 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
-    lines.push(`ours ${h} over the run: link drops ${nz(c.link_drops)}; engine drops ${nz(c.engine_drops)}; handshakes ${JSON.stringify(c.handshakes)}`);
+    const hs = c.handshakes as { sent: Record<string, number>; completed: number; failed: Record<string, number> };
+    lines.push(`ours ${h} over the run: link drops ${nz(c.link_drops)}; engine drops ${nz(c.engine_drops)}; ` +
+      `handshakes completed ${hs.completed} (sent: ${nz(hs.sent)}; failed: ${nz(hs.failed)})`);
   }
   return lines.join('\n');
 }
