@@ -4,6 +4,8 @@ const BENCHES: Record<string, string> = {
   encap: './encap.ts',
   vxlan: './vxlan.ts',
   controlplane: './controlplane.ts',
+  link: './link.ts',
+  'link-crypto': './link-crypto.ts',
 };
 
 const args = process.argv.slice(2);

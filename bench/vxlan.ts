@@ -12,113 +12,17 @@
 //
 // `node --import tsx bench/run.ts vxlan [--json] [--duration=S]` (or BENCH_SECONDS=S): TCP seconds, default 10;
 // UDP runs min(S, 5) s. `--duration=S` must use '=': run.ts treats a bare word as a benchmark name.
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { buildOverlay, counters, totalDrops } from '../test/helpers/overlay.ts';
-import { run as exec, runIn, spawnIn, stopProcess } from '../test/helpers/run.ts';
-import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
-import { iperf3 } from '../test/helpers/iperf.ts';
+import { run as exec } from '../test/helpers/run.ts';
+import { TestNet } from '../test/helpers/testnet.ts';
+import { benchLog, benchSeconds, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
 
-type Figures = Record<string, number | null>;
-const log = (s: string) => process.stderr.write(`vxlan bench: ${s}\n`);
-const r2 = (n: number) => Math.round(n * 100) / 100;
+const log = benchLog('vxlan');
 
 // What "offloads off" means: segmentation (TSO/GSO), receive coalescing (GRO) and checksum offload (tx/rx),
 // so every packet is segmented and checksummed in software like a NIC without those features would force.
 const OFFLOAD_OFF = ['tso', 'off', 'gso', 'off', 'gro', 'off', 'tx', 'off', 'rx', 'off'];
-
-/** A fake ava context: TestNet registers its destroy() here; `passed` false keeps logs and artifacts. */
-function shim(cleanups: Array<() => unknown>) {
-  return { teardown: (fn: () => unknown) => cleanups.push(fn), passed: true } as any;
-}
-
-/** One path under test: instance namespaces `a` (client) and `b` (server, at `addr`); `p` prefixes its keys. */
-interface Path {
-  net: TestNet; a: string; b: string; addr: string; p: string;
-  /** Where UDP loss is counted: the sender's instance device and the receiving host namespace. */
-  aDev: string; hostB: string;
-}
-
-async function tcp(x: Path, seconds: number, f: Figures): Promise<void> {
-  const before = await lossPoints(x);
-  const r = await iperf3(x.net, x.a, x.b, x.addr, [], seconds);
-  const after = await lossPoints(x);
-  f[`${x.p}_tcp_gbps`] = r2(r.end.sum_received.bits_per_second / 1e9);
-  f[`${x.p}_tcp_retransmits`] = r.end.sum_sent.retransmits ?? null;
-  // Forward-path drops behind the retransmits, at the two queues we can count (ACK-direction drops not included).
-  [f[`${x.p}_tcp_lost_sender_dev`], f[`${x.p}_tcp_lost_underlay_sock`]] = [after[0] - before[0], after[1] - before[1]];
-}
-
-/**
- * Loss points, cumulative: TX drops on the sender's instance device (a full TAP queue the engine did not read in
- * time; for a veth, a full backlog on its peer), UDP receive-buffer overflows in the receiving host (appnetd's
- * underlay socket; the kernel VTEP decapsulates without a socket) and in the receiving instance (iperf3 itself).
- */
-async function lossPoints(x: Path): Promise<number[]> {
-  const link = JSON.parse((await runIn(x.a, 'ip', ['-j', '-s', 'link', 'show', 'dev', x.aDev])).stdout);
-  const rcvbuf = async (ns: string) => {
-    const [h, v] = (await runIn(ns, 'cat', ['/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:')).map((l) => l.split(/\s+/));
-    return Number(v[h.indexOf('RcvbufErrors')]);
-  };
-  return [link[0].stats64.tx.dropped, await rcvbuf(x.hostB), await rcvbuf(x.b)];
-}
-
-async function udp(x: Path, len: number, seconds: number, f: Figures): Promise<void> {
-  // -b 0: no pacing, the client sends as fast as its socket takes datagrams, so what arrives per second is the
-  // most this path delivers. It is sender-bound when the sender does the forwarding work inline (kernel VTEP).
-  const before = await lossPoints(x);
-  const r = await iperf3(x.net, x.a, x.b, x.addr, ['-u', '-b', '0', '-l', String(len)], seconds);
-  const after = await lossPoints(x);
-  const s = r.end.sum_sent;
-  const rx = r.end.sum_received;
-  // Received = the highest sequence number seen minus the gaps. Lost = sent - received: iperf3's own lost_packets
-  // misses the tail (datagrams after the last one that arrived), which a TAP dropping most of a flood makes large.
-  const received = rx.packets - rx.lost_packets;
-  const lost = s.packets - received;
-  const k = `${x.p}_udp${len}`;
-  f[`${k}_tx_pps`] = Math.round(s.packets / (s.seconds || seconds));
-  f[`${k}_rx_pps`] = Math.round(received / (rx.seconds || seconds));
-  f[`${k}_loss_pct`] = r2((100 * lost) / s.packets);
-  [f[`${k}_lost_sender_dev`], f[`${k}_lost_underlay_sock`], f[`${k}_lost_receiver_sock`]] = after.map((n, i) => n - before[i]);
-  // The rest of the loss happened elsewhere (bridge or veth backlogs, the engine's RX side, the receiving TAP).
-  f[`${k}_lost_other`] = lost - after.reduce((t, n, i) => t + n - before[i], 0);
-}
-
-async function ping(x: Path, f: Figures, count = 50): Promise<void> {
-  const r = await runIn(x.a, 'ping', ['-n', '-q', '-c', String(count), '-i', '0.01', '-W', '2', x.addr], { reject: false, timeoutMs: 30_000, killSignal: 'SIGINT' });
-  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(r.stdout);
-  if (!m) throw new Error(`ping ${x.addr} from ${x.a}: no RTT summary:\n${r.stdout}${r.stderr}`);
-  [f[`${x.p}_ping_min_ms`], f[`${x.p}_ping_avg_ms`], f[`${x.p}_ping_max_ms`]] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  f[`${x.p}_ping_loss_pct`] = Number(/([\d.]+)% packet loss/.exec(r.stdout)?.[1] ?? NaN);
-}
-
-/** ping, TCP, UDP 64, UDP 1400 over one path; a failing step is logged, listed in `fails` and left out. */
-async function measure(x: Path, secs: number, f: Figures, fails: string[], around?: (s: () => Promise<void>) => Promise<void>): Promise<void> {
-  // Warm-up: ARP and FDB learning, and proof the path works before timing anything.
-  await ping(x, {}, 3).catch((e: Error) => log(`${x.p}: warm-up ping failed: ${e.message}`));
-  const steps: Array<[string, () => Promise<void>]> = [
-    ['ping', () => ping(x, f)], // first, on an idle path: after a flood the RTTs also measure queues draining
-    ['tcp', () => (around ? around(() => tcp(x, secs, f)) : tcp(x, secs, f))],
-    ['udp64', () => udp(x, 64, Math.min(secs, 5), f)],
-    ['udp1400', () => udp(x, 1400, Math.min(secs, 5), f)],
-  ];
-  for (const [name, fn] of steps) {
-    log(`${x.p}: ${name}`);
-    try {
-      await fn();
-    } catch (e) {
-      log(`${x.p}: ${name} FAILED: ${(e as Error).message}`);
-      fails.push(`${x.p} ${name}: ${(e as Error).message.split('\n')[0]}`);
-    }
-  }
-}
-
-/** utime + stime of a process, in ms (all its threads, so the native engine threads count). */
-function cpuMs(pid: number | undefined): number {
-  if (!pid) return NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // fields 14, 15 of proc(5), in USER_HZ (100 on Linux)
-}
 
 async function ours(secs: number, f: Figures, fails: string[]): Promise<void> {
   const cleanups: Array<() => unknown> = [];
@@ -127,23 +31,9 @@ async function ours(secs: number, f: Figures, fails: string[]): Promise<void> {
     log('ours: building the overlay (2 hosts, appnetd, TAP on VNI 42)');
     const { net, daemons, instances: [a, b] } = await buildOverlay(t, { hosts: 2 });
     // Sample the daemons around the TCP run only: that is the figure the issue's ELU target is about.
-    const around = async (step: () => Promise<void>) => {
-      const stats = (d: Daemon) => d.get<{ eluIdleMs: number; eluActiveMs: number; rssBytes: number }>('/engine/stats');
-      const before = await Promise.all(daemons.map(async (d) => ({ s: await stats(d), cpu: cpuMs(d.pid), at: performance.now() })));
-      await step();
-      const after = await Promise.all(daemons.map(async (d) => ({ s: await stats(d), cpu: cpuMs(d.pid), at: performance.now() })));
-      daemons.forEach((d, i) => {
-        const da = after[i].s.eluActiveMs - before[i].s.eluActiveMs;
-        const di = after[i].s.eluIdleMs - before[i].s.eluIdleMs;
-        f[`ours_elu_${d.host.name}`] = Math.round((1000 * da) / (da + di)) / 1000;
-        f[`ours_cpu_pct_${d.host.name}`] = Math.round((100 * (after[i].cpu - before[i].cpu)) / (after[i].at - before[i].at));
-        f[`ours_rss_mb_${d.host.name}`] = Math.round(after[i].s.rssBytes / 2 ** 20);
-      });
-      const max = (k: string) => Math.max(...daemons.map((d) => f[`ours_${k}_${d.host.name}`] as number));
-      [f.ours_elu_max, f.ours_cpu_pct_max, f.ours_rss_mb_max] = [max('elu'), max('cpu_pct'), max('rss_mb')];
-    };
+    const around = sampleDaemons(daemons, f);
     const c0 = await Promise.all(daemons.map(counters));
-    await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, p: 'ours', aDev: 'tap42', hostB: b.host.ns }, secs, f, fails, around);
+    await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, p: 'ours', aDev: 'tap42', hostB: b.host.ns }, secs, f, fails, log, around);
     // Engine drops over the whole run, per daemon (wire + VNI + port blocks), reported for diagnosis.
     const c1 = await Promise.all(daemons.map(counters));
     daemons.forEach((d, i) => {
@@ -171,7 +61,7 @@ async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> 
     const va = await net.addKernelVtep(h1, { vni: 42, remotes: [h2.underlayIp], instance: a, cidr: '198.18.42.1/24' });
     const vb = await net.addKernelVtep(h2, { vni: 42, remotes: [h1.underlayIp], instance: b, cidr: '198.18.42.2/24' });
     const path = { net, a: a.ns, b: b.ns, addr: '198.18.42.2', aDev: va.instanceIf, hostB: h2.ns };
-    await measure({ ...path, p: 'kernel_offload' }, secs, f, fails);
+    await measure({ ...path, p: 'kernel_offload' }, secs, f, fails, log);
     // Offloads off on every veth end the traffic crosses: ul0 in each host ns and its peer (h1/h2, the
     // underlay bridge ports), and both ends of each instance veth (vkN in the host ns, eth0 in the instance).
     const devs: Array<[string, string]> = [
@@ -179,7 +69,7 @@ async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> 
       [h1.ns, va.hostIf], [h2.ns, vb.hostIf], [a.ns, va.instanceIf], [b.ns, vb.instanceIf],
     ];
     for (const [ns, dev] of devs) await exec('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, ...OFFLOAD_OFF]);
-    await measure({ ...path, p: 'kernel_nooffload' }, secs, f, fails);
+    await measure({ ...path, p: 'kernel_nooffload' }, secs, f, fails, log);
   } catch (e) {
     t.passed = false;
     throw e;
@@ -217,9 +107,7 @@ function table(f: Figures): string {
 }
 
 export async function run({ json }: { json: boolean }): Promise<Record<string, unknown>> {
-  const arg = process.argv.find((x) => x.startsWith('--duration='))?.split('=')[1];
-  const secs = Number(arg ?? process.env.BENCH_SECONDS ?? 10);
-  if (!(secs >= 1)) throw new Error(`vxlan bench: duration must be a number of seconds >= 1, got '${arg ?? process.env.BENCH_SECONDS}'`);
+  const secs = benchSeconds('vxlan');
   // Sequentially, one topology at a time, so idle daemons or bridges never compete for the CPUs being measured.
   // Cleanup on SIGINT/SIGTERM is TestNet's own handler (kills tracked processes, deletes the namespaces).
   const f: Figures = {};
