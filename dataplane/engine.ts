@@ -1,6 +1,6 @@
 // The typed face of the native packet engine. Validates arguments with messages that name the
 // field and the expected form, converts addresses, and hands punted frames to JS in batches.
-import { native, type NativeCounterBlock, type NativeEngine } from './native.ts';
+import { native, type NativeCounterBlock, type NativeEngine, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
 
 export type PortKind = 'tap' | 'tun';
@@ -34,28 +34,10 @@ export interface EngineCounters {
   links?: LinkCounters;
 }
 
-export interface LinkCounters {
-  tx_packets: number;
-  tx_bytes: number;
-  rx_packets: number;
-  rx_bytes: number;
-  keepalives_tx: number;
-  keepalives_rx: number;
-  /** Times an authenticated packet moved the peer's endpoint. */
-  roams: number;
-  handshakes_rx: number;
-  drops: Record<LinkDropReason, number>;
-}
+/** Link counters (rx/tx, keepalives, roams: times an authenticated packet moved the peer's endpoint). */
+export type LinkCounters = Omit<NativeLinkCounters, 'drops'> & { drops: Record<LinkDropReason, number> };
 
-export interface LinkSessionInfo {
-  localIndex: number;
-  remoteIndex: number;
-  initiator: boolean;
-  ageMs: number;
-  sendCounter: bigint;
-  sendKey?: Buffer;
-  recvKey?: Buffer;
-}
+export type LinkSessionInfo = NativeLinkSession;
 
 export interface LinkPeerInfo extends LinkCounters {
   /** The peer's identity: its registered underlay address. */
@@ -373,10 +355,10 @@ export class Engine {
   }
   /** Peers with their sessions and counters; keys only when `withKeys` (operator key export). */
   linkPeers(withKeys = false): LinkPeerInfo[] {
-    return this.#n.linkPeers(withKeys).map((p) => ({
+    return this.#n.linkPeers(withKeys).map(({ endpointIp, endpointPort, ...p }) => ({
       ...p,
       vtep: formatIpv4Address(p.vtep),
-      endpoint: { address: formatIpv4Address(p.endpointIp), port: p.endpointPort },
+      endpoint: { address: formatIpv4Address(endpointIp), port: endpointPort },
       lastTxAgoMs: p.lastTxAgoMs < 0 ? null : p.lastTxAgoMs,
       lastRxAgoMs: p.lastRxAgoMs < 0 ? null : p.lastRxAgoMs,
       drops: p.drops as Record<LinkDropReason, number>,

@@ -13,7 +13,11 @@ import {
   formatMac, formatTcpFlags, parseDhcp, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG,
 } from '../wire/index.ts';
 import { type DecodeOptions, type Layer, type LayerName, LINK_UDP_PORT } from './layers.ts';
-import { LINK_HEADER_LEN, LINK_TAG_LEN, LINK_TYPE_DATA, LINK_TYPE_NAMES, openLinkData } from './link-open.ts';
+import { LINK_HEADER_LEN, LINK_TAG_LEN, LINK_TYPE_DATA, openData } from '../wire/link.ts';
+
+export const LINK_TYPE_NAMES: Readonly<Record<number, string>> = {
+  1: 'handshake initiation', 2: 'handshake response', 3: 'cookie reply', 4: 'data',
+};
 
 interface Ctx {
   opts: DecodeOptions;
@@ -201,8 +205,11 @@ function link(bytes: Uint8Array, ctx: Ctx): void {
   }
   let plaintext: Uint8Array | null = null;
   for (const key of keys) {
-    plaintext = openLinkData(key, bytes);
-    if (plaintext !== null) break;
+    const r = openData(key, bytes);
+    if ('plaintext' in r) {
+      plaintext = r.plaintext;
+      break;
+    }
   }
   if (plaintext === null) {
     push(ctx, 'link', { ...fields, state: 'encrypted',

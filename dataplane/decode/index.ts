@@ -4,4 +4,4 @@ export { decodeFrame } from './decode-frame.ts';
 export { summary } from './summary.ts';
 export { formatLayers } from './format-layers.ts';
 export { parseKeylog, KeylogError, KEYLOG_LABEL, type Keylog } from './keylog.ts';
-export { openLinkData, LINK_HEADER_LEN, LINK_TAG_LEN, LINK_TYPE_NAMES } from './link-open.ts';
+export { LINK_TYPE_NAMES } from './decode-frame.ts';

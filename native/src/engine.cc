@@ -52,6 +52,13 @@ int udp_socket(uint32_t ip, uint16_t port, int buf_bytes) {
   return s;
 }
 
+// A copy of an injected frame behind the headroom the switch writes the VXLAN header into.
+std::vector<uint8_t> with_headroom(const uint8_t* frame, size_t len) {
+  std::vector<uint8_t> buf(kVxlanHdr + len);
+  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  return buf;
+}
+
 sockaddr_in vtep_addr(uint32_t ip, uint16_t port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -447,8 +454,7 @@ void Engine::inject_to_port(int id, const uint8_t* frame, size_t len) {
   std::shared_lock lock(cfg_mu_);
   Port* p = port_by_id(id);
   if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
-  std::vector<uint8_t> buf(kVxlanHdr + len);
-  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  std::vector<uint8_t> buf = with_headroom(frame, len);
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   deliver_to_port(*p, buf.data() + kVxlanHdr, len, out);
 }
@@ -457,8 +463,7 @@ void Engine::inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len) {
   std::shared_lock lock(cfg_mu_);
   Vni* v = vni_by_id(vni);
   if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
-  std::vector<uint8_t> buf(kVxlanHdr + len);
-  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  std::vector<uint8_t> buf = with_headroom(frame, len);
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   forward_from_local(*v, nullptr, buf.data() + kVxlanHdr, len, out);
 }
@@ -530,8 +535,7 @@ void Engine::inject_from_port(int id, const uint8_t* frame, size_t len) {
   if (!v) throw std::invalid_argument("port " + std::to_string(id) + " has no VNI");
   if (len < kEthHdr || len > size_t(v->mtu) + kEthHdr)
     throw std::invalid_argument("frame of " + std::to_string(len) + " bytes does not fit the port (MTU " + std::to_string(v->mtu) + ")");
-  std::vector<uint8_t> buf(kVxlanHdr + len);
-  std::memcpy(buf.data() + kVxlanHdr, frame, len);
+  std::vector<uint8_t> buf = with_headroom(frame, len);
   uint8_t* f = buf.data() + kVxlanHdr;
   p->c.rx(len);
   if (!captures_.empty()) captures_.offer(kCapPort, kCapIn, v->id, p->id, f, len);
