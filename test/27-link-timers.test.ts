@@ -102,6 +102,18 @@ test('the responder rekeys at 150 s (the initiator went quiet), not at 120 s', (
   t.deepEqual(types(timers.tick(T0 + 150_000, obs)), ['initiate']);
 });
 
+test('a shortened rekey age shortens the responder\'s wait with it (both sides may hold responder sessions)', (t) => {
+  // After simultaneous initiations each side can end up sending on the session the other initiated;
+  // with a 1 s rekey age the responder must not then wait the default 30 s.
+  const timers = new PeerTimers({ rekeyAfterTime: 1000 });
+  t.is(timers.config.responderRekeyDelay, 250);
+  timers.onSession(T0, false);
+  const obs = withSession(T0, false, { lastTxMs: Number.MAX_SAFE_INTEGER });
+  t.deepEqual(types(timers.tick(T0 + 1249, obs)), []);
+  t.deepEqual(types(timers.tick(T0 + 1250, obs)), ['initiate']);
+  t.is(new PeerTimers({ rekeyAfterTime: 1000, responderRekeyDelay: 5000 }).config.responderRekeyDelay, 5000);
+});
+
 test('the initiator rekeys after 2^60 messages whatever the age', (t) => {
   const timers = new PeerTimers();
   const obs = withSession(T0, true, { lastTxMs: Number.MAX_SAFE_INTEGER });

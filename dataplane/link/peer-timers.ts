@@ -11,7 +11,7 @@
  * |------------------------------|--------------------|--------------------------------------|
  * | retry an unanswered attempt  | 1 s doubling to 16 s, ±10% jitter | whoever is initiating   |
  * | rekey by age                 | 120 s              | the side that initiated the session  |
- * | rekey by age, as responder   | 120 s + 30 s       | the other side (the initiator is quiet) |
+ * | rekey by age, as responder   | 120 s + 30 s (a quarter more) | the other side (the initiator is quiet) |
  * | rekey by messages sent       | 2^60               | the side that initiated the session  |
  * | expire (stop using) session  | 180 s              | both                                 |
  * | keepalive                    | after completing as initiator; 10 s after a receive with nothing sent | both |
@@ -20,8 +20,13 @@
 export const REKEY_AFTER_TIME = 120_000;
 export const REKEY_AFTER_MESSAGES = 2n ** 60n;
 export const REJECT_AFTER_TIME = 180_000;
-/** How much longer the responder waits before rekeying itself. */
-export const RESPONDER_REKEY_DELAY = 30_000;
+/**
+ * How much longer the responder waits before rekeying itself: a quarter of the rekey age, so that a
+ * shortened rekey age (tests, `link.rekeyAfterSeconds`) shortens it too. After simultaneous initiations
+ * both sides may end up sending on the session the other initiated; a fixed 30 s would then hold off
+ * every rekey for 30 s whatever the configured age.
+ */
+export const RESPONDER_REKEY_DELAY = REKEY_AFTER_TIME / 4;
 export const KEEPALIVE_TIMEOUT = 10_000;
 export const RETRY_INITIAL = 1_000;
 export const RETRY_MAX = 16_000;
@@ -82,7 +87,9 @@ export class PeerTimers {
 
   constructor(opts: PeerTimersOptions = {}) {
     const { random, ...overrides } = opts;
-    this.config = Object.freeze({ ...DEFAULT_TIMERS, ...overrides });
+    const config = { ...DEFAULT_TIMERS, ...overrides };
+    if (overrides.responderRekeyDelay === undefined) config.responderRekeyDelay = config.rekeyAfterTime / 4;
+    this.config = Object.freeze(config);
     this.random = random ?? Math.random;
   }
 
