@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Launcher: registers the TypeScript loader, then runs the CLI from source.
-import { register } from 'tsx/esm/api';
-register();
-await import('../control/cli/appnet.ts');
+// Launcher: runs the CLI from its bundle (bin/bundled.js rebuilds it when a source changed).
+import { runBundled } from './bundled.js';
+await runBundled('control/cli/appnet.ts', 'appnet');

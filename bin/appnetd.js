@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Launcher: registers the TypeScript loader, then runs the daemon from source.
-import { register } from 'tsx/esm/api';
-register();
-await import('../control/daemon/appnetd.ts');
+// Launcher: runs the daemon from its bundle (bin/bundled.js rebuilds it when a source changed).
+import { runBundled } from './bundled.js';
+await runBundled('control/daemon/appnetd.ts', 'appnetd');
