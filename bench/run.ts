@@ -6,6 +6,7 @@ const BENCHES: Record<string, string> = {
   controlplane: './controlplane.ts',
   link: './link.ts',
   'link-crypto': './link-crypto.ts',
+  capture: './capture.ts',
 };
 
 const args = process.argv.slice(2);

@@ -2,6 +2,8 @@
 // field and the expected form, converts addresses, and hands punted frames to JS in batches.
 import { native, type NativeCounterBlock, type NativeEngine, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
+import { CAPTURE_POINTS, unpackCaptureRecords, type CaptureRecord, type CapturePointName } from './capture-records.ts';
+export { CAPTURE_POINTS, type CaptureRecord, type CapturePointName } from './capture-records.ts';
 
 export type PortKind = 'tap' | 'tun';
 export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted';
@@ -115,10 +117,6 @@ export interface PuntedFrame {
   frame: Buffer;
 }
 
-/** Where a capture copies packets (native/src/capture.h). */
-export type CapturePointName = 'port' | 'vni_encap' | 'vni_decap' | 'wire';
-export const CAPTURE_POINTS: Record<CapturePointName, number> = { port: 1, vni_encap: 2, vni_decap: 4, wire: 8 };
-
 export interface CaptureSpec {
   points: CapturePointName[];
   /** Only this VNI. */
@@ -133,19 +131,6 @@ export interface CaptureSpec {
   filter?: string;
 }
 
-export interface CaptureRecord {
-  /** Wall-clock ns since the epoch. */
-  tsNs: bigint;
-  point: CapturePointName;
-  /** in: read from a port / received from the wire; out: written to a port / sent. */
-  dir: 'in' | 'out';
-  port: number | null;
-  vni: number | null;
-  origLen: number;
-  /** A full Ethernet frame (wire records carry synthesised outer headers), cut to the snap length. */
-  data: Buffer;
-}
-
 export interface CaptureBatch {
   records: CaptureRecord[];
   captured: number;
@@ -153,7 +138,15 @@ export interface CaptureBatch {
   filtered: number;
 }
 
-const POINT_NAMES = Object.fromEntries(Object.entries(CAPTURE_POINTS).map(([k, v]) => [v, k])) as Record<number, CapturePointName>;
+/** A drained batch as the engine packed it: what the API sends to a binary client untouched. */
+export interface PackedCaptureBatch {
+  records: Buffer;
+  count: number;
+  captured: number;
+  dropped: number;
+  filtered: number;
+}
+
 
 /** Punted datagrams with this rule id are link handshake messages (whole UDP payloads). */
 export const LINK_PUNT_RULE = 0;
@@ -308,20 +301,14 @@ export class Engine {
     check(Number.isInteger(ring) && ring >= 1 && ring <= 1_000_000, `ring must be an integer in 1..1000000, got ${ring}`);
     return this.#n.captureStart({ points: mask, vni: spec.vni, port: spec.port, snaplen, ring, filter: spec.filter });
   }
+  /** The records copied since the last drain, unpacked (one object per record: for tests and JSON clients). */
   captureDrain(id: number): CaptureBatch {
-    const b = this.#n.captureDrain(id);
-    return {
-      ...b,
-      records: b.records.map((r) => ({
-        tsNs: r.tsNs,
-        point: POINT_NAMES[r.point],
-        dir: r.dir === 0 ? 'in' : 'out',
-        port: r.port >= 0 ? r.port : null,
-        vni: r.vni || null,
-        origLen: r.origLen,
-        data: r.data,
-      })),
-    };
+    const { records, count: _count, ...totals } = this.#n.captureDrain(id);
+    return { ...totals, records: unpackCaptureRecords(records) };
+  }
+  /** The same batch packed as the engine holds it, one buffer whatever the record count. */
+  captureDrainPacked(id: number): PackedCaptureBatch {
+    return this.#n.captureDrain(id);
   }
   captureStop(id: number): boolean { return this.#n.captureStop(id); }
 

@@ -51,7 +51,9 @@ export interface NativeEngine {
   injectFromPort(port: number, frame: Buffer): void;
   captureStart(spec: { points: number; vni?: number; port?: number; snaplen?: number; ring?: number; filter?: string }): number;
   captureDrain(id: number): {
-    records: Array<{ tsNs: bigint; point: number; dir: number; port: number; vni: number; origLen: number; data: Buffer }>;
+    /** Packed records (dataplane/capture-records.ts). */
+    records: Buffer;
+    count: number;
     captured: number;
     dropped: number;
     filtered: number;

@@ -102,8 +102,19 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
     return id;
   };
 
-  app.get('/captures/:id/records', async (req) => {
-    const b = ctx.engine.captureDrain(session(req));
+  // Binary clients (`Accept: application/octet-stream`, as `appnet capture` sends) get the engine's packed
+  // batch untouched (dataplane/capture-records.ts), the totals in headers: no work per record here, whatever
+  // the packet rate. JSON clients get one object per record.
+  app.get('/captures/:id/records', async (req, reply) => {
+    const id = session(req);
+    if (/application\/octet-stream/.test(req.headers.accept ?? '')) {
+      const b = ctx.engine.captureDrainPacked(id);
+      return reply.type('application/octet-stream').headers({
+        'x-appnet-records': String(b.count), 'x-appnet-captured': String(b.captured),
+        'x-appnet-dropped': String(b.dropped), 'x-appnet-filtered': String(b.filtered),
+      }).send(b.records);
+    }
+    const b = ctx.engine.captureDrain(id);
     return {
       captured: b.captured,
       dropped: b.dropped,
@@ -116,10 +127,10 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
 
   app.delete('/captures/:id', async (req) => {
     const id = session(req);
-    const b = ctx.engine.captureDrain(id);
+    const b = ctx.engine.captureDrainPacked(id);
     ctx.engine.captureStop(id);
     sessions.delete(id);
-    return { id, captured: b.captured, dropped: b.dropped, filtered: b.filtered, unread: b.records.length };
+    return { id, captured: b.captured, dropped: b.dropped, filtered: b.filtered, unread: b.count };
   });
 
   app.post('/replay', {

@@ -48,6 +48,12 @@ export class ApiClient {
     return url.toString();
   }
 
+  private unreachable(err: unknown): ApiClientError {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    return new ApiClientError(`cannot reach the appnet API at ${this.baseUrl}: is appnetd running? (${why})`, 0);
+  }
+
   async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
@@ -60,9 +66,7 @@ export class ApiClient {
     try {
       res = await fetch(this.url(path, options.query), { method, headers, body });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = cause?.code ?? cause?.message ?? (err as Error).message;
-      throw new ApiClientError(`cannot reach the appnet API at ${this.baseUrl}: is appnetd running? (${why})`, 0);
+      throw this.unreachable(err);
     }
     const text = await res.text();
     let parsed: unknown = undefined;
@@ -80,6 +84,26 @@ export class ApiClient {
       throw new ApiClientError(oneLine(message), res.status, parsed);
     }
     return parsed as T;
+  }
+
+  /** GET of a binary resource: the body as bytes and the response headers; errors as for JSON. */
+  async getBytes(path: string): Promise<{ body: Buffer; headers: Headers }> {
+    const headers: Record<string, string> = { accept: 'application/octet-stream' };
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(this.url(path), { headers });
+    } catch (err) {
+      throw this.unreachable(err);
+    }
+    if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/octet-stream')) {
+      const text = await res.text();
+      let parsed: { error?: unknown } | undefined;
+      try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      const message = parsed && typeof parsed === 'object' && 'error' in parsed ? errorText(parsed.error) : `HTTP ${res.status}: ${text.slice(0, 200)}`;
+      throw new ApiClientError(oneLine(res.ok ? `the API answered GET ${path} without binary content: ${message}` : message), res.status, parsed ?? text);
+    }
+    return { body: Buffer.from(await res.arrayBuffer()), headers: res.headers };
   }
 
   get<T = unknown>(path: string, query?: Query): Promise<T> {

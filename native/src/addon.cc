@@ -264,27 +264,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     uint32_t id = guard(info.Env(), [&] { return engine_->capture_add(std::move(spec)); });
     return Napi::Number::New(info.Env(), id);
   }
-  // captureDrain(id) -> { records: [{ tsNs: bigint, point, dir, port, vni, origLen, data }], captured, dropped, filtered }
+  // captureDrain(id) -> { records: Buffer (packed, capture.h PackedRecordHeader), count, captured, dropped, filtered }
   Napi::Value CaptureDrain(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto s = engine_->capture(u32(info[0]));
     if (!s) throw Napi::RangeError::New(env, "capture " + std::to_string(u32(info[0])) + " does not exist");
-    auto records = s->drain();
-    Napi::Array arr = Napi::Array::New(env, records.size());
-    for (size_t i = 0; i < records.size(); i++) {
-      const CaptureRecord& r = records[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("tsNs", Napi::BigInt::New(env, r.ts_ns));
-      o.Set("point", r.point);
-      o.Set("dir", r.dir);
-      o.Set("port", r.port);
-      o.Set("vni", double(r.vni));
-      o.Set("origLen", r.orig_len);
-      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, r.data.data(), r.data.size()));
-      arr.Set(uint32_t(i), o);
-    }
+    // The batch's bytes become the Buffer's memory: no second copy, freed when JS lets go of it.
+    auto* batch = new CaptureBatch(s->drain());
     Napi::Object out = Napi::Object::New(env);
-    out.Set("records", arr);
+    if (batch->bytes.empty()) {
+      delete batch;
+      out.Set("records", Napi::Buffer<uint8_t>::New(env, 0));
+      out.Set("count", 0);
+    } else {
+      out.Set("records", Napi::Buffer<uint8_t>::New(env, batch->bytes.data(), batch->bytes.size(),
+                                                     [](Napi::Env, uint8_t*, CaptureBatch* b) { delete b; }, batch));
+      out.Set("count", batch->count);
+    }
     out.Set("captured", double(s->captured()));
     out.Set("dropped", double(s->dropped()));
     out.Set("filtered", double(s->filtered()));

@@ -20,6 +20,8 @@ uint64_t realtime_ns() {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
+size_t padded(size_t n) { return (n + 7) & ~size_t(7); }
+
 constexpr size_t kWireHead = 14 + 20 + 8;  // synthesised Ethernet + IPv4 + UDP
 // How much of a wire record BPF may look at: enough for the outer headers and the inner headers
 // of a VXLAN datagram; a filter looking deeper does not match.
@@ -48,27 +50,50 @@ void CaptureSession::offer(uint32_t point, uint8_t dir, uint32_t vni, int port, 
     }
   }
   size_t keep = std::min<size_t>(total, spec_.snaplen);
+  size_t need = padded(sizeof(PackedRecordHeader) + keep);
   // Never wait for JS: if it is draining right now, this copy is dropped like one that does not fit.
   std::unique_lock lock(mu_, std::try_to_lock);
-  if (!lock.owns_lock() || ring_.size() >= spec_.ring) {
+  if (!lock.owns_lock() || count_ >= spec_.ring || used_ + need > cap_) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  CaptureRecord r{realtime_ns(), point, dir, port, vni, uint32_t(total), {}};
-  r.data.resize(keep);
-  size_t h = std::min(keep, head_len);
-  if (h) std::memcpy(r.data.data(), head, h);
-  if (keep > h) std::memcpy(r.data.data() + h, body, keep - h);
-  ring_.push_back(std::move(r));
+  uint8_t* at = buf_.get() + used_;
+  PackedRecordHeader h{realtime_ns(), uint32_t(total), vni, port, uint16_t(keep), uint8_t(point), dir};
+  std::memcpy(at, &h, sizeof(h));
+  at += sizeof(h);
+  size_t hk = std::min(keep, head_len);
+  if (hk) std::memcpy(at, head, hk);
+  if (keep > hk) std::memcpy(at + hk, body, keep - hk);
+  used_ += need;
+  count_++;
   captured_.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::vector<CaptureRecord> CaptureSession::drain() {
-  std::vector<CaptureRecord> out;
-  out.reserve(spec_.ring);
-  std::lock_guard lock(mu_);
-  out.swap(ring_);
-  return out;
+CaptureSession::CaptureSession(uint32_t id, CaptureSpec spec) : id_(id), spec_(std::move(spec)) {
+  size_t per = padded(sizeof(PackedRecordHeader) + std::min<size_t>(spec_.snaplen, 65535));
+  cap_ = std::max(per, std::min(size_t(spec_.ring) * per, kMaxRingBytes));
+  // new[] without () leaves the bytes uninitialised: pages are only touched as records fill them.
+  buf_.reset(new uint8_t[cap_]);
+  spare_.reset(new uint8_t[cap_]);
+}
+
+CaptureBatch CaptureSession::drain() {
+  size_t used;
+  uint32_t count;
+  {
+    std::lock_guard lock(mu_);
+    std::swap(buf_, spare_);
+    used = used_;
+    count = count_;
+    used_ = 0;
+    count_ = 0;
+  }
+  // Copied outside the lock: the pipelines are already filling the other buffer. Only this (JS) thread
+  // touches spare_ until the next drain.
+  CaptureBatch b;
+  b.bytes.assign(spare_.get(), spare_.get() + used);
+  b.count = count;
+  return b;
 }
 
 uint32_t CaptureTable::add(CaptureSpec spec) {

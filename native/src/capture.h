@@ -31,14 +31,26 @@ enum CapturePoint : uint32_t {
 
 enum CaptureDir : uint8_t { kCapIn = 0, kCapOut = 1 };
 
-struct CaptureRecord {
-  uint64_t ts_ns;  // CLOCK_REALTIME
-  uint32_t point;
-  uint8_t dir;     // in: towards the engine (read from a port, received from the wire); out: the reverse
-  int port;        // port id, or -1
-  uint32_t vni;    // 0 when unknown (wire)
+// Records are packed back to back into one byte buffer, each a fixed header and then its bytes, padded to 8:
+// no allocation per copied packet, and JS receives a whole batch with one memcpy. The layout is part of the
+// addon's contract (dataplane/capture-records.ts reads it):
+//   u64 ts_ns (CLOCK_REALTIME) | u32 orig_len | u32 vni (0: unknown) | i32 port (-1: none) | u16 cap_len |
+//   u8 point | u8 dir (0 in: towards the engine, read from a port or received; 1 out: the reverse) | bytes
+struct PackedRecordHeader {
+  uint64_t ts_ns;
   uint32_t orig_len;
-  std::vector<uint8_t> data;
+  uint32_t vni;
+  int32_t port;
+  uint16_t cap_len;
+  uint8_t point;
+  uint8_t dir;
+};
+static_assert(sizeof(PackedRecordHeader) == 24, "packed capture record header is 24 bytes");
+
+// One drained batch: the packed records and how many there are.
+struct CaptureBatch {
+  std::vector<uint8_t> bytes;
+  uint32_t count = 0;
 };
 
 struct CaptureSpec {
@@ -50,9 +62,12 @@ struct CaptureSpec {
   std::vector<bpf_insn> bpf;  // empty: everything
 };
 
+// The most one session's ring holds in bytes, whatever ring x snaplen asks for (two such buffers exist).
+constexpr size_t kMaxRingBytes = size_t(32) << 20;
+
 class CaptureSession {
  public:
-  CaptureSession(uint32_t id, CaptureSpec spec) : id_(id), spec_(std::move(spec)) { ring_.reserve(spec_.ring); }
+  CaptureSession(uint32_t id, CaptureSpec spec);
 
   uint32_t id() const { return id_; }
   const CaptureSpec& spec() const { return spec_; }
@@ -69,7 +84,8 @@ class CaptureSession {
   void offer(uint32_t point, uint8_t dir, uint32_t vni, int port, const uint8_t* head, size_t head_len,
              const uint8_t* body, size_t body_len);
 
-  std::vector<CaptureRecord> drain();
+  // Takes everything copied so far (records in arrival order) and empties the ring.
+  CaptureBatch drain();
   uint64_t captured() const { return captured_.load(); }
   uint64_t dropped() const { return dropped_.load(); }
   uint64_t filtered() const { return filtered_.load(); }
@@ -78,7 +94,11 @@ class CaptureSession {
   uint32_t id_;
   CaptureSpec spec_;
   std::mutex mu_;
-  std::vector<CaptureRecord> ring_;
+  // The ring: records are appended to `buf_` until `spec_.ring` records or its byte capacity (sized for
+  // that many records at the snap length, at most kMaxRingBytes) are reached; drain() swaps it for `spare_`.
+  std::unique_ptr<uint8_t[]> buf_, spare_;
+  size_t cap_ = 0, used_ = 0;
+  uint32_t count_ = 0;
   std::atomic<uint64_t> captured_{0}, dropped_{0}, filtered_{0};
 };
 

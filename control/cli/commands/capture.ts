@@ -2,6 +2,7 @@
 // file or printed as one-line summaries. Stops after -c N packets or on Ctrl-C (SIGINT/SIGTERM),
 // showing progress on stderr; the capture session on the daemon is stopped either way.
 import { Command, InvalidArgumentError } from 'commander';
+import { unpackCaptureRecords, type CaptureRecord } from '../../../dataplane/capture-records.ts';
 import { CaptureFile, type CaptureFormat } from '../../../dataplane/pcap/index.ts';
 import { clientFor, commandOf, stdout } from '../context.ts';
 import type { ApiClient } from '../client.ts';
@@ -23,8 +24,7 @@ interface CaptureOpts {
   pollMs: number;
 }
 
-interface WireRecord { ts_ns: string; point: string; dir: string; port: number | null; vni: number | null; orig_len: number; data: string }
-interface Batch { captured: number; dropped: number; filtered: number; records: WireRecord[] }
+interface Totals { captured: number; dropped: number; filtered: number }
 
 function positive(text: string): number {
   if (!/^[0-9]+$/.test(text) || Number(text) < 1) throw new InvalidArgumentError('expected a positive integer');
@@ -37,7 +37,7 @@ function collectPoint(value: string, previous: string[]): string[] {
 }
 
 /** The record's point as a pcapng interface name: `port:anXXXX` style names need the scope. */
-function pointName(r: WireRecord, scope: { port?: string }): string {
+function pointName(r: CaptureRecord, scope: { port?: string }): string {
   if (r.point === 'port') return `port:${scope.port ?? r.port}:${r.dir}`;
   if (r.point === 'wire') return `wire:${r.dir}`;
   return `${r.point}:${r.vni ?? ''}`;
@@ -63,7 +63,7 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let n = 0;
-  let last: Batch | undefined;
+  let last: Totals | undefined;
   const progress = () => {
     if (file) process.stderr.write(`\rappnet capture: ${n} packets written to ${o.write}` + (last ? `, ${last.dropped} dropped by the ring, ${last.filtered} filtered` : ''));
   };
@@ -72,17 +72,21 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
       `${started.vni !== undefined ? `, vni ${started.vni}` : ''}${started.port ? `, port ${started.port}` : ''}` +
       `${filter.length ? `, filter "${filter.join(' ')}"` : ''} (Ctrl-C to stop)\n`);
     while (!stop) {
-      last = await client.get<Batch>(`/captures/${started.id}/records`);
-      for (const r of last.records) {
+      // The packed batch, as the engine copied it (dataplane/capture-records.ts).
+      const { body, headers } = await client.getBytes(`/captures/${started.id}/records`);
+      last = { captured: Number(headers.get('x-appnet-captured')), dropped: Number(headers.get('x-appnet-dropped')), filtered: Number(headers.get('x-appnet-filtered')) };
+      for (const r of unpackCaptureRecords(body)) {
         if (o.count !== undefined && n >= o.count) break;
         n++;
-        const data = Buffer.from(r.data, 'base64');
         if (file) {
-          file.write({ tsNs: BigInt(r.ts_ns), point: pointName(r, started), data, origLen: r.orig_len });
+          file.write({ tsNs: r.tsNs, point: pointName(r, started), data: r.data, origLen: r.origLen });
         } else if (json) {
-          stdout.write(JSON.stringify({ number: n, ...r, layers: decoder!.decodeFrame(data) }) + '\n');
+          stdout.write(JSON.stringify({
+            number: n, ts_ns: r.tsNs.toString(), point: r.point, dir: r.dir, port: r.port, vni: r.vni, orig_len: r.origLen,
+            data: r.data.toString('base64'), layers: decoder!.decodeFrame(r.data),
+          }) + '\n');
         } else {
-          stdout.write(`${formatTimestamp(BigInt(r.ts_ns))} ${pointName(r, started)} ${decoder!.summary(decoder!.decodeFrame(data))}\n`);
+          stdout.write(`${formatTimestamp(r.tsNs)} ${pointName(r, started)} ${decoder!.summary(decoder!.decodeFrame(r.data))}\n`);
         }
       }
       progress();

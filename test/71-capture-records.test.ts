@@ -1,0 +1,40 @@
+import test from 'ava';
+import { unpackCaptureRecords, CaptureRecordsError, PACKED_RECORD_HEADER } from '../dataplane/capture-records.ts';
+
+/** One record in the engine's packed layout (native/src/capture.h), padded to 8. */
+function packed(r: { ts: bigint; origLen: number; vni: number; port: number; point: number; dir: number; data: Buffer }): Buffer {
+  const b = Buffer.alloc(PACKED_RECORD_HEADER + ((r.data.length + 7) & ~7));
+  b.writeBigUInt64LE(r.ts, 0);
+  b.writeUInt32LE(r.origLen, 8);
+  b.writeUInt32LE(r.vni, 12);
+  b.writeInt32LE(r.port, 16);
+  b.writeUInt16LE(r.data.length, 20);
+  b[22] = r.point;
+  b[23] = r.dir;
+  r.data.copy(b, PACKED_RECORD_HEADER);
+  return b;
+}
+
+test('packed records unpack with their fields, data cut to the captured length, padding skipped', (t) => {
+  const a = packed({ ts: 1_700_000_000_123_456_789n, origLen: 1514, vni: 42, port: 3, point: 1, dir: 0, data: Buffer.from('abcde') });
+  const b = packed({ ts: 1_700_000_000_200_000_000n, origLen: 90, vni: 0, port: -1, point: 8, dir: 1, data: Buffer.alloc(16, 7) });
+  const rs = unpackCaptureRecords(Buffer.concat([a, b]));
+  t.is(rs.length, 2);
+  t.deepEqual({ ...rs[0], data: rs[0].data.toString() }, { tsNs: 1_700_000_000_123_456_789n, point: 'port', dir: 'in', port: 3, vni: 42, origLen: 1514, data: 'abcde' });
+  t.deepEqual({ ...rs[1], data: [...rs[1].data] }, { tsNs: 1_700_000_000_200_000_000n, point: 'wire', dir: 'out', port: null, vni: null, origLen: 90, data: Array(16).fill(7) });
+  t.deepEqual(unpackCaptureRecords(Buffer.alloc(0)), []);
+});
+
+test('a truncated or corrupt batch fails naming the byte offset', (t) => {
+  const a = packed({ ts: 1n, origLen: 60, vni: 1, port: 0, point: 2, dir: 0, data: Buffer.alloc(60) });
+  const cases: Array<[Buffer, number, RegExp]> = [
+    [a.subarray(0, 10), 0, /header needs 24 bytes, 10 left/],
+    [Buffer.concat([a, a.subarray(0, 30)]), a.length + 20, /runs past the end/],
+    [(() => { const c = Buffer.from(a); c[22] = 3; return c; })(), 22, /unknown capture point 3/],
+  ];
+  for (const [buf, offset, message] of cases) {
+    const e = t.throws(() => unpackCaptureRecords(buf), { instanceOf: CaptureRecordsError, message });
+    t.is(e!.offset, offset);
+    t.regex(e!.message, new RegExp(`at byte ${offset}:`));
+  }
+});
