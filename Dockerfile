@@ -2,7 +2,7 @@
 # (and -v /run/netns:/run/netns to attach instances in other network namespaces).
 FROM node:20-bookworm-slim AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ libsodium-dev \
+ && apt-get install -y --no-install-recommends python3 make g++ libsodium-dev libpcap-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/appnet
 COPY package.json package-lock.json ./
@@ -12,7 +12,7 @@ RUN npx --no-install node-gyp rebuild --directory native
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 libsodium23 \
+ && apt-get install -y --no-install-recommends iproute2 libsodium23 libpcap0.8 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/appnet
 COPY --from=build /opt/appnet/node_modules ./node_modules
@@ -21,5 +21,7 @@ COPY package.json ./
 COPY bin ./bin
 COPY dataplane ./dataplane
 COPY control ./control
+# The launchers run JavaScript bundles (bin/bundled.js); build them into the image, after the sources.
+RUN node bin/bundled.js
 ENTRYPOINT ["node", "bin/appnetd.js"]
 CMD ["--config", "/etc/appnet/appnetd.json"]

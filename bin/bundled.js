@@ -64,3 +64,10 @@ export async function runBundled(entry, name) {
   process.setSourceMapsEnabled(true);
   await import(pathToFileURL(await bundle(entry, name)).href);
 }
+
+/** Every launcher's bundle: `node bin/bundled.js` builds them ahead of time (setup, images). */
+export const BUNDLES = [['control/daemon/appnetd.ts', 'appnetd'], ['control/cli/appnet.ts', 'appnet']];
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  await Promise.all(BUNDLES.map(([entry, name]) => bundle(entry, name)));
+}

@@ -37,7 +37,7 @@ fi
 
 # The daemon and the CLI run from JavaScript bundles in dist/ (bin/bundled.js); build them now rather than
 # on first start. The launchers rebuild them whenever a source is newer, so this is only a head start.
-node --input-type=module -e "import('./bin/bundled.js').then((m) => Promise.all([m.bundle('control/daemon/appnetd.ts', 'appnetd'), m.bundle('control/cli/appnet.ts', 'appnet')]))"
+node bin/bundled.js
 
 # The CLI and the daemon as commands (the checkout's launchers; `npx appnet` works too).
 for cmd in appnet appnetd; do
