@@ -1,6 +1,7 @@
 /**
- * The file edge of the capture writers: creates the file with the header, then appends each record as
- * it arrives (one write per record, so a reader never sees more than one partial record at the end).
+ * The file edge of the capture writers: creates the file with the header, then appends records as they
+ * arrive, one record or one batch per write: what a reader sees is always whole records and at most one
+ * partial record at the end. A live capture writes a poll's batch at once (one syscall, not one per packet).
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { CaptureFormat, CaptureRecord, CaptureWriter, CaptureWriterOptions } from './capture.ts';
@@ -38,6 +39,14 @@ export class CaptureFile {
   write(record: CaptureRecord): void {
     if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
     writeSync(this.fd, this.writer.record(record));
+  }
+
+  /** Appends a batch of records with one write. */
+  writeAll(records: Iterable<CaptureRecord>): void {
+    if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
+    const parts: Buffer[] = [];
+    for (const r of records) parts.push(this.writer.record(r));
+    if (parts.length) writeSync(this.fd, parts.length === 1 ? parts[0] : Buffer.concat(parts));
   }
 
   close(): void {

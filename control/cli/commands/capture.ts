@@ -75,12 +75,15 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
       // The packed batch, as the engine copied it (dataplane/capture-records.ts).
       const { body, headers } = await client.getBytes(`/captures/${started.id}/records`);
       last = { captured: Number(headers.get('x-appnet-captured')), dropped: Number(headers.get('x-appnet-dropped')), filtered: Number(headers.get('x-appnet-filtered')) };
-      for (const r of unpackCaptureRecords(body)) {
-        if (o.count !== undefined && n >= o.count) break;
+      let records = unpackCaptureRecords(body);
+      if (o.count !== undefined) records = records.slice(0, Math.max(0, o.count - n));
+      if (file) {
+        file.writeAll(records.map((r) => ({ tsNs: r.tsNs, point: pointName(r, started), data: r.data, origLen: r.origLen })));
+        n += records.length;
+      }
+      for (const r of file ? [] : records) {
         n++;
-        if (file) {
-          file.write({ tsNs: r.tsNs, point: pointName(r, started), data: r.data, origLen: r.origLen });
-        } else if (json) {
+        if (json) {
           stdout.write(JSON.stringify({
             number: n, ts_ns: r.tsNs.toString(), point: r.point, dir: r.dir, port: r.port, vni: r.vni, orig_len: r.origLen,
             data: r.data.toString('base64'), layers: decoder!.decodeFrame(r.data),
