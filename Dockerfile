@@ -23,5 +23,5 @@ COPY dataplane ./dataplane
 COPY control ./control
 # The launchers run JavaScript bundles (bin/bundled.js); build them into the image, after the sources.
 RUN node bin/bundled.js
-ENTRYPOINT ["node", "bin/appnetd.js"]
+ENTRYPOINT ["/opt/appnet/bin/appnetd.js"]
 CMD ["--config", "/etc/appnet/appnetd.json"]

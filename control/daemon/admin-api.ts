@@ -44,7 +44,8 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
   // Cumulative event-loop time and memory: a benchmark samples it before and after a run.
   app.get('/engine/stats', async () => {
     const elu = performance.eventLoopUtilization();
-    return { eluIdleMs: elu.idle, eluActiveMs: elu.active, rssBytes: process.memoryUsage().rss };
+    const m = process.memoryUsage();
+    return { eluIdleMs: elu.idle, eluActiveMs: elu.active, rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
   });
   mkdirSync(dirname(socketPath), { recursive: true });
   try { unlinkSync(socketPath); } catch { /* not there */ }

@@ -11,13 +11,30 @@
  *   BLAKE2b-256("cookie--" || responder static public), AD = the mac1 of the message that triggered it,
  *   so only the host that sent that message can use the cookie.
  *
- * libsodium-wrappers (a direct dependency) rather than sodium-universal (a transitive one, pulled in by
- * noise-handshake): a project import must not depend on npm's hoisting, and the tests and the link
- * transport already seal with libsodium-wrappers. The cost is `await sodium.ready` once, which
- * `Handshaker.create` does; nothing here may be called before that.
+ * sodium-native (libsodium compiled for Node, a direct dependency): the same library noise-handshake
+ * already loads for the Noise handshake (through sodium-universal), so the daemon carries one libsodium,
+ * not also libsodium-wrappers' WebAssembly build (~13 MB of RSS, issue 4's budget is 100 MB).
  */
-import sodium from 'libsodium-wrappers';
+import { createRequire } from 'node:module';
 import { COOKIE_NONCE_LEN, MAC_LEN } from './messages.ts';
+
+/** The few sodium-native calls used here (it ships no types): outputs are caller-allocated buffers. */
+interface SodiumNative {
+  crypto_generichash(out: Uint8Array, input: Uint8Array, key?: Uint8Array): void;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number;
+  crypto_aead_xchacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number;
+  crypto_aead_xchacha20poly1305_ietf_ABYTES: number;
+  sodium_memcmp(a: Uint8Array, b: Uint8Array): boolean;
+}
+const sodium = createRequire(import.meta.url)('sodium-native') as SodiumNative;
+const AEAD_TAG = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES;
+
+function hash(len: number, input: Uint8Array, key?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(len);
+  if (key) sodium.crypto_generichash(out, input, key);
+  else sodium.crypto_generichash(out, input);
+  return out;
+}
 
 export const COOKIE_SECRET_ROTATE_MS = 120_000;
 /** How long an initiator uses a cookie it received. */
@@ -33,7 +50,7 @@ function labelledKey(label: Uint8Array, publicKey: Uint8Array): Uint8Array {
   const m = new Uint8Array(label.length + publicKey.length);
   m.set(label);
   m.set(publicKey, label.length);
-  return sodium.crypto_generichash(32, m, null);
+  return hash(32, m);
 }
 
 /** Key for mac1 of messages sent to the holder of `receiverPublic`. */
@@ -47,12 +64,12 @@ export function cookieKey(responderPublic: Uint8Array): Uint8Array {
 }
 
 export function mac(key: Uint8Array, covered: Uint8Array): Uint8Array {
-  return sodium.crypto_generichash(MAC_LEN, covered, key);
+  return hash(MAC_LEN, covered, key);
 }
 
 /** Constant-time equality of two MACs (a MAC compared byte by byte leaks how much of it was right). */
 export function macEqual(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && sodium.memcmp(a, b);
+  return a.length === b.length && sodium.sodium_memcmp(a, b);
 }
 
 export function isZero(b: Uint8Array): boolean {
@@ -65,18 +82,21 @@ export function isZero(b: Uint8Array): boolean {
 export function sealCookie(key: Uint8Array, cookie: Uint8Array, mac1: Uint8Array, nonce: Uint8Array):
     { nonce: Uint8Array; encryptedCookie: Uint8Array } {
   if (nonce.length !== COOKIE_NONCE_LEN) throw new RangeError(`cookie nonce must be ${COOKIE_NONCE_LEN} bytes`);
-  const encryptedCookie = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(cookie, mac1, null, nonce, key);
+  const encryptedCookie = new Uint8Array(cookie.length + AEAD_TAG);
+  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(encryptedCookie, cookie, mac1, null, nonce, key);
   return { nonce, encryptedCookie };
 }
 
 /** The cookie, or null when the reply does not authenticate (not for our last mac1, or forged). */
 export function openCookie(key: Uint8Array, encryptedCookie: Uint8Array, mac1: Uint8Array, nonce: Uint8Array): Uint8Array | null {
+  if (encryptedCookie.length !== COOKIE_LEN + AEAD_TAG) return null;
+  const c = new Uint8Array(COOKIE_LEN);
   try {
-    const c = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(null, encryptedCookie, mac1, nonce, key);
-    return c.length === COOKIE_LEN ? c : null;
+    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(c, null, encryptedCookie, mac1, nonce, key);
   } catch {
-    return null;
+    return null;  // sodium-native throws when the tag does not verify
   }
+  return c;
 }
 
 /**

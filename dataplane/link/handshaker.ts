@@ -19,7 +19,6 @@
  * (unknown_index) and decrypt. `receive` never throws on wire input.
  */
 import { randomFillSync } from 'node:crypto';
-import sodium from 'libsodium-wrappers';
 import { WireError } from '../wire/errors.ts';
 import {
   INITIATION, RESPONSE, MSG_INITIATION, MSG_RESPONSE, MSG_COOKIE_REPLY, COOKIE_NONCE_LEN,
@@ -129,9 +128,8 @@ export class Handshaker {
     this.limiter = new SourceRateLimiter(opts.rateLimit);
   }
 
-  /** Async only because libsodium must finish loading before the first MAC. */
+  /** Async so that a crypto back end that loads asynchronously can be swapped in without changing callers. */
   static async create(opts: HandshakerOptions): Promise<Handshaker> {
-    await sodium.ready;
     return new Handshaker(opts);
   }
 

@@ -419,10 +419,13 @@ export class Daemon {
     if (this.running) throw new Error(`appnetd on ${this.host.name} is already running (pid ${this.pid})`);
     appendFileSync(this.logFile, `--- appnetd start ${new Date().toISOString()} ---\n`);
     const args = this.argv;
-    const child = this.net.track(spawnIn(this.host.ns, process.execPath, args, { logFile: this.logFile }));
+    // The real launcher runs as an executable, as operators start it, so that its shebang's node flags apply;
+    // another entry (a stub) runs under this node.
+    const [cmd, cmdArgs] = args[0] === APPNETD ? [APPNETD, args.slice(1)] : [process.execPath, args];
+    const child = this.net.track(spawnIn(this.host.ns, cmd, cmdArgs, { logFile: this.logFile }));
     this.child = child;
     child.once('exit', (code, signal) => (this.lastExit = { code, signal }));
-    const what = `appnetd on ${this.host.name} (${formatCommand('ip', ['netns', 'exec', this.host.ns, process.execPath, ...args])})`;
+    const what = `appnetd on ${this.host.name} (${formatCommand('ip', ['netns', 'exec', this.host.ns, cmd, ...cmdArgs])})`;
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (hasExited(child)) {
