@@ -239,10 +239,12 @@ export function readDnsName(bytes: Uint8Array, offset: number): { name: string; 
 
 /** A new buffer holding the message, names compressed. Throws `WireError` for an unrepresentable field. */
 export function encodeDns(msg: DnsMessage): Uint8Array {
-  const scratch = new Uint8Array(0xffff);
-  const len = emitDns(msg, scratch);
-  return scratch.slice(0, len);
+  const len = emitDns(msg, SCRATCH);
+  return SCRATCH.slice(0, len);
 }
+
+/** Room for the largest message; reused because encoding is synchronous and the result is a copy. */
+const SCRATCH = new Uint8Array(0xffff);
 
 /** Writes the message at `buf[offset..)` and returns the bytes written; throws `WireError` if it does not fit. */
 export function emitDns(msg: DnsMessage, buf: Uint8Array, offset = 0): number {
