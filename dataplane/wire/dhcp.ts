@@ -40,6 +40,7 @@ export const DHCP_OPT_LEASE_TIME = 51;
 export const DHCP_OPT_MESSAGE_TYPE = 53;
 export const DHCP_OPT_SERVER_ID = 54;
 export const DHCP_OPT_PARAMETER_LIST = 55;
+export const DHCP_OPT_MESSAGE = 56;
 export const DHCP_OPT_MAX_MESSAGE_SIZE = 57;
 export const DHCP_OPT_RENEWAL_TIME = 58;
 export const DHCP_OPT_REBINDING_TIME = 59;
@@ -75,6 +76,7 @@ const OPTION_INFO: Readonly<Record<number, { name: string; kind: ValueKind }>> =
   [DHCP_OPT_MESSAGE_TYPE]: { name: 'message type', kind: 'message-type' },
   [DHCP_OPT_SERVER_ID]: { name: 'server identifier', kind: 'ip' },
   [DHCP_OPT_PARAMETER_LIST]: { name: 'parameter request list', kind: 'codes' },
+  [DHCP_OPT_MESSAGE]: { name: 'message', kind: 'text' },
   [DHCP_OPT_MAX_MESSAGE_SIZE]: { name: 'maximum message size', kind: 'u16' },
   [DHCP_OPT_RENEWAL_TIME]: { name: 'renewal time', kind: 'seconds' },
   [DHCP_OPT_REBINDING_TIME]: { name: 'rebinding time', kind: 'seconds' },
