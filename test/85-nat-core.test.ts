@@ -107,10 +107,10 @@ function expectTranslated(t: ExecutionContext, nat: NatTable, dir: 'egress' | 'i
   expected: Uint8Array, now: number, deliverTo = vni): Uint8Array {
   const b = p.slice();
   const v = nat.translate(dir, vni, b, now);
+  seen.push(b); // before the assertions, which throw: tshark judges the failures too
   t.deepEqual(v, { action: 'translated', reason: 'none', vni: deliverTo } as NatVerdict, `${dir} verdict`);
+  t.deepEqual(badChecksums(b), [], `${dir} checksums`);
   t.is(hexOf(b), hexOf(expected), `${dir} packet equals the one built from scratch`);
-  t.deepEqual(badChecksums(b), []);
-  seen.push(b);
   return b;
 }
 
@@ -512,16 +512,16 @@ test('seeded random packets: egress and ingress equal the packets built from scr
     const pkt = build(h, p, r, rp);
     const b = pkt.slice();
     t.is(nat.translate('egress', VNI, b, T0 + i).action, 'translated');
+    seen.push(b);
     const ext = kind === 2 ? echoId(b) : sport(b);
     t.true(ext === p || (ext >= 20000 && ext <= 29999), `external port ${ext}`);
     t.is(hexOf(b), hexOf(build(GW, ext, r, rp)));
     t.deepEqual(badChecksums(b), []);
-    seen.push(b);
     const reply = [udp(r, rp, GW, ext, data), tcp(r, rp, GW, ext, TCP_ACK, data), echo(r, GW, 'echo-reply', ext)][kind];
     const back = reply.slice();
     t.is(nat.translate('ingress', 0, back, T0 + i).vni, VNI);
-    t.is(hexOf(back), hexOf([udp(r, rp, h, p, data), tcp(r, rp, h, p, TCP_ACK, data), echo(r, h, 'echo-reply', p)][kind]));
     seen.push(back);
+    t.is(hexOf(back), hexOf([udp(r, rp, h, p, data), tcp(r, rp, h, p, TCP_ACK, data), echo(r, h, 'echo-reply', p)][kind]));
   }
 });
 
