@@ -42,7 +42,7 @@ enum Reason : uint8_t {
   kNoFlow,           // ingress to a source-NAT address, or an ICMP error, that matches no tracked flow
   kConntrackFull,    // a new flow while the table is at capacity: dropped, existing flows unaffected
   kPortsExhausted,   // no free external port towards this remote endpoint in the rule's range
-  kInvalidTcp,       // a TCP RST (or SYN-less segment with no flags) that would start a flow
+  kInvalidTcp,       // a TCP segment that cannot start a flow: RST, or neither SYN nor ACK
   kReasonCount
 };
 const char* reason_name(int r);
