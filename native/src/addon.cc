@@ -15,6 +15,7 @@
 
 namespace appnet {
 void RegisterLink(Napi::Env env, Napi::Object exports);  // addon_link.cc
+void RegisterNat(Napi::Env env, Napi::Object exports);   // addon_nat.cc
 namespace {
 
 template <typename F>
@@ -513,6 +514,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
   exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
   RegisterLink(env, exports);
+  RegisterNat(env, exports);
   return exports;
 }
 
