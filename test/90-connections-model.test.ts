@@ -113,7 +113,7 @@ test('status machine: every change is an event, late reports are ignored, illega
   const failed = applyStatus(c, { type: 'setup-failed', reason: 'no free link address' }, 4000);
   if (failed.kind !== 'changed') return t.fail();
   t.like(failed.record, { status: 'ERROR', reason: 'no free link address' });
-  t.throws(() => applyStatus(failed.record, { type: 'link-up' }), { message: /is ERROR: link-up is not allowed/ });
+  t.throws(() => applyStatus(failed.record, { type: 'link-up' }, 5000), { message: /is ERROR: link-up is not allowed/ });
   const term = applyStatus(failed.record, { type: 'remove', reason: 'removed by request' }, 5000);
   if (term.kind !== 'changed') return t.fail();
   t.like(term.event, { from: 'ERROR', to: 'TERMINATED' });

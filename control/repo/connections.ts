@@ -128,11 +128,17 @@ export class ConnectionRepository {
     return kvs.map((kv) => JSON.parse(kv.value) as ConnectionRecord);
   }
 
-  /** The caller's connections (either endpoint in its namespace; system: all), oldest first. */
+  /**
+   * The caller's connections (either endpoint in its namespace; system: all) in the order they
+   * were added: by the store revision that created them, which two adds in one millisecond
+   * cannot share.
+   */
   async list(namespace: string): Promise<ConnectionRecord[]> {
-    return (await this.allRecords())
-      .filter((c) => connectionVisibleTo(c, namespace, SYSTEM_NAMESPACE))
-      .sort((a, b) => a.created_at - b.created_at || a.connection_id.localeCompare(b.connection_id));
+    const { kvs } = await this.store.range(CONNECTIONS_PREFIX);
+    return kvs
+      .sort((a, b) => a.createRevision - b.createRevision)
+      .map((kv) => JSON.parse(kv.value) as ConnectionRecord)
+      .filter((c) => connectionVisibleTo(c, namespace, SYSTEM_NAMESPACE));
   }
 
   /** One connection by id; 404 when absent or not visible. */
@@ -323,7 +329,7 @@ export class ConnectionRepository {
   // ---- internals -------------------------------------------------------------------------
 
   private async terminateConnectionsOf(instance: InstanceRecord, force: boolean): Promise<void> {
-    const mine = (await this.allRecords()).filter((c) => c.source_instance_id === instance.uuid || c.target_instance_id === instance.uuid);
+    const mine = (await this.list(SYSTEM_NAMESPACE)).filter((c) => c.source_instance_id === instance.uuid || c.target_instance_id === instance.uuid);
     checkInstanceDelete(instance, mine, force);
     for (const c of mine) {
       if (c.status !== 'TERMINATED') await this.apply(c.connection_id, { type: 'remove', reason: `instance ${instance.name} deleted` });
