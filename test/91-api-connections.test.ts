@@ -136,6 +136,15 @@ test('add: every validation message through the API and the CLI, one outbound re
   t.is(elsewhere.status, 409);
   t.regex(elsewhere.body.error, /^source instance already have its outbound interface connected: src\/db -> sink\/in/);
 
+  // Two adds of one outbound at the same time: the store's claim lets exactly one through.
+  const racer = await instance('racer', { outbounds: [{ name: 'o' }] });
+  const raced = await Promise.all([
+    call('POST', '/connections', tuple(racer.uuid, 'o', 'sink', 'in')),
+    call('POST', '/connections', tuple(racer.uuid, 'o', 'other', 'in')),
+  ]);
+  t.deepEqual(raced.map((r) => r.status).sort(), [202, 409]);
+  t.regex(raced.find((r) => r.status === 409)!.body.error, /^source instance already have its outbound interface connected: racer\/o -> /);
+
   // The CLI shows the same messages on one line and exits 1; a wrong argument count is a usage error (2).
   const cliRefused = await cli(['add', 'src', 'db', 'other', 'in']);
   t.is(cliRefused.code, 1);
