@@ -22,9 +22,11 @@ import type { Cidr } from '../net/ipv4-cidr.ts';
 import { SYSTEM_NAMESPACE, externalView } from '../networks/network.ts';
 import { instanceView, checkInterfaceVisible } from '../instances/instance.ts';
 import { interfaceView } from '../instances/interface.ts';
+import { ConnectionRepository } from '../repo/connections.ts';
 import { InstanceRepository } from '../repo/instances.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import type { Store } from '../store/store.ts';
+import { registerConnectionRoutes } from './connections-route.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
 
 export interface BuildApiOptions {
@@ -32,6 +34,8 @@ export interface BuildApiOptions {
   /** Bearer token → namespace. */
   tokens: Map<string, string>;
   floatingPool: Cidr | string;
+  /** Link addresses of application connections (default connections/link-pool.ts DEFAULT_LINK_POOL). */
+  linkPool?: Cidr | string;
   /** Replaces the count of a network's live interfaces (tests of delete-wait without instances). */
   interfaceCount?: (networkUuid: string) => number | Promise<number>;
   now?: () => number;
@@ -150,7 +154,7 @@ function handlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
   };
 }
 
-function instanceHandlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
+function instanceHandlers(namespaces: ReadonlySet<string>, connections: ConnectionRepository): Record<string, Handler> {
   const show = async (instances: InstanceRepository, ref: string, namespace: string) => {
     const record = await instances.resolve(ref, namespace);
     return instanceView(record, (await instances.interfacesOf(record)).map(interfaceView));
@@ -173,7 +177,8 @@ function instanceHandlers(namespaces: ReadonlySet<string>): Record<string, Handl
 
     'DELETE /instances/:ref': async ({ req, namespace, instances }) => {
       const record = await instances.resolve((req.params as Params).ref, namespace);
-      const { instance, interfaces } = await instances.delete(record);
+      // Its connections end with it (TERMINATED); 403 without force when others use its inbounds.
+      const { instance, interfaces } = await connections.deleteInstance(record, truthy((req.query as Body).force));
       return instanceView(instance, interfaces.map(interfaceView));
     },
 
@@ -264,6 +269,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     now: options.now,
   });
   const instanceRepo = new InstanceRepository({ store: options.store, networks: repo, now: options.now });
+  const connectionRepo = new ConnectionRepository({ store: options.store, instances: instanceRepo, linkPool: options.linkPool, now: options.now });
   const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
   const callers = new WeakMap<FastifyRequest, string>();
 
@@ -294,7 +300,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
 
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`));
 
-  const table = { ...handlers(namespaces), ...instanceHandlers(namespaces) };
+  const table = { ...handlers(namespaces), ...instanceHandlers(namespaces, connectionRepo) };
   for (const route of ALL_ROUTES as readonly RouteDoc[]) {
     const handler = table[`${route.method} ${route.url}`];
     if (handler === undefined) throw new Error(`no handler for ${route.method} ${route.url}`);
@@ -305,6 +311,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
       handler: async (req) => handler({ req, namespace: callers.get(req) as string, repo, instances: instanceRepo }),
     });
   }
+  registerConnectionRoutes(app, connectionRepo);
   const document = openApiDocument(ALL_ROUTES);
   app.get(OPENAPI_URL, async () => document);
   return app;

@@ -258,6 +258,27 @@ export const interfaceViewSchema: JsonSchema = {
   },
 };
 
+// Application-network interfaces of an instance (instances/appnet-interfaces.ts has the rules).
+const inboundSchema: JsonSchema = {
+  type: 'object',
+  required: ['name', 'port'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: "1..63 of [A-Za-z0-9_-], starting with a letter" },
+    port: { type: 'integer', description: 'the port a connection to this inbound opens, 1..65535' },
+    protocol: { type: 'string', enum: ['tcp', 'udp'], description: 'default tcp' },
+  },
+};
+const outboundSchema: JsonSchema = {
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: "1..63 of [A-Za-z0-9_-], starting with a letter" },
+    required: { type: 'boolean', description: 'removing its connection needs force; default false' },
+  },
+};
+
 export const instanceViewSchema: JsonSchema = {
   type: 'object',
   properties: {
@@ -267,6 +288,8 @@ export const instanceViewSchema: JsonSchema = {
     host: { type: 'string' },
     netns: { type: 'string' },
     interfaces: { type: 'array', items: interfaceViewSchema },
+    inbounds: { type: 'array', items: inboundSchema },
+    outbounds: { type: 'array', items: outboundSchema },
     metadata: metadataMap,
     version: { type: 'integer' },
   },
@@ -305,6 +328,8 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
               },
             },
           },
+          inbounds: { type: 'array', items: inboundSchema },
+          outbounds: { type: 'array', items: outboundSchema },
         },
       },
     },
@@ -330,10 +355,15 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
   {
     method: 'DELETE',
     url: '/instances/:ref',
-    summary: 'Delete an instance: its interfaces are removed and their addresses and MACs released',
-    schema: { params: ref },
+    summary:
+      'Delete an instance: its interfaces are removed and their addresses and MACs released; ' +
+      'its connections are terminated, which needs `force` when other instances are connected to its inbounds',
+    schema: {
+      params: ref,
+      querystring: { type: 'object', additionalProperties: false, properties: { force: { type: 'string', enum: ['', 'true', 'false', '1', '0'] } } },
+    },
     response: instanceViewSchema,
-    errors: [400, 401, 404, 409],
+    errors: [400, 401, 403, 404, 409],
   },
   {
     method: 'GET',

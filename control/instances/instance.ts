@@ -8,9 +8,12 @@
 //   host   required: an RFC 1123 host name (labels of [A-Za-z0-9-], dots between, <= 253)
 //   netns  optional: 1..63 of [A-Za-z0-9._-], starting alphanumeric; default `inst-<first 8 hex of uuid>`
 //   interfaces  an array (may be empty) of netdescs, validated by interface.ts
+//   inbounds, outbounds  application-network interfaces (may be absent), validated by
+//               appnet-interfaces.ts; records written before they existed have neither (= none)
 
 import { BadRequest, NotFound, Unauthenticated, quote } from '../errors.ts';
 import { SYSTEM_NAMESPACE, isUuid } from '../networks/network.ts';
+import { type InboundSpec, type OutboundSpec, validateAppnetInterfaces } from './appnet-interfaces.ts';
 import { type InterfaceSpec, type InterfaceView, validateInterfaceSpec } from './interface.ts';
 
 export const INSTANCE_RECORD_VERSION = 1;
@@ -27,6 +30,10 @@ export interface InstanceRecord {
   netns: string;
   /** Interface UUIDs in NIC order. */
   interfaces: string[];
+  /** Absent in records written before application networking: no inbounds. */
+  inbounds?: InboundSpec[];
+  /** Absent in records written before application networking: no outbounds. */
+  outbounds?: OutboundSpec[];
   metadata: Record<string, string>;
   createdAt: number;
   version: number;
@@ -39,6 +46,8 @@ export interface InstanceView {
   host: string;
   netns: string;
   interfaces: InterfaceView[];
+  inbounds: InboundSpec[];
+  outbounds: OutboundSpec[];
   metadata: Record<string, string>;
   version: number;
 }
@@ -51,6 +60,8 @@ export function instanceView(record: InstanceRecord, interfaces: InterfaceView[]
     host: record.host,
     netns: record.netns,
     interfaces,
+    inbounds: (record.inbounds ?? []).map((i) => ({ ...i })),
+    outbounds: (record.outbounds ?? []).map((o) => ({ ...o })),
     metadata: { ...record.metadata },
     version: record.version,
   };
@@ -63,9 +74,11 @@ export interface InstanceCreateSpec {
   /** null: default from the UUID once it is known. */
   netns: string | null;
   interfaces: InterfaceSpec[];
+  inbounds: InboundSpec[];
+  outbounds: OutboundSpec[];
 }
 
-const CREATE_FIELDS = new Set(['name', 'host', 'netns', 'interfaces', 'namespace']);
+const CREATE_FIELDS = new Set(['name', 'host', 'netns', 'interfaces', 'namespace', 'inbounds', 'outbounds']);
 
 export function validateInstanceName(value: unknown): string {
   if (typeof value !== 'string' || value === '') {
@@ -138,6 +151,7 @@ export function validateInstanceCreate(
     });
   }
   const interfaces = list.map((item, index) => validateInterfaceSpec(item, index));
+  const { inbounds, outbounds } = validateAppnetInterfaces(fields.inbounds, fields.outbounds);
   let namespace = ctx.callerNamespace;
   if (fields.namespace !== undefined && fields.namespace !== null) {
     if (typeof fields.namespace !== 'string' || fields.namespace === '') {
@@ -154,7 +168,7 @@ export function validateInstanceCreate(
   if (ctx.namespaces !== undefined && !ctx.namespaces.has(namespace)) {
     throw new NotFound(`namespace ${quote(namespace)} not found`, { reason: 'namespace' });
   }
-  return { name, namespace, host, netns, interfaces };
+  return { name, namespace, host, netns, interfaces, inbounds, outbounds };
 }
 
 export function newInstanceRecord(
@@ -168,6 +182,8 @@ export function newInstanceRecord(
     host: spec.host,
     netns: spec.netns ?? defaultNetns(ids.uuid),
     interfaces: [...ids.interfaces],
+    inbounds: spec.inbounds.map((i) => ({ ...i })),
+    outbounds: spec.outbounds.map((o) => ({ ...o })),
     metadata: {},
     createdAt: ids.now,
     version: INSTANCE_RECORD_VERSION,

@@ -50,6 +50,24 @@ function collect(text: string, previous: InterfaceSpec[] | undefined): Interface
   return [...(previous ?? []), parseNetDesc(text)];
 }
 
+/** `NAME:PORT[/tcp|udp]` → an inbound of POST /instances. */
+export function parseInbound(text: string): { name: string; port: number; protocol?: string } {
+  const m = /^([^:/]+):([0-9]+)(?:\/(tcp|udp))?$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`expected NAME:PORT[/tcp|udp], got ${JSON.stringify(text)}`);
+  return { name: m[1], port: Number(m[2]), ...(m[3] !== undefined ? { protocol: m[3] } : {}) };
+}
+
+/** `NAME[:required]` → an outbound of POST /instances. */
+export function parseOutbound(text: string): { name: string; required: boolean } {
+  const m = /^([^:]+)(?::(required|optional))?$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`expected NAME[:required], got ${JSON.stringify(text)}`);
+  return { name: m[1], required: m[2] === 'required' };
+}
+
+function collectWith<T>(parse: (text: string) => T) {
+  return (text: string, previous: T[] | undefined): T[] => [...(previous ?? []), parse(text)];
+}
+
 /** FIELD/VALUE of the instance, then its interfaces as a table. */
 export function showInstance(view: View | null | undefined): string {
   if (view === null || view === undefined) return '';
@@ -71,7 +89,9 @@ export function instanceCommand(): Command {
     .option('--netns <ns>', 'network namespace of the instance on the host')
     .option('--namespace <ns>', 'namespace to create it in (system only for others)')
     .option('--network <netdesc>', 'NETREF[,address=IP][,mac=MAC]; repeat for more interfaces', collect)
-    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[] }, cmd: Command) =>
+    .option('--inbound <NAME:PORT[/PROTO]>', 'an inbound other instances may connect to; repeatable', collectWith(parseInbound))
+    .option('--outbound <NAME[:required]>', 'an outbound this instance dials; repeatable', collectWith(parseOutbound))
+    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[]; inbound?: unknown[]; outbound?: unknown[] }, cmd: Command) =>
       emit(
         cmd,
         (c) =>
@@ -81,6 +101,8 @@ export function instanceCommand(): Command {
             ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
             ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
             interfaces: opts.network ?? [],
+            ...(opts.inbound !== undefined ? { inbounds: opts.inbound } : {}),
+            ...(opts.outbound !== undefined ? { outbounds: opts.outbound } : {}),
           }),
         showInstance,
       ),
@@ -100,12 +122,13 @@ export function instanceCommand(): Command {
     );
 
   withJson(instance.command('delete'))
-    .description('delete an instance')
+    .description('delete an instance (its connections are terminated)')
     .argument('<ref>', 'instance UUID or name')
-    .action(async (ref: string, _opts: unknown, cmd: Command) =>
+    .option('--force', 'also when other instances are connected to its inbounds')
+    .action(async (ref: string, opts: { force?: boolean }, cmd: Command) =>
       emit(
         cmd,
-        (c) => c.delete<View | null>(`/instances/${seg(ref)}`),
+        (c) => c.request<View | null>('DELETE', `/instances/${seg(ref)}`, opts.force === true ? { query: { force: 'true' } } : {}),
         (v) => (v === null || v === undefined ? `instance ${ref} deleted\n` : showInstance(v)),
       ),
     );
@@ -115,6 +138,13 @@ export function instanceCommand(): Command {
     .argument('<ref>', 'instance UUID or name')
     .action(async (ref: string, _opts: unknown, cmd: Command) =>
       emit(cmd, (c) => c.get<View[]>(`/instances/${seg(ref)}/interfaces`), (rows) => formatLoose(rows, INTERFACE_COLUMNS)),
+    );
+
+  withJson(instance.command('env'))
+    .description('the APPNET_OUTBOUND_* variables of an instance, as NAME=VALUE lines')
+    .argument('<ref>', 'instance UUID or name')
+    .action(async (ref: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.get<View[]>(`/instances/${seg(ref)}/env`), (rows) => rows.map((r) => `${String(r.name)}=${String(r.value)}\n`).join('')),
     );
 
   return instance;
