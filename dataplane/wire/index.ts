@@ -13,3 +13,4 @@ export * from './tso.ts';
 export * from './link.ts';
 export * from './tcp.ts';
 export * from './dhcp.ts';
+export * from './gro.ts';
