@@ -21,6 +21,12 @@ export interface PortCounters extends CounterBlock {
   id: number;
   name: string;
   vni: number;
+  /**
+   * TAP receive coalescing (offloads.tapGro): frames that went into the instance inside a bigger write
+   * (a TCP super-frame), and the number of such writes. tx_packets still counts every frame.
+   */
+  gro_merged: number;
+  gro_writes: number;
 }
 export interface EngineCounters {
   /** Datagrams received on the underlay socket, and the ones dropped before reaching a VNI. */
@@ -30,8 +36,12 @@ export interface EngineCounters {
   /** rx: frames the instance sent; tx: frames delivered to the instance. */
   ports: PortCounters[];
   punt: { punted: number; dropped: number };
-  /** Times the TX pipeline found UDP GSO refused by the kernel (it then sends datagrams singly). */
-  offload: { udp_gso_fallbacks: number };
+  /**
+   * udp_gso_fallbacks: times the TX pipeline found UDP GSO refused by the kernel (it then sends datagrams
+   * singly). tap_gro_fallbacks: times a TAP refused a coalesced super-frame (that RX pipeline then writes
+   * frames singly).
+   */
+  offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number };
   /** Encrypted links, when enabled: drops that belong to no peer (unknown index, malformed). */
   links?: LinkCounters;
 }
@@ -81,6 +91,8 @@ export interface Offloads {
   udpGro?: boolean;
   /** TAP ports take checksum and TCPv4 segmentation offload (IFF_VNET_HDR). */
   tapOffload?: boolean;
+  /** Consecutive TCP segments to a TAP port are written as one super-frame (needs tapOffload). */
+  tapGro?: boolean;
 }
 
 export interface PortSpec {

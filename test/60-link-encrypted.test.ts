@@ -60,8 +60,11 @@ test('an encrypted network carries ping and a 10 MB TCP transfer; the underlay s
     t.is(l.peers.length, 1);
     t.is(l.peers[0].drops.bad_tag, 0);
     t.is(l.peers[0].drops.replay, 0);
-    t.true(l.peers[0].rx_packets > 1000);
   }
+  // The 10 MB went h1 -> h2 in ~1418-byte messages: h2 received thousands. The reverse (ACK) stream is not
+  // asserted: with GRO into the TAP, b's kernel acknowledges one super-frame at a time, a few hundred ACKs.
+  t.true(l2.peers[0].rx_packets > 10 * 1024 * 1024 / 1418, `h2 received ${l2.peers[0].rx_packets} link messages`);
+  t.true(l1.peers[0].rx_packets > 0);
   const c2 = await d2.get('/engine/counters');
   t.is(c2.wire.drops.unencrypted, 0);
   t.log(`handshakes h1 ${JSON.stringify(l1.handshakes)}`);

@@ -52,8 +52,8 @@ export interface DaemonConfig {
   /** Unix socket of the admin API (HTTP). */
   adminSocket: string;
   ageingSeconds: number;
-  /** Offload kill switches; all default to true. */
-  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean };
+  /** Offload kill switches; all default to true (tapGro too when absent). */
+  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean };
   vnis: VniConfig[];
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
@@ -153,7 +153,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     return off[k] !== false;
   };
   for (const k of Object.keys(off)) {
-    if (!['udpGso', 'udpGro', 'tapOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload');
+    if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro');
   }
   const api = c.api === undefined ? {} : obj(c.api, 'api');
   const tokens = c.tokens === undefined ? {} : obj(c.tokens, 'tokens');
@@ -170,7 +170,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     tokens: tokens as Record<string, string>,
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
-    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload') },
+    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),

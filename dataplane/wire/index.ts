@@ -14,3 +14,4 @@ export * from './link.ts';
 export * from './tcp.ts';
 export * from './dhcp.ts';
 export * from './dns.ts';
+export * from './gro.ts';

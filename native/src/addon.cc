@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "gro.h"
 #include "offload.h"
 #include "wire.h"
 
@@ -128,6 +129,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.udp_gso = flag("udpGso");
     opt.udp_gro = flag("udpGro");
     opt.tap_offload = flag("tapOffload");
+    opt.tap_gro = flag("tapGro");
     opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
@@ -235,6 +237,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       o.Set("id", p->id);
       o.Set("name", p->name);
       o.Set("vni", double(p->vni));
+      o.Set("gro_merged", double(p->gro_merged.load()));
+      o.Set("gro_writes", double(p->gro_writes.load()));
       ports.Set(n++, o);
     }
     out.Set("ports", ports);
@@ -244,6 +248,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("punt", punt);
     Napi::Object offload = Napi::Object::New(env);
     offload.Set("udp_gso_fallbacks", double(engine_->gso_fallbacks()));
+    offload.Set("tap_gro_fallbacks", double(engine_->gro_fallbacks()));
     out.Set("offload", offload);
     if (engine_->links_enabled()) out.Set("links", link_counters(env, engine_->links().global()));
     return out;
@@ -474,6 +479,54 @@ Napi::Value Tcp4Segment(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// groCoalesce(frames: Buffer[]) -> { writes: [{ frame, vnet, segments }], steps: string[] }: the
+// frames as one RX batch to one TAP port through the engine's coalescer (gro.h), for the
+// differential test against dataplane/wire/gro.ts. steps[i]: 'merged', or why frame i started a
+// new super-frame ('first' when nothing was pending) or was passed by (a candidate rule).
+Napi::Value GroCoalesce(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array in = info[0].As<Napi::Array>();
+  std::vector<uint8_t> buf(kGroFrameMax);
+  GroFrame g(buf.data(), buf.size());
+  Napi::Array writes = Napi::Array::New(env);
+  Napi::Array steps = Napi::Array::New(env, in.Length());
+  auto emit = [&](const uint8_t* f, size_t len, const VnetHdr& h, size_t segments) {
+    Napi::Object w = Napi::Object::New(env);
+    w.Set("frame", Napi::Buffer<uint8_t>::Copy(env, f, len));
+    Napi::Object v = Napi::Object::New(env);
+    v.Set("flags", h.flags);
+    v.Set("gsoType", h.gso_type);
+    v.Set("hdrLen", h.hdr_len);
+    v.Set("gsoSize", h.gso_size);
+    v.Set("csumStart", h.csum_start);
+    v.Set("csumOffset", h.csum_offset);
+    w.Set("vnet", v);
+    w.Set("segments", double(segments));
+    writes.Set(writes.Length(), w);
+  };
+  auto flush = [&] {
+    VnetHdr h;
+    size_t count = g.count();
+    size_t n = g.finish(&h);
+    emit(g.data(), n, h, count);
+    g.clear();
+  };
+  for (uint32_t i = 0; i < in.Length(); i++) {
+    auto f = in.Get(i).As<Napi::Buffer<uint8_t>>();
+    GroStep st = gro_offer(g, f.Data(), f.Length(), flush);
+    const char* step = st.kind == GroStep::kMerged ? "merged"
+                       : st.why == GroReject::kNone ? "first"
+                                                     : gro_reject_name(st.why);
+    steps.Set(i, step);
+    if (st.kind == GroStep::kPassed) emit(f.Data(), f.Length(), VnetHdr{}, 1);
+  }
+  if (!g.empty()) flush();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("writes", writes);
+  out.Set("steps", steps);
+  return out;
+}
+
 // finishChecksum(frame, csumStart, csumOffset) -> Buffer | null (a completed copy).
 Napi::Value FinishChecksum(const Napi::CallbackInfo& info) {
   auto f = info[0].As<Napi::Buffer<uint8_t>>();
@@ -512,6 +565,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("flowHash", Napi::Function::New(env, FlowHash));
   exports.Set("tcp4Segment", Napi::Function::New(env, Tcp4Segment));
   exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
+  exports.Set("groCoalesce", Napi::Function::New(env, GroCoalesce));
   exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
   RegisterLink(env, exports);
   RegisterNat(env, exports);

@@ -428,7 +428,7 @@ void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t*
   out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, &v);
 }
 
-void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out) {
+void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro) {
   if (len > size_t(p.mtu) + kEthHdr) {
     p.c.drop(kDropOversize);
     return;
@@ -438,8 +438,67 @@ void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out) {
     return;
   }
   if (!captures_.empty()) captures_.offer(kCapPort, kCapOut, p.vni, p.id, frame, len);
+  if (gro && p.vnet) {
+    TapGro::Slot* s = nullptr;
+    TapGro::Slot* free_slot = nullptr;
+    for (TapGro::Slot& x : gro->slots) {
+      if (x.frame.empty()) { if (!free_slot) free_slot = &x; }
+      else if (x.port == &p) { s = &x; break; }
+    }
+    if (gro->refused) {
+      if (s) gro_write(*gro, *s);  // what was pending goes first
+    } else {
+      if (!s) s = free_slot;
+      if (!s) {  // more ports with a super-frame pending than slots: make room
+        s = &gro->slots[gro->victim];
+        gro->victim = (gro->victim + 1) % TapGro::kSlots;
+        gro_write(*gro, *s);
+      }
+      GroStep st = gro_offer(s->frame, frame, len, [&] { gro_write(*gro, *s); });
+      if (st.kind != GroStep::kPassed) {
+        s->port = &p;
+        return;
+      }
+    }
+  }
   if (write_port(p, frame, len)) p.c.tx(len);
   else p.c.drop(kDropQueueFull);
+}
+
+void Engine::gro_flush(TapGro& g) {
+  for (TapGro::Slot& s : g.slots)
+    if (!s.frame.empty()) gro_write(g, s);
+}
+
+void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
+  Port& p = *s.port;
+  size_t count = s.frame.count();
+  size_t bytes = s.frame.frame_bytes();
+  VnetHdr h;
+  size_t n = s.frame.finish(&h);
+  iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(s.frame.data()), n}};
+  if (writev(p.fd, iov, 2) >= 0) {
+    p.c.tx(bytes, count);
+    if (count > 1) {
+      p.gro_merged.fetch_add(count, std::memory_order_relaxed);
+      p.gro_writes.fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (count > 1 && (g.refused || (errno != EAGAIN && errno != ENOBUFS))) {
+    // The TAP would not take the super-frame: cut it back into the segments it was made of
+    // (offload.h recreates their ids, checksums and flags) and stop coalescing on this thread.
+    if (!g.refused) gro_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    g.refused = true;
+    Tcp4Gso t;
+    tcp4_gso_parse(s.frame.data(), n, h.gso_size, &t);
+    for (size_t i = 0; i < t.count; i++) {
+      size_t sl = tcp4_gso_segment(t, i, g.scratch.get());
+      if (write_port(p, g.scratch.get(), sl)) p.c.tx(sl);
+      else p.c.drop(kDropQueueFull);
+    }
+  } else {
+    p.c.drop(kDropQueueFull, count);
+  }
+  s.frame.clear();
 }
 
 bool Engine::write_port(Port& p, const uint8_t* data, size_t len) {

@@ -21,6 +21,7 @@
 #include "capture.h"
 #include "counters.h"
 #include "device.h"
+#include "gro.h"
 #include "links.h"
 #include "punt.h"
 #include "wire.h"
@@ -65,6 +66,9 @@ struct Port {
   int mtu;
   uint32_t ipv4;  // TUN: the instance's address, answered for in ARP (host order)
   Counters c;
+  // TAP receive coalescing (gro.h): segments that went out inside a super-frame, and the
+  // super-frames (each counts its segments in c.tx as they arrived).
+  std::atomic<uint64_t> gro_merged{0}, gro_writes{0};
   // TUN: IPv4 -> MAC of overlay neighbours, learned from frames delivered to this port.
   std::mutex neigh_mu;
   std::unordered_map<uint32_t, uint64_t> neigh;
@@ -125,7 +129,31 @@ struct EngineOptions {
   bool udp_gso = true;      // send runs of datagrams as one UDP_SEGMENT message
   bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
   bool tap_offload = true;  // TAP ports take checksum and TCPv4 segmentation offload
+  bool tap_gro = true;      // RX coalesces TCP segments into super-frames for offload TAP ports
   uint16_t link_port = 0;   // encrypted links' UDP port (on every address); 0: no links
+};
+
+// An RX pipeline's super-frames under construction (gro.h), one per port that has one, at most
+// kSlots ports at a time. Owned by one thread; buffers are allocated once. Every slot holds a
+// Port* and is flushed (Engine::gro_flush) before the pipeline releases the configuration lock.
+struct TapGro {
+  static constexpr int kSlots = 8;
+  struct Slot {
+    Port* port = nullptr;
+    std::unique_ptr<uint8_t[]> buf;
+    GroFrame frame;
+  };
+  TapGro() {
+    for (Slot& s : slots) {
+      s.buf.reset(new uint8_t[kGroFrameMax]);
+      s.frame = GroFrame(s.buf.get(), kGroFrameMax);
+    }
+    scratch.reset(new uint8_t[kGroFrameMax]);
+  }
+  Slot slots[kSlots];
+  int victim = 0;                      // next slot to flush when all are busy
+  bool refused = false;                // the kernel refused a super-frame: write segments from now on
+  std::unique_ptr<uint8_t[]> scratch;  // resegmentation after a refusal
 };
 
 struct FdbRow {
@@ -179,6 +207,8 @@ class Engine {
   Counters& wire() { return wire_; }
   // Times a TX pipeline found UDP GSO refused by the kernel and went on without it.
   uint64_t gso_fallbacks() const { return gso_fallbacks_.load(); }
+  // Super-frames a TAP refused (written again as segments; that pipeline stops coalescing).
+  uint64_t gro_fallbacks() const { return gro_fallbacks_.load(); }
   uint16_t underlay_port() const { return opt_.underlay_port; }
   std::vector<uint16_t> tx_source_ports() const;
 
@@ -212,7 +242,11 @@ class Engine {
   void forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out);
   // Sends one VXLAN datagram towards a VTEP: in clear, or sealed on the peer's link.
   void emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len);
-  void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out);
+  // `gro`: the calling RX pipeline's coalescer, or null to write the frame at once.
+  void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro = nullptr);
+  // Writes every pending super-frame of `g`; the RX pipeline calls it at the end of each batch.
+  void gro_flush(TapGro& g);
+  void gro_write(TapGro& g, TapGro::Slot& s);
   // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
   bool write_port(Port& p, const uint8_t* data, size_t len);
   void learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
@@ -242,6 +276,7 @@ class Engine {
   uint32_t next_gen_ = 1;
   Counters wire_;
   std::atomic<uint64_t> gso_fallbacks_{0};
+  std::atomic<uint64_t> gro_fallbacks_{0};
   PuntTable punt_;
 
   LinkTable links_;
