@@ -2,7 +2,8 @@
 // drained batch arrives as one buffer, is sent over the API as it is, and is unpacked only by whoever
 // prints or writes the records (the CLI), never per packet in the daemon.
 //
-//   u64 ts_ns | u32 orig_len | u32 vni (0: unknown) | i32 port (-1: none) | u16 cap_len | u8 point | u8 dir | bytes, padded to 8
+//   u32 ts_sec | u32 ts_nsec | u32 orig_len | u32 vni (0: unknown) | i32 port (-1: none) | u16 cap_len | u8 point |
+//   u8 dir | bytes, padded to 8
 // Little-endian (the engine's byte order on every platform we build for).
 
 export type CapturePointName = 'port' | 'vni_encap' | 'vni_decap' | 'wire';
@@ -44,7 +45,7 @@ export function unpackCaptureRecords(buf: Buffer): CaptureRecord[] {
     const port = buf.readInt32LE(at + 16);
     const vni = buf.readUInt32LE(at + 12);
     out.push({
-      tsNs: buf.readBigUInt64LE(at),
+      tsNs: BigInt(buf.readUInt32LE(at)) * 1_000_000_000n + BigInt(buf.readUInt32LE(at + 4)),
       point,
       dir: buf[at + 23] === 0 ? 'in' : 'out',
       port: port >= 0 ? port : null,

@@ -1,10 +1,12 @@
 import test from 'ava';
 import { unpackCaptureRecords, CaptureRecordsError, PACKED_RECORD_HEADER } from '../dataplane/capture-records.ts';
+import { PcapWriter, packedToPcapRecords } from '../dataplane/pcap/index.ts';
 
 /** One record in the engine's packed layout (native/src/capture.h), padded to 8. */
 function packed(r: { ts: bigint; origLen: number; vni: number; port: number; point: number; dir: number; data: Buffer }): Buffer {
   const b = Buffer.alloc(PACKED_RECORD_HEADER + ((r.data.length + 7) & ~7));
-  b.writeBigUInt64LE(r.ts, 0);
+  b.writeUInt32LE(Number(r.ts / 1_000_000_000n), 0);
+  b.writeUInt32LE(Number(r.ts % 1_000_000_000n), 4);
   b.writeUInt32LE(r.origLen, 8);
   b.writeUInt32LE(r.vni, 12);
   b.writeInt32LE(r.port, 16);
@@ -37,4 +39,26 @@ test('a truncated or corrupt batch fails naming the byte offset', (t) => {
     t.is(e!.offset, offset);
     t.regex(e!.message, new RegExp(`at byte ${offset}:`));
   }
+});
+
+test('packed records convert to pcap and pcap-ns records byte for byte as PcapWriter writes them, cut to the snap length', (t) => {
+  // Random records: timestamps across the epoch range pcap holds, lengths around the snap length.
+  let seed = 7;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  const records = Array.from({ length: 200 }, (_, i) => {
+    const data = Buffer.alloc(rnd(300), i & 0xff);
+    return { ts: BigInt(rnd(0x7fffffff)) * 1_000_000_000n + BigInt(rnd(1_000_000_000)), origLen: data.length + rnd(1500), vni: rnd(100), port: rnd(5) - 1, point: [1, 2, 4, 8][rnd(4)], dir: rnd(2), data };
+  });
+  const packedBatch = Buffer.concat(records.map(packed));
+  for (const nanosecond of [false, true]) {
+    for (const snaplen of [128, 65535]) {
+      const w = new PcapWriter({ nanosecond, snaplen });
+      const expected = Buffer.concat(unpackCaptureRecords(packedBatch).map((r) => w.record({ tsNs: r.tsNs, point: r.point, data: r.data, origLen: r.origLen })));
+      const got = packedToPcapRecords(packedBatch, { nanosecond, snaplen });
+      t.is(got.count, records.length);
+      t.true(got.bytes.equals(expected), `nanosecond ${nanosecond}, snaplen ${snaplen}`);
+    }
+  }
+  t.is(packedToPcapRecords(packedBatch, { nanosecond: false, snaplen: 128, max: 5 }).count, 5);
+  t.throws(() => packedToPcapRecords(packedBatch.subarray(0, 30), { nanosecond: false, snaplen: 128 }), { instanceOf: CaptureRecordsError, message: /at byte 20: record of \d+ bytes runs past the end/ });
 });

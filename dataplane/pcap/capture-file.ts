@@ -30,7 +30,7 @@ export class CaptureFile {
   private readonly writer: CaptureWriter;
 
   /** Creates (truncates) `path` and writes the file header. */
-  constructor(readonly path: string, format: CaptureFormat, opts: CaptureWriterOptions = {}) {
+  constructor(readonly path: string, readonly format: CaptureFormat, opts: CaptureWriterOptions = {}) {
     this.writer = createCaptureWriter(format, opts);
     this.fd = openSync(path, 'w');
     writeSync(this.fd, this.writer.header());
@@ -47,6 +47,12 @@ export class CaptureFile {
     const parts: Buffer[] = [];
     for (const r of records) parts.push(this.writer.record(r));
     if (parts.length) writeSync(this.fd, parts.length === 1 ? parts[0] : Buffer.concat(parts));
+  }
+
+  /** Appends records already in this file's format (e.g. from packedToPcapRecords), with one write. */
+  writeEncoded(records: Buffer): void {
+    if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
+    if (records.length) writeSync(this.fd, records);
   }
 
   close(): void {

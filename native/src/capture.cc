@@ -14,10 +14,10 @@
 namespace appnet {
 namespace {
 
-uint64_t realtime_ns() {
+timespec realtime() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  return ts;
 }
 
 size_t padded(size_t n) { return (n + 7) & ~size_t(7); }
@@ -58,7 +58,8 @@ void CaptureSession::offer(uint32_t point, uint8_t dir, uint32_t vni, int port, 
     return;
   }
   uint8_t* at = buf_.get() + used_;
-  PackedRecordHeader h{realtime_ns(), uint32_t(total), vni, port, uint16_t(keep), uint8_t(point), dir};
+  timespec ts = realtime();
+  PackedRecordHeader h{uint32_t(ts.tv_sec), uint32_t(ts.tv_nsec), uint32_t(total), vni, port, uint16_t(keep), uint8_t(point), dir};
   std::memcpy(at, &h, sizeof(h));
   at += sizeof(h);
   size_t hk = std::min(keep, head_len);

@@ -34,10 +34,13 @@ enum CaptureDir : uint8_t { kCapIn = 0, kCapOut = 1 };
 // Records are packed back to back into one byte buffer, each a fixed header and then its bytes, padded to 8:
 // no allocation per copied packet, and JS receives a whole batch with one memcpy. The layout is part of the
 // addon's contract (dataplane/capture-records.ts reads it):
-//   u64 ts_ns (CLOCK_REALTIME) | u32 orig_len | u32 vni (0: unknown) | i32 port (-1: none) | u16 cap_len |
-//   u8 point | u8 dir (0 in: towards the engine, read from a port or received; 1 out: the reverse) | bytes
+//   u32 ts_sec | u32 ts_nsec (CLOCK_REALTIME) | u32 orig_len | u32 vni (0: unknown) | i32 port (-1: none) |
+//   u16 cap_len | u8 point | u8 dir (0 in: towards the engine, read from a port or received; 1 out: the
+//   reverse) | bytes
+// Seconds and nanoseconds apart, as pcap records carry them: a file writer converts without 64-bit division.
 struct PackedRecordHeader {
-  uint64_t ts_ns;
+  uint32_t ts_sec;
+  uint32_t ts_nsec;
   uint32_t orig_len;
   uint32_t vni;
   int32_t port;

@@ -3,7 +3,7 @@
 // showing progress on stderr; the capture session on the daemon is stopped either way.
 import { Command, InvalidArgumentError } from 'commander';
 import { unpackCaptureRecords, type CaptureRecord } from '../../../dataplane/capture-records.ts';
-import { CaptureFile, type CaptureFormat } from '../../../dataplane/pcap/index.ts';
+import { CaptureFile, packedToPcapRecords, type CaptureFormat } from '../../../dataplane/pcap/index.ts';
 import { clientFor, commandOf, stdout } from '../context.ts';
 import type { ApiClient } from '../client.ts';
 import { formatTimestamp } from './decode.ts';
@@ -75,8 +75,15 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
       // The packed batch, as the engine copied it (dataplane/capture-records.ts).
       const { body, headers } = await client.getBytes(`/captures/${started.id}/records`);
       last = { captured: Number(headers.get('x-appnet-captured')), dropped: Number(headers.get('x-appnet-dropped')), filtered: Number(headers.get('x-appnet-filtered')) };
-      let records = unpackCaptureRecords(body);
-      if (o.count !== undefined) records = records.slice(0, Math.max(0, o.count - n));
+      const left = o.count === undefined ? Infinity : Math.max(0, o.count - n);
+      if (file && file.format !== 'pcapng') {
+        // Classic pcap has no per-record interface: the batch converts in one pass, one buffer, one write.
+        const { bytes, count } = packedToPcapRecords(body, { nanosecond: file.format === 'pcap-ns', snaplen: o.snaplen ?? 65535, max: left });
+        file.writeEncoded(bytes);
+        n += count;
+      }
+      let records = file && file.format !== 'pcapng' ? [] : unpackCaptureRecords(body);
+      if (records.length > left) records = records.slice(0, left);
       if (file) {
         file.writeAll(records.map((r) => ({ tsNs: r.tsNs, point: pointName(r, started), data: r.data, origLen: r.origLen })));
         n += records.length;
