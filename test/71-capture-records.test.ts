@@ -1,6 +1,6 @@
 import test from 'ava';
 import { unpackCaptureRecords, CaptureRecordsError, PACKED_RECORD_HEADER } from '../dataplane/capture-records.ts';
-import { PcapWriter, packedToPcapRecords } from '../dataplane/pcap/index.ts';
+import { PcapWriter, PcapngWriter, packedToPcapRecords, packedToPcapngBlocks, type PackedRecordScope } from '../dataplane/pcap/index.ts';
 
 /** One record in the engine's packed layout (native/src/capture.h), padded to 8. */
 function packed(r: { ts: bigint; origLen: number; vni: number; port: number; point: number; dir: number; data: Buffer }): Buffer {
@@ -61,4 +61,31 @@ test('packed records convert to pcap and pcap-ns records byte for byte as PcapWr
   }
   t.is(packedToPcapRecords(packedBatch, { nanosecond: false, snaplen: 128, max: 5 }).count, 5);
   t.throws(() => packedToPcapRecords(packedBatch.subarray(0, 30), { nanosecond: false, snaplen: 128 }), { instanceOf: CaptureRecordsError, message: /at byte 20: record of \d+ bytes runs past the end/ });
+});
+
+test('packed records convert to pcapng blocks byte for byte as PcapngWriter writes them, interfaces declared once per point', (t) => {
+  let seed = 11;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  // Timestamps up to 2^32 - 1 s: sec * 1e9 exceeds 2^53 there, where a float split would be off.
+  const records = Array.from({ length: 300 }, (_, i) => {
+    const data = Buffer.alloc(rnd(200), i & 0xff);
+    const sec = i === 0 ? 0xffffffff : rnd(0x7fffffff) * 2 + rnd(2);
+    return { ts: BigInt(sec) * 1_000_000_000n + BigInt(i === 0 ? 999_999_999 : rnd(1_000_000_000)), origLen: data.length + rnd(100), vni: rnd(3), port: rnd(3) - 1, point: [1, 2, 4, 8][rnd(4)], dir: rnd(2), data };
+  });
+  const batch = Buffer.concat(records.map(packed));
+  const name = (r: PackedRecordScope) => `${r.point}:${r.dir}:${r.port ?? '-'}:${r.vni ?? '-'}`;
+  for (const snaplen of [64, 65535]) {
+    const a = new PcapngWriter({ snaplen });
+    const b = new PcapngWriter({ snaplen });
+    const expected = Buffer.concat([a.header(), ...unpackCaptureRecords(batch).map((r) => a.record({ tsNs: r.tsNs, point: name(r), data: r.data, origLen: r.origLen }))]);
+    // Two batches, so that the second reuses interfaces declared in the first.
+    const half = packed(records[0]).length + packed(records[1]).length;
+    const head = b.header();
+    const one = packedToPcapngBlocks(batch.subarray(0, half), b, name);
+    const two = packedToPcapngBlocks(batch.subarray(half), b, name);
+    t.is(one.count + two.count, records.length);
+    const got = Buffer.concat([head, one.bytes, two.bytes]);
+    let d = 0; while (d < got.length && got[d] === expected[d]) d++;
+    t.true(got.equals(expected), `snaplen ${snaplen}: ${got.length} vs ${expected.length} bytes, first difference at ${d}: ${got.subarray(d - 8, d + 24).toString("hex")} vs ${expected.subarray(d - 8, d + 24).toString("hex")}`);
+  }
 });

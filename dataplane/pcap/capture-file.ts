@@ -7,6 +7,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import type { CaptureFormat, CaptureRecord, CaptureWriter, CaptureWriterOptions } from './capture.ts';
 import { PcapWriter } from './pcap-writer.ts';
 import { PcapngWriter } from './pcapng-writer.ts';
+import { unpackCaptureRecords } from '../capture-records.ts';
+import { packedToPcapngBlocks, packedToPcapRecords, type PackedRecordScope } from './packed-to-pcap.ts';
 
 export function createCaptureWriter(format: CaptureFormat, opts: CaptureWriterOptions = {}): CaptureWriter {
   switch (format) {
@@ -28,10 +30,12 @@ export function writeCapture(format: CaptureFormat, records: Iterable<CaptureRec
 export class CaptureFile {
   private fd: number | null;
   private readonly writer: CaptureWriter;
+  private readonly littleEndian: boolean;
 
   /** Creates (truncates) `path` and writes the file header. */
   constructor(readonly path: string, readonly format: CaptureFormat, opts: CaptureWriterOptions = {}) {
     this.writer = createCaptureWriter(format, opts);
+    this.littleEndian = (opts.byteOrder ?? 'le') === 'le';
     this.fd = openSync(path, 'w');
     writeSync(this.fd, this.writer.header());
   }
@@ -41,18 +45,23 @@ export class CaptureFile {
     writeSync(this.fd, this.writer.record(record));
   }
 
-  /** Appends a batch of records with one write. */
-  writeAll(records: Iterable<CaptureRecord>): void {
+  /**
+   * Appends a batch of the engine's packed records (dataplane/capture-records.ts), at most `max`, with one
+   * write; `name` names a record's pcapng interface. Returns how many were written.
+   */
+  writePacked(packed: Buffer, name: (r: PackedRecordScope) => string, max = Infinity): number {
     if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
-    const parts: Buffer[] = [];
-    for (const r of records) parts.push(this.writer.record(r));
-    if (parts.length) writeSync(this.fd, parts.length === 1 ? parts[0] : Buffer.concat(parts));
-  }
-
-  /** Appends records already in this file's format (e.g. from packedToPcapRecords), with one write. */
-  writeEncoded(records: Buffer): void {
-    if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
-    if (records.length) writeSync(this.fd, records);
+    let out: { bytes: Buffer; count: number };
+    if (!this.littleEndian) {
+      const records = unpackCaptureRecords(packed).slice(0, max);
+      out = { bytes: Buffer.concat(records.map((r) => this.writer.record({ tsNs: r.tsNs, point: name(r), data: r.data, origLen: r.origLen }))), count: records.length };
+    } else if (this.writer instanceof PcapngWriter) {
+      out = packedToPcapngBlocks(packed, this.writer, name, { max });
+    } else {
+      out = packedToPcapRecords(packed, { nanosecond: this.format === 'pcap-ns', snaplen: this.writer.snaplen, max });
+    }
+    if (out.bytes.length) writeSync(this.fd, out.bytes);
+    return out.count;
   }
 
   close(): void {

@@ -58,6 +58,8 @@ export interface Capture {
 /** The writer side: a header once, then one buffer per record, each appendable as it comes. */
 export interface CaptureWriter {
   readonly format: CaptureFormat;
+  /** Bytes kept per record; longer records are cut, keeping their original length. */
+  readonly snaplen: number;
   /** The bytes that start the file. */
   header(): Buffer;
   /** The bytes of one record (pcapng: preceded by an interface block the first time a point appears). */

@@ -7,4 +7,4 @@ export { readPcap, PCAP_MAX_RECORD_LEN } from './read-pcap.ts';
 export { readPcapng } from './read-pcapng.ts';
 export { readCapture } from './read-capture.ts';
 export { CaptureFile, createCaptureWriter, writeCapture } from './capture-file.ts';
-export { packedToPcapRecords } from './packed-to-pcap.ts';
+export { packedToPcapRecords, packedToPcapngBlocks, type PackedRecordScope } from './packed-to-pcap.ts';

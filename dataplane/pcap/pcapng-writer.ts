@@ -76,14 +76,18 @@ export class PcapngWriter implements CaptureWriter {
     return Buffer.concat(parts);
   }
 
+  /** The interface id of `point`, and its Interface Description Block to write first when it is new. */
+  interfaceFor(point: string): { id: number; block?: Buffer } {
+    const id = this.interfaces.get(point);
+    if (id !== undefined) return { id };
+    this.interfaces.set(point, this.interfaces.size);
+    return { id: this.interfaces.size - 1, block: this.interfaceBlock(point) };
+  }
+
   record(r: CaptureRecord): Buffer {
     const parts: Buffer[] = [];
-    let id = this.interfaces.get(r.point);
-    if (id === undefined) {
-      id = this.interfaces.size;
-      this.interfaces.set(r.point, id);
-      parts.push(this.interfaceBlock(r.point));
-    }
+    const { id, block } = this.interfaceFor(r.point);
+    if (block) parts.push(block);
     const incl = Math.min(r.data.length, this.snaplen);
     if (r.tsNs < 0n || r.tsNs > 0xffffffffffffffffn) throw new RangeError(`pcapng: timestamp ${r.tsNs} ns out of range`);
     const body = Buffer.alloc(20 + pad4(incl));

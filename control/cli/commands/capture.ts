@@ -2,8 +2,8 @@
 // file or printed as one-line summaries. Stops after -c N packets or on Ctrl-C (SIGINT/SIGTERM),
 // showing progress on stderr; the capture session on the daemon is stopped either way.
 import { Command, InvalidArgumentError } from 'commander';
-import { unpackCaptureRecords, type CaptureRecord } from '../../../dataplane/capture-records.ts';
-import { CaptureFile, packedToPcapRecords, type CaptureFormat } from '../../../dataplane/pcap/index.ts';
+import { unpackCaptureRecords } from '../../../dataplane/capture-records.ts';
+import { CaptureFile, type CaptureFormat, type PackedRecordScope } from '../../../dataplane/pcap/index.ts';
 import { clientFor, commandOf, stdout } from '../context.ts';
 import type { ApiClient } from '../client.ts';
 import { formatTimestamp } from './decode.ts';
@@ -37,7 +37,7 @@ function collectPoint(value: string, previous: string[]): string[] {
 }
 
 /** The record's point as a pcapng interface name: `port:anXXXX` style names need the scope. */
-function pointName(r: CaptureRecord, scope: { port?: string }): string {
+function pointName(r: PackedRecordScope, scope: { port?: string }): string {
   if (r.point === 'port') return `port:${scope.port ?? r.port}:${r.dir}`;
   if (r.point === 'wire') return `wire:${r.dir}`;
   return `${r.point}:${r.vni ?? ''}`;
@@ -76,19 +76,10 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
       const { body, headers } = await client.getBytes(`/captures/${started.id}/records`);
       last = { captured: Number(headers.get('x-appnet-captured')), dropped: Number(headers.get('x-appnet-dropped')), filtered: Number(headers.get('x-appnet-filtered')) };
       const left = o.count === undefined ? Infinity : Math.max(0, o.count - n);
-      if (file && file.format !== 'pcapng') {
-        // Classic pcap has no per-record interface: the batch converts in one pass, one buffer, one write.
-        const { bytes, count } = packedToPcapRecords(body, { nanosecond: file.format === 'pcap-ns', snaplen: o.snaplen ?? 65535, max: left });
-        file.writeEncoded(bytes);
-        n += count;
-      }
-      let records = file && file.format !== 'pcapng' ? [] : unpackCaptureRecords(body);
-      if (records.length > left) records = records.slice(0, left);
-      if (file) {
-        file.writeAll(records.map((r) => ({ tsNs: r.tsNs, point: pointName(r, started), data: r.data, origLen: r.origLen })));
-        n += records.length;
-      }
-      for (const r of file ? [] : records) {
+      // Files take the packed batch as it came, converted in one pass; only printing unpacks records.
+      if (file) n += file.writePacked(body, (r) => pointName(r, started), left);
+      const records = file ? [] : unpackCaptureRecords(body).slice(0, left);
+      for (const r of records) {
         n++;
         if (json) {
           stdout.write(JSON.stringify({
