@@ -3,7 +3,7 @@
 // right after if something changed meanwhile) and on a periodic resync, so a restarted daemon
 // rebuilds everything from the store without duplicating anything.
 //
-//   store --watch--> DesiredView (memory) --planHost()--diff--> engine ports/VNIs/flood
+//   store --watch--> StateView (memory) --planHost()--diff--> engine ports/VNIs/flood
 //                                                         \--> instance addresses (one `ip -batch` per netns)
 //                                                         \--> interface state created|error, network created
 //
@@ -19,8 +19,8 @@ import type { Engine } from '../../dataplane/engine.ts';
 import type { InterfaceRecord, InterfaceState } from '../instances/interface.ts';
 import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NetworkRepository } from '../repo/networks.ts';
+import type { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
-import { DesiredView } from './desired-view.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
 
 const run = promisify(execFile);
@@ -41,6 +41,8 @@ export interface ReconcilerOptions {
   store: Store;
   engine: Engine;
   networks: NetworkRepository;
+  /** The desired state in memory, started by the caller (appnetd shares it with its API). */
+  view: StateView;
   host: string;
   underlayMtu: number;
   log: Logger;
@@ -61,7 +63,8 @@ export class Reconciler {
   readonly #ports = new Map<string, { id: number; spec: DesiredPort }>(); // by interface uuid
   readonly #vnis = new Map<number, DesiredVni>();
   readonly #netnsMade = new Set<string>();
-  readonly #view: DesiredView;
+  readonly #view: StateView;
+  #unfollow: Array<() => void> = [];
   #linkPeers = '';
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -72,16 +75,19 @@ export class Reconciler {
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
-    this.#view = new DesiredView(o.store);
+    this.#view = o.view;
   }
 
   /**
-   * Reads the desired state, starts following it and schedules the first pass without waiting for
-   * it: with 1,000 ports that pass takes many seconds, and the daemon answers its APIs meanwhile.
-   * `idle()` waits for it; /appnet/observed/<host> says when it is done.
+   * Follows the view and schedules the first pass without waiting for it: with 1,000 ports that
+   * pass takes seconds, and the daemon answers its APIs meanwhile. `idle()` waits for it;
+   * /appnet/observed/<host> says when it is done.
    */
   async start(): Promise<void> {
-    await this.#follow();
+    this.#unfollow = [
+      this.#view.onChange(() => this.schedule()),
+      this.#view.onWatchError((err) => this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again')),
+    ];
     this.#timer = setInterval(() => this.schedule(), RESYNC_MS);
     this.schedule();
   }
@@ -112,22 +118,13 @@ export class Reconciler {
     })();
   }
 
-  /** Reads the desired state and follows it; if a watch ends, reads it again. */
-  async #follow(): Promise<void> {
-    await this.#view.start(() => this.schedule(), (err) => {
-      if (this.#closed) return;
-      this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again');
-      this.#follow().then(() => this.schedule(), (e) => this.#o.log.error({ err: e }, 'cannot re-read the desired state; retrying on resync'));
-    });
-  }
-
   /** Waits for the pass in progress (tests and shutdown). */
   idle(): Promise<void> { return this.#idle; }
 
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
-    await this.#view.stop();
+    for (const unfollow of this.#unfollow) unfollow();
     await this.#idle;
     for (const ns of this.#netnsMade) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   }

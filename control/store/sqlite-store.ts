@@ -87,7 +87,11 @@ interface EventRow { rev: number; type: 'put' | 'delete'; key: string; kv: strin
 const KV_COLUMNS = 'key, value, create_rev AS createRevision, mod_rev AS modRevision, version, CAST(lease AS TEXT) AS lease';
 interface WatchState {
   prefix: string; lower: string; upper: Buffer; nextRev: Revision;
-  handler: WatchHandler; onError?: (err: StoreError) => void; pumping: boolean; cancelled: boolean;
+  handler: WatchHandler; onError?: (err: StoreError) => void; cancelled: boolean;
+  /** The delivery loop in progress, if any: one at a time per watcher. */
+  running?: Promise<void>;
+  /** Why the watch ended on its own. */
+  failure?: StoreError;
 }
 
 /** Hands out revisions inside one write transaction: changes share a revision until endRevision(). */
@@ -237,7 +241,7 @@ export class SqliteStore implements Store {
     if (nextRev < compacted) throw new CompactedError(nextRev, compacted);
     const w: WatchState = {
       prefix, lower: prefix, upper: prefixRangeEnd(prefix), nextRev, handler, onError: options.onError,
-      pumping: false, cancelled: false,
+      cancelled: false,
     };
     this.watchers.add(w);
     if (nextRev <= current) setImmediate(() => void this.pump(w));
@@ -245,6 +249,14 @@ export class SqliteStore implements Store {
       cancel: async () => {
         w.cancelled = true;
         this.watchers.delete(w);
+      },
+      progress: async () => {
+        const target = this.run(() => this.meta('revision'));
+        while (w.nextRev <= target) {
+          if (w.cancelled) throw w.failure ?? new StoreError('ECANCELLED', `watch of prefix ${JSON.stringify(prefix)} was cancelled; watch again`);
+          await this.pump(w);
+        }
+        return w.nextRev - 1;
       },
     };
   }
@@ -387,9 +399,14 @@ export class SqliteStore implements Store {
     }
   }
 
-  private async pump(w: WatchState): Promise<void> {
-    if (w.pumping || w.cancelled) return;
-    w.pumping = true;
+  /** Delivers the watcher's history up to the current revision; joins the delivery in progress if any. */
+  private pump(w: WatchState): Promise<void> {
+    if (w.cancelled) return Promise.resolve();
+    w.running ??= this.deliver(w).finally(() => { w.running = undefined; });
+    return w.running;
+  }
+
+  private async deliver(w: WatchState): Promise<void> {
     try {
       for (;;) {
         if (w.cancelled || this.closed) return;
@@ -409,10 +426,9 @@ export class SqliteStore implements Store {
       w.cancelled = true;
       this.watchers.delete(w);
       const error = this.translate(err);
+      w.failure = error;
       if (w.onError) w.onError(error);
       else process.emitWarning(error);
-    } finally {
-      w.pumping = false;
     }
   }
 
