@@ -71,6 +71,7 @@ export class Reconciler {
   #again = false;
   #closed = false;
   #idle: Promise<void> = Promise.resolve();
+  #soon = false;
   #observed = '';
 
   constructor(o: ReconcilerOptions) {
@@ -85,7 +86,12 @@ export class Reconciler {
    */
   async start(): Promise<void> {
     this.#unfollow = [
-      this.#view.onChange(() => this.schedule()),
+      // One write can touch several prefixes, each its own delivery: plan once for all of them.
+      this.#view.onChange(() => {
+        if (this.#soon) return;
+        this.#soon = true;
+        setImmediate(() => { this.#soon = false; this.schedule(); });
+      }),
       this.#view.onWatchError((err) => this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again')),
     ];
     this.#timer = setInterval(() => this.schedule(), RESYNC_MS);
@@ -136,7 +142,7 @@ export class Reconciler {
     await this.#writeObserved(plan);
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
-    const initial = state.networks.filter((n) => n.state === 'initial');
+    const initial = [...state.networks.values()].filter((n) => n.state === 'initial');
     for (let i = 0; i < initial.length; i += STATE_WRITE_GROUP) {
       await Promise.all(initial.slice(i, i + STATE_WRITE_GROUP).map((n) => this.#o.networks.markCreated(n.uuid).catch(() => undefined)));
     }

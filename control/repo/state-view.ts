@@ -24,6 +24,7 @@ import type { NetworkRecord } from '../networks/network.ts';
 import type { DesiredState } from '../reconcile/plan.ts';
 import type { Store, StoreError, WatchEvent, Watcher } from '../store/store.ts';
 import { HOSTS_PREFIX, type HostRecord } from './hosts.ts';
+import { Grouping, HostsOnNetwork, type RecordIndex } from './record-index.ts';
 import { INSTANCES_PREFIX } from './instances.ts';
 import { INTERFACES_PREFIX } from './interfaces.ts';
 import { NETWORKS_PREFIX, VNI_PREFIX } from './networks.ts';
@@ -31,6 +32,7 @@ import { NETWORKS_PREFIX, VNI_PREFIX } from './networks.ts';
 /** One followed prefix: its records by the key's last part (a uuid, a host name, a VNI). */
 class Followed<T> {
   readonly records = new Map<string, T>();
+  readonly #indexes: Array<RecordIndex<T>> = [];
   #watcher: Watcher | undefined;
   /** The re-read in progress after the watch ended (or the first read). */
   #starting: Promise<void> | undefined;
@@ -52,12 +54,13 @@ class Followed<T> {
     await this.stop();
     const { kvs, revision } = await this.store.range(this.prefix);
     this.records.clear();
-    for (const kv of kvs) this.records.set(kv.key.slice(this.prefix.length), this.parse(kv.value));
+    for (const x of this.#indexes) x.clear();
+    for (const kv of kvs) this.#set(kv.key.slice(this.prefix.length), this.parse(kv.value));
     const apply = (events: WatchEvent[]) => {
       for (const e of events) {
         const id = e.kv.key.slice(this.prefix.length);
-        if (e.type === 'put') this.records.set(id, this.parse(e.kv.value));
-        else this.records.delete(id);
+        if (e.type === 'put') this.#set(id, this.parse(e.kv.value));
+        else this.#delete(id);
       }
       this.changed();
     };
@@ -67,6 +70,25 @@ class Followed<T> {
     };
     this.#watcher = await this.store.watch(this.prefix, { fromRevision: revision + 1, onError }, apply);
     this.changed();
+  }
+
+  #set(id: string, record: T): void {
+    this.#delete(id);
+    this.records.set(id, record);
+    for (const x of this.#indexes) x.add(id, record);
+  }
+
+  #delete(id: string): void {
+    const prev = this.records.get(id);
+    if (prev === undefined) return;
+    this.records.delete(id);
+    for (const x of this.#indexes) x.remove(id, prev);
+  }
+
+  /** Keeps `index` told of every record this prefix gains or loses. */
+  index<I extends RecordIndex<T>>(index: I): I {
+    this.#indexes.push(index);
+    return index;
   }
 
   async sync(): Promise<void> {
@@ -95,7 +117,11 @@ export class StateView {
   readonly #hosts: Followed<HostRecord>;
   /** VNI claims: only their keys matter. */
   readonly #vnis: Followed<true>;
-  readonly #all: Array<Followed<unknown>>;
+  readonly #all: Array<Pick<Followed<unknown>, 'start' | 'stop' | 'sync'>>;
+  readonly #instancesOnHost: Grouping<InstanceRecord>;
+  readonly #interfacesOfInstance: Grouping<InterfaceRecord>;
+  readonly #interfacesOnNetwork: Grouping<InterfaceRecord>;
+  readonly #hostsOnNetwork: HostsOnNetwork;
   #stopped = false;
 
   constructor(store: Store) {
@@ -115,6 +141,18 @@ export class StateView {
     this.#hosts = follow<HostRecord>(HOSTS_PREFIX, json);
     this.#vnis = follow<true>(VNI_PREFIX, () => true);
     this.#all = [this.#networks, this.#instances, this.#interfaces, this.#hosts, this.#vnis];
+    // What a host's plan looks up, so that it costs that host's share of the records, not all of them.
+    this.#instancesOnHost = this.#instances.index(new Grouping((i) => i.host));
+    this.#interfacesOfInstance = this.#interfaces.index(new Grouping((i) => i.instance_uuid));
+    this.#interfacesOnNetwork = this.#interfaces.index(new Grouping((i) => i.network_uuid));
+    this.#hostsOnNetwork = new HostsOnNetwork({
+      interfaces: this.#interfaces.records,
+      instances: this.#instances.records,
+      interfacesOnNetwork: (uuid) => this.#interfacesOnNetwork.get(uuid),
+      interfacesOfInstance: (uuid) => this.#interfacesOfInstance.get(uuid),
+    });
+    this.#interfaces.index(this.#hostsOnNetwork.interfaces);
+    this.#instances.index(this.#hostsOnNetwork.instances);
   }
 
   /** Reads every prefix and follows it. */
@@ -160,13 +198,16 @@ export class StateView {
     return new Set([...this.#vnis.records.keys()].map(Number));
   }
 
-  /** The reconciler's input. */
+  /** The reconciler's input: the view itself, current until the next delivery. */
   state(): DesiredState {
     return {
-      networks: [...this.#networks.records.values()],
-      instances: [...this.#instances.records.values()],
-      interfaces: [...this.#interfaces.records.values()],
-      hosts: [...this.#hosts.records.values()],
+      networks: this.#networks.records,
+      instances: this.#instances.records,
+      interfaces: this.#interfaces.records,
+      hosts: this.#hosts.records,
+      instancesOnHost: (host) => this.#instancesOnHost.get(host),
+      interfacesOfInstance: (uuid) => this.#interfacesOfInstance.get(uuid),
+      hostsOnNetwork: (uuid) => this.#hostsOnNetwork.get(uuid),
     };
   }
 }
