@@ -28,8 +28,12 @@ const run = promisify(execFile);
 const RESYNC_MS = 5000;
 /** Namespaces configured at once: `ip` processes overlap, the engine calls stay serial (synchronous). */
 const NETNS_PARALLEL = 4;
-/** State writes issued together per group (each is its own compare-and-swap). */
-const STATE_WRITE_GROUP = 250;
+/**
+ * State writes issued together per group (each is its own compare-and-swap), committed by the store
+ * in one or two group commits. Small enough that an API write issued meanwhile waits for one group,
+ * not for a thousand writes queued ahead of it.
+ */
+const STATE_WRITE_GROUP = 25;
 
 /**
  * `/appnet/observed/<host>`: what this host's daemon last observed of itself ({pid, ports, pending, vnis}),
@@ -72,6 +76,8 @@ export class Reconciler {
   #closed = false;
   #idle: Promise<void> = Promise.resolve();
   #soon = false;
+  /** The last port creation's turn: creations take one turn of the event loop each (see #createPorts). */
+  #portTurn: Promise<void> = Promise.resolve();
   #observed = '';
 
   constructor(o: ReconcilerOptions) {
@@ -213,9 +219,11 @@ export class Reconciler {
     }
     const made: DesiredPort[] = [];
     for (const p of ports) {
-      // addPort blocks this thread (~20 ms here, mostly the kernel moving the TAP into the namespace):
-      // let the API's requests in between ports.
-      await new Promise((resolve) => setImmediate(resolve));
+      // addPort blocks this thread (~1-2 ms): one port per turn of the event loop, whichever namespace
+      // it is for, so the API's requests get in between ports instead of behind NETNS_PARALLEL of them.
+      const turn = this.#portTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+      this.#portTurn = turn;
+      await turn;
       try {
         const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns });
         this.#ports.set(p.iface, { id, spec: p });
