@@ -94,7 +94,13 @@ class Followed<T> {
   async sync(): Promise<void> {
     if (this.#starting) await this.#starting;
     if (!this.#watcher) await this.start(); // the watch ended: read again
-    await this.#watcher!.progress();
+    const watcher = this.#watcher!;
+    try {
+      await watcher.progress();
+    } catch (err) {
+      if (this.#watcher === watcher) throw err;
+      await this.sync(); // it ended meanwhile (its history was compacted): read again and catch up
+    }
   }
 
   async stop(): Promise<void> {

@@ -264,11 +264,10 @@ export class SqliteStore implements Store {
         this.watchers.delete(w);
       },
       progress: async () => {
+        const ended = () => w.failure ?? new StoreError('ECANCELLED', `watch of prefix ${JSON.stringify(prefix)} was cancelled; watch again`);
         const target = this.run(() => this.meta('revision'));
-        while (w.nextRev <= target) {
-          if (w.cancelled) throw w.failure ?? new StoreError('ECANCELLED', `watch of prefix ${JSON.stringify(prefix)} was cancelled; watch again`);
-          await this.pump(w);
-        }
+        while (w.nextRev <= target && !w.cancelled) await this.pump(w);
+        if (w.cancelled) throw ended();
         return w.nextRev - 1;
       },
     };
