@@ -17,6 +17,11 @@
 // and h1's observed status (/appnet/observed/h1) written by the new process, and every instance namespace has
 // its 5 TAPs up. Checked every POLL_MS; the figure is the start of the first poll round that saw all of it.
 //
+// Latency is client side, from sending the request to the response parsed (the p50/p99/max columns and the
+// target), and also to the last byte received, before the client's JSON.parse (`p99 recv`): a 300 KB list
+// takes the client a few ms to parse, and with 8 responses arriving together the last one waits for the
+// parses of the others, on CPUs it shares with the daemon.
+//
 // `node --import tsx bench/run.ts controlplane [--json] [--scale=F]`: F (default 1) scales every count, for a
 // smoke run (--scale=0.1: 100 networks, 1000 interfaces). Traffic stays in the namespaces built here.
 import { spawn } from 'node:child_process';
@@ -59,14 +64,14 @@ interface LoadPlan {
   phase: 'create' | 'read';
 }
 
-interface RouteStats { count: number; errors: number; p50: number; p99: number; max: number }
+interface RouteStats { count: number; errors: number; p50: number; p99: number; max: number; p99_received: number }
 interface LoadResult { routes: Record<string, RouteStats>; h1Instances: Array<{ uuid: string; netns: string; interfaces: string[] }> }
 
 // ---- The load client: runs inside h1's namespace, where the API's loopback is -------------------------------
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-function request(api: string, method: string, urlPath: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
+function request(api: string, method: string, urlPath: string, token: string, body?: unknown): Promise<{ status: number; body: any; receivedAt: number }> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const url = new URL(urlPath, api);
   return new Promise((resolve, reject) => {
@@ -77,8 +82,9 @@ function request(api: string, method: string, urlPath: string, token: string, bo
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
+        const receivedAt = performance.now();
         const text = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null });
+        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null, receivedAt });
       });
       res.on('error', reject);
     });
@@ -89,14 +95,16 @@ function request(api: string, method: string, urlPath: string, token: string, bo
 
 class Latencies {
   readonly samples = new Map<string, number[]>();
+  readonly received = new Map<string, number[]>();
   readonly errors = new Map<string, number>();
   readonly firstError = new Map<string, string>();
-  async time(route: string, fn: () => Promise<{ status: number; body: any }>): Promise<any> {
+  async time(route: string, fn: () => Promise<{ status: number; body: any; receivedAt: number }>): Promise<any> {
     const t0 = performance.now();
     const r = await fn();
     const ms = performance.now() - t0;
-    if (!this.samples.has(route)) this.samples.set(route, []);
+    if (!this.samples.has(route)) (this.samples.set(route, []), this.received.set(route, []));
     this.samples.get(route)!.push(ms);
+    this.received.get(route)!.push(r.receivedAt - t0);
     if (r.status < 200 || r.status > 299) {
       this.errors.set(route, (this.errors.get(route) ?? 0) + 1);
       if (!this.firstError.has(route)) this.firstError.set(route, `HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
@@ -105,11 +113,16 @@ class Latencies {
   }
   stats(): Record<string, RouteStats> {
     const out: Record<string, RouteStats> = {};
-    for (const [route, s] of this.samples) {
+    const r1 = (n: number) => Math.round(n * 10) / 10;
+    const quantile = (s: number[], p: number) => {
       const sorted = [...s].sort((a, b) => a - b);
-      const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
-      const r1 = (n: number) => Math.round(n * 10) / 10;
-      out[route] = { count: s.length, errors: this.errors.get(route) ?? 0, p50: r1(q(0.5)), p99: r1(q(0.99)), max: r1(sorted.at(-1)!) };
+      return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
+    };
+    for (const [route, s] of this.samples) {
+      out[route] = {
+        count: s.length, errors: this.errors.get(route) ?? 0, p50: r1(quantile(s, 0.5)), p99: r1(quantile(s, 0.99)), max: r1(quantile(s, 1)),
+        p99_received: r1(quantile(this.received.get(route)!, 0.99)),
+      };
     }
     return out;
   }
@@ -246,9 +259,9 @@ async function waitConverged(e: Expect, from: number): Promise<number> {
 }
 
 function table(f: Result): string {
-  const lines = [`${'route'.padEnd(36)}${'count'.padStart(7)}${'errors'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}`];
+  const lines = [`${'route'.padEnd(36)}${'count'.padStart(7)}${'errors'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}${'p99 recv'.padStart(10)}`];
   for (const [route, s] of Object.entries(f.routes)) {
-    lines.push(`${route.padEnd(36)}${String(s.count).padStart(7)}${String(s.errors).padStart(8)}${String(s.p50).padStart(9)}${String(s.p99).padStart(9)}${String(s.max).padStart(9)}`);
+    lines.push(`${route.padEnd(36)}${String(s.count).padStart(7)}${String(s.errors).padStart(8)}${String(s.p50).padStart(9)}${String(s.p99).padStart(9)}${String(s.max).padStart(9)}${String(s.p99_received).padStart(10)}`);
   }
   return lines.join('\n');
 }

@@ -25,6 +25,7 @@ import { interfaceView } from '../instances/interface.ts';
 import { ConnectionRepository } from '../repo/connections.ts';
 import { InstanceRepository } from '../repo/instances.ts';
 import { NetworkRepository } from '../repo/networks.ts';
+import { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
 import { registerConnectionRoutes } from './connections-route.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
@@ -41,6 +42,11 @@ export interface BuildApiOptions {
   now?: () => number;
   /** Passed to fastify; default false. */
   logger?: boolean;
+  /**
+   * The records in memory that list routes are served from (after a sync, so never stale). appnetd
+   * shares its reconciler's; without one the API keeps its own, started on ready and stopped on close.
+   */
+  view?: StateView;
 }
 
 type Handler = (ctx: {
@@ -165,13 +171,8 @@ function instanceHandlers(namespaces: ReadonlySet<string>, connections: Connecti
       return instanceView(instance, interfaces.map(interfaceView));
     },
 
-    'GET /instances': async ({ namespace, instances }) => {
-      const out = [];
-      for (const record of await instances.list(namespace)) {
-        out.push(instanceView(record, (await instances.interfacesOf(record)).map(interfaceView)));
-      }
-      return out;
-    },
+    'GET /instances': async ({ namespace, instances }) =>
+      (await instances.listWithInterfaces(namespace)).map(({ instance, interfaces }) => instanceView(instance, interfaces.map(interfaceView))),
 
     'GET /instances/:ref': async ({ req, namespace, instances }) => show(instances, (req.params as Params).ref, namespace),
 
@@ -261,19 +262,25 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
+  const view = options.view ?? new StateView(options.store);
   // Instance deletion finishes delete-wait networks, so the instances repository holds the networks one.
   const repo = new NetworkRepository({
     store: options.store,
     floatingPool: options.floatingPool,
     interfaceCount: options.interfaceCount,
     now: options.now,
+    view,
   });
-  const instanceRepo = new InstanceRepository({ store: options.store, networks: repo, now: options.now });
+  const instanceRepo = new InstanceRepository({ store: options.store, networks: repo, now: options.now, view });
   const connectionRepo = new ConnectionRepository({ store: options.store, instances: instanceRepo, linkPool: options.linkPool, now: options.now });
   const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
   const callers = new WeakMap<FastifyRequest, string>();
 
-  app.addHook('onReady', async () => repo.init());
+  app.addHook('onReady', async () => {
+    await repo.init();
+    if (!options.view) await view.start();
+  });
+  if (!options.view) app.addHook('onClose', async () => view.stop());
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.url === OPENAPI_URL) return;

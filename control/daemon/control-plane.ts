@@ -9,6 +9,7 @@ import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { NetworkRepository } from '../repo/networks.ts';
+import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import type { Engine } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
@@ -49,6 +50,7 @@ export interface LinkContext {
 export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
+  const view = new StateView(store);
   const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
   try {
     await hosts.register({
@@ -57,9 +59,11 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
       api: apiUrl,
     });
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool });
+    // One copy of the records in memory, for the reconciler's plans and the API's lists.
+    await view.start();
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, view });
     registerHostRoutes(api, hosts, store);
-    const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host });
+    const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
     let reconcilerRef: Reconciler | undefined;
     registerCaptureRoutes(api, {
       engine,
@@ -76,7 +80,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const links = link.links;
     const reconciler = new Reconciler({
-      store, engine, networks, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
+      store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
       // Only hosts registered in the store are authorised link peers.
       onLinkPeers: links
         ? (peers) => links.setPeers(peers.map((p) => ({
@@ -94,11 +98,13 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       async close() {
         await api.close().catch(() => undefined);
         await reconciler.close();
+        await view.stop();
         await hosts.close();
         await store.close();
       },
     };
   } catch (e) {
+    await view.stop().catch(() => undefined);
     await hosts.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw e;

@@ -5,7 +5,6 @@
 //   live hosts that have interfaces on that network (never to this host itself).
 // - Link peers: every other live host with a public key; active when it shares an encrypted
 //   network with this host (its VNI's MTU is smaller by the link overhead).
-import { parseCidr } from '../net/ipv4-cidr.ts';
 import type { NetworkRecord } from '../networks/network.ts';
 import type { InstanceRecord } from '../instances/instance.ts';
 import type { InterfaceRecord } from '../instances/interface.ts';
@@ -53,11 +52,44 @@ export interface HostPlan {
 /** Bytes an encrypted link adds to a VXLAN datagram (docs/link-transport.md). */
 export const LINK_OVERHEAD = 32;
 
+/**
+ * The desired state, by id, with the groupings a plan looks up (StateView keeps them current), so a
+ * host's plan costs its own instances and their networks' interfaces, not every record.
+ */
 export interface DesiredState {
-  networks: NetworkRecord[];
-  instances: InstanceRecord[];
-  interfaces: InterfaceRecord[];
-  hosts: HostRecord[];
+  networks: ReadonlyMap<string, NetworkRecord>;
+  instances: ReadonlyMap<string, InstanceRecord>;
+  interfaces: ReadonlyMap<string, InterfaceRecord>;
+  /** By host name. */
+  hosts: ReadonlyMap<string, HostRecord>;
+  /** Uuids of the instances placed on a host. */
+  instancesOnHost(host: string): Iterable<string>;
+  /** Uuids of the interfaces whose instance_uuid is this one. */
+  interfacesOfInstance(instanceUuid: string): Iterable<string>;
+  /** Hosts of the instances with a live (not `deleted`) interface on the network. */
+  hostsOnNetwork(networkUuid: string): Iterable<string>;
+}
+
+/** A DesiredState over plain record lists (tests, tools); StateView keeps its groupings instead. */
+export function desiredState(records: { networks: NetworkRecord[]; instances: InstanceRecord[]; interfaces: InterfaceRecord[]; hosts: HostRecord[] }): DesiredState {
+  const group = <T>(items: T[], key: (t: T) => string, value: (t: T) => string | undefined) => {
+    const m = new Map<string, Set<string>>();
+    for (const t of items) {
+      const v = value(t);
+      if (v !== undefined) m.set(key(t), (m.get(key(t)) ?? new Set()).add(v));
+    }
+    return (k: string) => m.get(k) ?? [];
+  };
+  const instances = new Map(records.instances.map((i) => [i.uuid, i]));
+  return {
+    networks: new Map(records.networks.map((n) => [n.uuid, n])),
+    instances,
+    interfaces: new Map(records.interfaces.map((i) => [i.uuid, i])),
+    hosts: new Map(records.hosts.map((h) => [h.name, h])),
+    instancesOnHost: group(records.instances, (i) => i.host, (i) => i.uuid),
+    interfacesOfInstance: group(records.interfaces, (i) => i.instance_uuid, (i) => i.uuid),
+    hostsOnNetwork: group(records.interfaces, (i) => i.network_uuid, (i) => (i.state === 'deleted' ? undefined : instances.get(i.instance_uuid)?.host)),
+  };
 }
 
 const LIVE_NETWORK = new Set(['initial', 'created', 'delete-wait']);
@@ -66,46 +98,58 @@ export function portName(ifaceUuid: string): string {
   return `an${ifaceUuid.replace(/-/g, '').slice(0, 8)}`;
 }
 
+/**
+ * Live interfaces are those not `deleted`, on a live network with a VNI, of a known instance. Ports:
+ * the live interfaces of this host's instances. Flood: for each network with a port here, the
+ * underlay addresses of the other live hosts with a live interface on it.
+ */
 export function planHost(host: string, state: DesiredState, underlayMtu: number): HostPlan {
   const mtuOf = (n: NetworkRecord): number => underlayMtu - 50 - (n.encrypt ? LINK_OVERHEAD : 0);
-  const networks = new Map(state.networks.filter((n) => LIVE_NETWORK.has(n.state) && n.vxid > 0).map((n) => [n.uuid, n]));
-  const instances = new Map(state.instances.map((i) => [i.uuid, i]));
-  const liveHosts = new Map(state.hosts.map((h) => [h.name, h]));
-  const live = state.interfaces.filter((i) => i.state !== 'deleted' && networks.has(i.network_uuid) && instances.has(i.instance_uuid));
-
+  const liveNetwork = (uuid: string): NetworkRecord | undefined => {
+    const n = state.networks.get(uuid);
+    return n && LIVE_NETWORK.has(n.state) && n.vxid > 0 ? n : undefined;
+  };
   const ports: DesiredPort[] = [];
-  const hostsOnNetwork = new Map<string, Set<string>>();
-  for (const iface of live) {
-    const inst = instances.get(iface.instance_uuid)!;
-    const net = networks.get(iface.network_uuid)!;
-    let on = hostsOnNetwork.get(net.uuid);
-    if (!on) hostsOnNetwork.set(net.uuid, (on = new Set()));
-    on.add(inst.host);
-    if (inst.host !== host) continue;
-    ports.push({
-      name: portName(iface.uuid),
-      iface: iface.uuid,
-      network: net.uuid,
-      vni: net.vxid,
-      mac: iface.macaddr,
-      netns: inst.netns,
-      cidr: iface.ipv4 ? `${iface.ipv4}/${parseCidr(net.netblock).prefixLen}` : null,
-      mtu: mtuOf(net),
-    });
+  const local = new Map<string, { net: NetworkRecord; prefixLen: string }>();
+  for (const instUuid of state.instancesOnHost(host)) {
+    const inst = state.instances.get(instUuid);
+    if (!inst) continue;
+    for (const ifaceUuid of state.interfacesOfInstance(instUuid)) {
+      const iface = state.interfaces.get(ifaceUuid);
+      if (!iface || iface.state === 'deleted') continue;
+      let on = local.get(iface.network_uuid);
+      if (!on) {
+        const net = liveNetwork(iface.network_uuid);
+        if (!net) continue;
+        // A record's netblock is canonical CIDR text (validated on create).
+        local.set(net.uuid, (on = { net, prefixLen: net.netblock.slice(net.netblock.indexOf('/') + 1) }));
+      }
+      ports.push({
+        name: portName(iface.uuid),
+        iface: iface.uuid,
+        network: on.net.uuid,
+        vni: on.net.vxid,
+        mac: iface.macaddr,
+        netns: inst.netns,
+        cidr: iface.ipv4 ? `${iface.ipv4}/${on.prefixLen}` : null,
+        mtu: mtuOf(on.net),
+      });
+    }
   }
   const vnis: DesiredVni[] = [];
-  for (const netUuid of new Set(ports.map((p) => p.network))) {
-    const net = networks.get(netUuid)!;
-    const flood = [...hostsOnNetwork.get(netUuid)!]
-      .filter((h) => h !== host && liveHosts.has(h))
-      .map((h) => liveHosts.get(h)!.underlay_address)
-      .sort();
-    vnis.push({ vni: net.vxid, network: netUuid, mtu: mtuOf(net), encrypted: net.encrypt === true, flood });
+  for (const { net } of local.values()) {
+    const flood: string[] = [];
+    for (const other of state.hostsOnNetwork(net.uuid)) {
+      const address = other === host ? undefined : state.hosts.get(other)?.underlay_address;
+      if (address !== undefined) flood.push(address);
+    }
+    flood.sort();
+    vnis.push({ vni: net.vxid, network: net.uuid, mtu: mtuOf(net), encrypted: net.encrypt === true, flood });
   }
-  ports.sort((a, b) => a.name.localeCompare(b.name));
+  ports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)); // 'an' + hex: code-unit order
   vnis.sort((a, b) => a.vni - b.vni);
   const activeVteps = new Set(vnis.filter((v) => v.encrypted).flatMap((v) => v.flood));
-  const linkPeers = state.hosts
+  const linkPeers = [...state.hosts.values()]
     .filter((h) => h.name !== host && h.public_key)
     .map((h) => ({ host: h.name, vtep: h.underlay_address, publicKey: h.public_key!, active: activeVteps.has(h.underlay_address) }))
     .sort((a, b) => a.host.localeCompare(b.host));

@@ -3,7 +3,7 @@
 // right after if something changed meanwhile) and on a periodic resync, so a restarted daemon
 // rebuilds everything from the store without duplicating anything.
 //
-//   store --watch--> DesiredView (memory) --planHost()--diff--> engine ports/VNIs/flood
+//   store --watch--> StateView (memory) --planHost()--diff--> engine ports/VNIs/flood
 //                                                         \--> instance addresses (one `ip -batch` per netns)
 //                                                         \--> interface state created|error, network created
 //
@@ -19,8 +19,8 @@ import type { Engine } from '../../dataplane/engine.ts';
 import type { InterfaceRecord, InterfaceState } from '../instances/interface.ts';
 import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NetworkRepository } from '../repo/networks.ts';
+import type { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
-import { DesiredView } from './desired-view.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
 
 const run = promisify(execFile);
@@ -28,8 +28,12 @@ const run = promisify(execFile);
 const RESYNC_MS = 5000;
 /** Namespaces configured at once: `ip` processes overlap, the engine calls stay serial (synchronous). */
 const NETNS_PARALLEL = 4;
-/** State writes issued together per group (each is its own compare-and-swap). */
-const STATE_WRITE_GROUP = 250;
+/**
+ * State writes issued together per group (each is its own compare-and-swap), committed by the store
+ * in one or two group commits. Small enough that an API write issued meanwhile waits for one group,
+ * not for a thousand writes queued ahead of it.
+ */
+const STATE_WRITE_GROUP = 25;
 
 /**
  * `/appnet/observed/<host>`: what this host's daemon last observed of itself ({pid, ports, pending, vnis}),
@@ -41,6 +45,8 @@ export interface ReconcilerOptions {
   store: Store;
   engine: Engine;
   networks: NetworkRepository;
+  /** The desired state in memory, started by the caller (appnetd shares it with its API). */
+  view: StateView;
   host: string;
   underlayMtu: number;
   log: Logger;
@@ -61,27 +67,39 @@ export class Reconciler {
   readonly #ports = new Map<string, { id: number; spec: DesiredPort }>(); // by interface uuid
   readonly #vnis = new Map<number, DesiredVni>();
   readonly #netnsMade = new Set<string>();
-  readonly #view: DesiredView;
+  readonly #view: StateView;
+  #unfollow: Array<() => void> = [];
   #linkPeers = '';
   #timer: NodeJS.Timeout | undefined;
   #running = false;
   #again = false;
   #closed = false;
   #idle: Promise<void> = Promise.resolve();
+  #soon = false;
+  /** The last port creation's turn: creations take one turn of the event loop each (see #createPorts). */
+  #portTurn: Promise<void> = Promise.resolve();
   #observed = '';
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
-    this.#view = new DesiredView(o.store);
+    this.#view = o.view;
   }
 
   /**
-   * Reads the desired state, starts following it and schedules the first pass without waiting for
-   * it: with 1,000 ports that pass takes many seconds, and the daemon answers its APIs meanwhile.
-   * `idle()` waits for it; /appnet/observed/<host> says when it is done.
+   * Follows the view and schedules the first pass without waiting for it: with 1,000 ports that
+   * pass takes seconds, and the daemon answers its APIs meanwhile. `idle()` waits for it;
+   * /appnet/observed/<host> says when it is done.
    */
   async start(): Promise<void> {
-    await this.#follow();
+    this.#unfollow = [
+      // One write can touch several prefixes, each its own delivery: plan once for all of them.
+      this.#view.onChange(() => {
+        if (this.#soon) return;
+        this.#soon = true;
+        setImmediate(() => { this.#soon = false; this.schedule(); });
+      }),
+      this.#view.onWatchError((err) => this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again')),
+    ];
     this.#timer = setInterval(() => this.schedule(), RESYNC_MS);
     this.schedule();
   }
@@ -112,22 +130,13 @@ export class Reconciler {
     })();
   }
 
-  /** Reads the desired state and follows it; if a watch ends, reads it again. */
-  async #follow(): Promise<void> {
-    await this.#view.start(() => this.schedule(), (err) => {
-      if (this.#closed) return;
-      this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again');
-      this.#follow().then(() => this.schedule(), (e) => this.#o.log.error({ err: e }, 'cannot re-read the desired state; retrying on resync'));
-    });
-  }
-
   /** Waits for the pass in progress (tests and shutdown). */
   idle(): Promise<void> { return this.#idle; }
 
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
-    await this.#view.stop();
+    for (const unfollow of this.#unfollow) unfollow();
     await this.#idle;
     for (const ns of this.#netnsMade) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
   }
@@ -139,7 +148,7 @@ export class Reconciler {
     await this.#writeObserved(plan);
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
-    const initial = state.networks.filter((n) => n.state === 'initial');
+    const initial = [...state.networks.values()].filter((n) => n.state === 'initial');
     for (let i = 0; i < initial.length; i += STATE_WRITE_GROUP) {
       await Promise.all(initial.slice(i, i + STATE_WRITE_GROUP).map((n) => this.#o.networks.markCreated(n.uuid).catch(() => undefined)));
     }
@@ -210,9 +219,11 @@ export class Reconciler {
     }
     const made: DesiredPort[] = [];
     for (const p of ports) {
-      // addPort blocks this thread (~20 ms here, mostly the kernel moving the TAP into the namespace):
-      // let the API's requests in between ports.
-      await new Promise((resolve) => setImmediate(resolve));
+      // addPort blocks this thread (~1-2 ms): one port per turn of the event loop, whichever namespace
+      // it is for, so the API's requests get in between ports instead of behind NETNS_PARALLEL of them.
+      const turn = this.#portTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+      this.#portTurn = turn;
+      await turn;
       try {
         const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns });
         this.#ports.set(p.iface, { id, spec: p });

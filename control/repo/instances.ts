@@ -37,6 +37,7 @@ import { type NetworkRecord, isUuid } from '../networks/network.ts';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
 import { ATTACHMENTS_PREFIX, type Attachments, INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX, readAttachments } from './interfaces.ts';
 import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
+import type { StateView } from './state-view.ts';
 
 export const INSTANCES_PREFIX = '/appnet/instances/';
 const CREATE_TRIES = 8;
@@ -49,6 +50,8 @@ export interface InstanceRepoOptions {
   now?: () => number;
   random?: () => number;
   newUuid?: () => string;
+  /** Serve lists from this view after its sync() (see NetworkRepoOptions.view). */
+  view?: StateView;
 }
 
 export interface InstanceWithInterfaces {
@@ -63,6 +66,7 @@ export class InstanceRepository {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly newUuid: () => string;
+  private readonly view: StateView | undefined;
 
   constructor(options: InstanceRepoOptions) {
     this.store = options.store;
@@ -71,11 +75,14 @@ export class InstanceRepository {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.newUuid = options.newUuid ?? randomUUID;
+    this.view = options.view;
   }
 
   // ---- reads -----------------------------------------------------------------------------
 
+  /** Every instance record (the view's own objects when there is a view: do not change them). */
   async allRecords(): Promise<InstanceRecord[]> {
+    if (this.view) return [...(await this.view.sync()).instances.values()];
     const { kvs } = await this.store.range(INSTANCES_PREFIX);
     return kvs.map((kv) => JSON.parse(kv.value) as InstanceRecord);
   }
@@ -91,6 +98,24 @@ export class InstanceRepository {
 
   async list(namespace: string): Promise<InstanceRecord[]> {
     return listInstances(await this.allRecords(), namespace);
+  }
+
+  /** GET /instances: the namespace's instances, each with its interfaces in NIC order. */
+  async listWithInterfaces(namespace: string): Promise<InstanceWithInterfaces[]> {
+    if (!this.view) {
+      const out: InstanceWithInterfaces[] = [];
+      for (const instance of await this.list(namespace)) out.push({ instance, interfaces: await this.interfacesOf(instance) });
+      return out;
+    }
+    // One sync for the whole list: instances and interfaces then come from the same caught-up view.
+    const view = await this.view.sync();
+    return listInstances(view.instances.values(), namespace).map((instance) => ({
+      instance,
+      interfaces: instance.interfaces
+        .map((uuid) => view.interfaces.get(uuid))
+        .filter((i): i is InterfaceRecord => i !== undefined)
+        .sort((a, b) => a.order - b.order),
+    }));
   }
 
   /** The instance's interfaces in NIC order (missing ones skipped). */

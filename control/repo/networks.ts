@@ -45,6 +45,7 @@ import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, createIpam, listReservations } from '../ipam/ipam.ts';
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
 import type { KeyValue, Store, TxnOp } from '../store/store.ts';
+import type { StateView } from './state-view.ts';
 
 export const NETWORKS_PREFIX = '/appnet/networks/';
 export const IPAM_PREFIX = '/appnet/ipam/';
@@ -84,6 +85,11 @@ export interface NetworkRepoOptions {
   newUuid?: () => string;
   /** Written into events (the reference's `fqdn`). Default: this host's name. */
   fqdn?: string;
+  /**
+   * Serve whole-collection reads (lists, names, used VNIs) from this view after its sync(),
+   * instead of reading and parsing every record from the store. Writes always go to the store.
+   */
+  view?: StateView;
 }
 
 export interface EventQuery {
@@ -106,6 +112,7 @@ export class NetworkRepository {
   private readonly random: () => number;
   private readonly newUuid: () => string;
   private readonly fqdn: string;
+  private readonly view: StateView | undefined;
   private eventSeq = 0;
 
   constructor(options: NetworkRepoOptions) {
@@ -117,6 +124,7 @@ export class NetworkRepository {
     this.random = options.random ?? Math.random;
     this.newUuid = options.newUuid ?? randomUUID;
     this.fqdn = options.fqdn ?? hostname();
+    this.view = options.view;
   }
 
   /**
@@ -154,7 +162,9 @@ export class NetworkRepository {
 
   // ---- reads -----------------------------------------------------------------------------
 
+  /** Every network record (the view's own objects when there is a view: do not change them). */
   async allRecords(): Promise<NetworkRecord[]> {
+    if (this.view) return [...(await this.view.sync()).networks.values()];
     const { kvs } = await this.store.range(NETWORKS_PREFIX);
     return kvs.map((kv) => JSON.parse(kv.value) as NetworkRecord);
   }
@@ -321,6 +331,8 @@ export class NetworkRepository {
   // ---- internals -------------------------------------------------------------------------
 
   private async usedVnis(): Promise<Set<number>> {
+    // Only a candidate: the create txn's compare on the VNI key is what makes a claim exact.
+    if (this.view) return (await this.view.sync()).usedVnis();
     const { kvs } = await this.store.range(VNI_PREFIX);
     return new Set(kvs.map((kv) => Number(kv.key.slice(VNI_PREFIX.length))));
   }

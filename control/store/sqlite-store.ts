@@ -20,6 +20,10 @@
 //      and rejects alone; the others commit. Every promise settles after the COMMIT, so a resolved write
 //      is as durable as before. Without this, each write paid its own fsync (~4 ms here) while blocking
 //      the event loop, and an API under concurrent load queued behind them.
+//   6. A group stops taking writes once it has run for FLUSH_BUDGET_MS: it commits, and the writes left
+//      (still in call order) go into the next group, a turn of the event loop later. Hundreds of writes
+//      issued at once then block the loop in slices of a few ms, not in one long transaction, and the
+//      API's requests are served in between.
 //
 // Lease expiry uses the wall clock (Date.now()); all processes sharing the file share that clock.
 
@@ -63,6 +67,8 @@ export interface SqliteStoreOptions {
 }
 
 const SCHEMA_VERSION = 1;
+/** How long one group commit may apply writes before it commits and leaves the rest to the next. */
+const FLUSH_BUDGET_MS = 5;
 /** Revisions a watcher reads per query; a revision's events are never split. */
 const WATCH_WINDOW = 1000;
 
@@ -87,7 +93,11 @@ interface EventRow { rev: number; type: 'put' | 'delete'; key: string; kv: strin
 const KV_COLUMNS = 'key, value, create_rev AS createRevision, mod_rev AS modRevision, version, CAST(lease AS TEXT) AS lease';
 interface WatchState {
   prefix: string; lower: string; upper: Buffer; nextRev: Revision;
-  handler: WatchHandler; onError?: (err: StoreError) => void; pumping: boolean; cancelled: boolean;
+  handler: WatchHandler; onError?: (err: StoreError) => void; cancelled: boolean;
+  /** The delivery loop in progress, if any: one at a time per watcher. */
+  running?: Promise<void>;
+  /** Why the watch ended on its own. */
+  failure?: StoreError;
 }
 
 /** Hands out revisions inside one write transaction: changes share a revision until endRevision(). */
@@ -124,7 +134,7 @@ export class SqliteStore implements Store {
   private readonly busyTimeoutMs: number;
   private readonly watchers = new Set<WatchState>();
   private readonly timer: NodeJS.Timeout;
-  private readonly batchTxn: Transaction<[QueuedWrite[]], void>;
+  private readonly batchTxn: Transaction<[QueuedWrite[], number], number>;
   private readonly savepoint: Transaction<[() => unknown], unknown>;
   private queue: QueuedWrite[] = [];
   private readonly readTxn: Transaction<[() => unknown], unknown>;
@@ -143,6 +153,7 @@ export class SqliteStore implements Store {
       meta: prep('SELECT value FROM meta WHERE name = ?').pluck(),
       setMeta: prep('UPDATE meta SET value = ? WHERE name = ?'),
       getKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
+      getRevisions: prep('SELECT create_rev AS createRevision, mod_rev AS modRevision, version FROM kv WHERE key = ?'),
       rangeKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < CAST(? AS TEXT) ORDER BY key LIMIT ?`),
       putKv: prep('INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version, lease) VALUES (?, ?, ?, ?, ?, ?)'),
       deleteKv: prep('DELETE FROM kv WHERE key = ?'),
@@ -159,11 +170,16 @@ export class SqliteStore implements Store {
       dataVersion: prep('PRAGMA data_version').pluck(),
     };
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
-    this.batchTxn = this.db.transaction((batch: QueuedWrite[]) => {
+    /** Applies writes from the head of `batch` for up to budgetMs (at least one); returns how many. */
+    this.batchTxn = this.db.transaction((batch: QueuedWrite[], budgetMs: number) => {
+      const deadline = performance.now() + budgetMs;
       const scope = new RevisionScope(this.meta('revision'));
       const start = scope.current;
       this.reapExpired(scope);
+      let applied = 0;
       for (const w of batch) {
+        if (applied > 0 && performance.now() > deadline) break;
+        applied++;
         const before = scope.current;
         try {
           w.result = this.savepoint(() => w.fn(scope));
@@ -174,6 +190,7 @@ export class SqliteStore implements Store {
         }
       }
       if (scope.endRevision() !== start) this.s.setMeta.run(scope.current, 'revision');
+      return applied;
     });
     this.readTxn = this.db.transaction((fn: () => unknown) => fn());
     this.timer = setInterval(() => this.tick(), options.pollIntervalMs ?? 25);
@@ -218,7 +235,7 @@ export class SqliteStore implements Store {
   async txn(request: TxnRequest): Promise<TxnResult> {
     checkTxn(request);
     return this.write((scope) => {
-      const succeeded = (request.compare ?? []).every((c) => compareHolds(c, this.getKv(c.key)));
+      const succeeded = (request.compare ?? []).every((c) => compareHolds(c, c.target === 'value' ? this.getKv(c.key) : this.getRevisions(c.key)));
       const ops = (succeeded ? request.success : request.failure) ?? [];
       const results = ops.map((op) => this.applyOp(scope, op));
       return { succeeded, revision: scope.endRevision(), results };
@@ -237,7 +254,7 @@ export class SqliteStore implements Store {
     if (nextRev < compacted) throw new CompactedError(nextRev, compacted);
     const w: WatchState = {
       prefix, lower: prefix, upper: prefixRangeEnd(prefix), nextRev, handler, onError: options.onError,
-      pumping: false, cancelled: false,
+      cancelled: false,
     };
     this.watchers.add(w);
     if (nextRev <= current) setImmediate(() => void this.pump(w));
@@ -245,6 +262,13 @@ export class SqliteStore implements Store {
       cancel: async () => {
         w.cancelled = true;
         this.watchers.delete(w);
+      },
+      progress: async () => {
+        const ended = () => w.failure ?? new StoreError('ECANCELLED', `watch of prefix ${JSON.stringify(prefix)} was cancelled; watch again`);
+        const target = this.run(() => this.meta('revision'));
+        while (w.nextRev <= target && !w.cancelled) await this.pump(w);
+        if (w.cancelled) throw ended();
+        return w.nextRev - 1;
       },
     };
   }
@@ -285,7 +309,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.flush(); // writes already accepted are committed, not dropped
+    while (this.queue.length > 0) this.flush(Infinity); // writes already accepted are committed, not dropped
     this.closed = true;
     clearInterval(this.timer);
     for (const w of this.watchers) w.cancelled = true;
@@ -354,6 +378,11 @@ export class SqliteStore implements Store {
     return this.s.meta.get(name) as number;
   }
 
+  /** What a revision compare needs: the key's row without its value. */
+  private getRevisions(key: string): KeyValue | undefined {
+    return this.s.getRevisions.get(key) as KeyValue | undefined;
+  }
+
   private getKv(key: string): KeyValue | undefined {
     const row = this.s.getKv.get(key) as KvRow | undefined;
     return row && toKv(row);
@@ -387,9 +416,14 @@ export class SqliteStore implements Store {
     }
   }
 
-  private async pump(w: WatchState): Promise<void> {
-    if (w.pumping || w.cancelled) return;
-    w.pumping = true;
+  /** Delivers the watcher's history up to the current revision; joins the delivery in progress if any. */
+  private pump(w: WatchState): Promise<void> {
+    if (w.cancelled) return Promise.resolve();
+    w.running ??= this.deliver(w).finally(() => { w.running = undefined; });
+    return w.running;
+  }
+
+  private async deliver(w: WatchState): Promise<void> {
     try {
       for (;;) {
         if (w.cancelled || this.closed) return;
@@ -409,10 +443,9 @@ export class SqliteStore implements Store {
       w.cancelled = true;
       this.watchers.delete(w);
       const error = this.translate(err);
+      w.failure = error;
       if (w.onError) w.onError(error);
       else process.emitWarning(error);
-    } finally {
-      w.pumping = false;
     }
   }
 
@@ -438,16 +471,22 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Commits every queued write in one transaction, then settles their promises. */
-  private flush(): void {
-    const batch = this.queue;
-    if (batch.length === 0) return;
+  /** Commits queued writes in one transaction (contract 6: for up to budgetMs), then settles their promises. */
+  private flush(budgetMs = FLUSH_BUDGET_MS): void {
+    const queued = this.queue;
+    if (queued.length === 0) return;
     this.queue = [];
+    let applied: number;
     try {
-      this.run(() => this.batchTxn.immediate(batch));
+      applied = this.run(() => this.batchTxn.immediate(queued, budgetMs));
     } catch (err) {
-      for (const w of batch) w.reject(err); // BEGIN or COMMIT failed: nothing of the batch was written
+      for (const w of queued) w.reject(err); // BEGIN or COMMIT failed: nothing of the batch was written
       return;
+    }
+    const batch = applied === queued.length ? queued : queued.slice(0, applied);
+    if (applied < queued.length) {
+      this.queue = queued.slice(applied);
+      setImmediate(() => this.flush());
     }
     this.localDirty = true;
     this.kick();

@@ -121,6 +121,14 @@ export interface WatchOptions {
 export interface Watcher {
   /** After this resolves the handler is not called again. */
   cancel(): Promise<void>;
+  /**
+   * Catches the watch up (etcd's progress request): resolves with a revision R, at least the store's
+   * revision when it was called, once every event up to R has been handed to the handler and the
+   * handler's Promise has settled. So state built by the handler then reflects every write committed
+   * before the call, by any process: a consistent read from it. Rejects if the watch has ended. Never
+   * await it inside the handler (it waits for the handler).
+   */
+  progress(): Promise<Revision>;
 }
 
 export interface Store {
