@@ -31,17 +31,29 @@ export class CaptureRecordsError extends Error {
   }
 }
 
+/** Where the record at `at` keeps its bytes and where the next one starts; throws naming the offset if it is cut short. */
+export function packedRecordAt(buf: Buffer, at: number): { capLen: number; start: number; next: number } {
+  if (buf.length - at < PACKED_RECORD_HEADER) throw new CaptureRecordsError(at, `a record header needs ${PACKED_RECORD_HEADER} bytes, ${buf.length - at} left`);
+  const capLen = buf.readUInt16LE(at + 20);
+  const start = at + PACKED_RECORD_HEADER;
+  if (start + capLen > buf.length) throw new CaptureRecordsError(at + 20, `record of ${capLen} bytes runs past the end (${buf.length - start} left)`);
+  return { capLen, start, next: start + ((capLen + 7) & ~7) };
+}
+
+/** The capture point of the record at `at`; throws naming the offset for an unknown one. */
+export function packedRecordPoint(buf: Buffer, at: number): CapturePointName {
+  const point = POINT_NAMES[buf[at + 22]];
+  if (point === undefined) throw new CaptureRecordsError(at + 22, `unknown capture point ${buf[at + 22]}`);
+  return point;
+}
+
 /** Unpacks a batch; `data` of each record is a view into `buf`. Throws CaptureRecordsError naming the offset. */
 export function unpackCaptureRecords(buf: Buffer): CaptureRecord[] {
   const out: CaptureRecord[] = [];
   let at = 0;
   while (at < buf.length) {
-    if (buf.length - at < PACKED_RECORD_HEADER) throw new CaptureRecordsError(at, `a record header needs ${PACKED_RECORD_HEADER} bytes, ${buf.length - at} left`);
-    const capLen = buf.readUInt16LE(at + 20);
-    const point = POINT_NAMES[buf[at + 22]];
-    if (point === undefined) throw new CaptureRecordsError(at + 22, `unknown capture point ${buf[at + 22]}`);
-    const start = at + PACKED_RECORD_HEADER;
-    if (start + capLen > buf.length) throw new CaptureRecordsError(at + 20, `record of ${capLen} bytes runs past the end (${buf.length - start} left)`);
+    const { capLen, start, next } = packedRecordAt(buf, at);
+    const point = packedRecordPoint(buf, at);
     const port = buf.readInt32LE(at + 16);
     const vni = buf.readUInt32LE(at + 12);
     out.push({
@@ -53,7 +65,7 @@ export function unpackCaptureRecords(buf: Buffer): CaptureRecord[] {
       origLen: buf.readUInt32LE(at + 8),
       data: buf.subarray(start, start + capLen),
     });
-    at = start + ((capLen + 7) & ~7);
+    at = next;
   }
   return out;
 }

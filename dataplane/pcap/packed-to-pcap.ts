@@ -5,22 +5,12 @@
  * fell behind and the engine's ring overflowed). Byte-for-byte what PcapWriter and PcapngWriter
  * (little-endian) write for the same records; test 71 holds them equal.
  */
-import { CaptureRecordsError, PACKED_RECORD_HEADER, type CapturePointName } from '../capture-records.ts';
+import { PACKED_RECORD_HEADER, packedRecordAt, packedRecordPoint, type CapturePointName } from '../capture-records.ts';
 import { PCAP_RECORD_HEADER_LEN } from './pcap-writer.ts';
 import { PCAPNG_EPB, type PcapngWriter } from './pcapng-writer.ts';
 
-const POINT_NAMES: Record<number, CapturePointName> = { 1: 'port', 2: 'vni_encap', 4: 'vni_decap', 8: 'wire' };
-
 /** What names a record's pcapng interface (the fields of capture-records.ts's CaptureRecord it may use). */
 export interface PackedRecordScope { point: CapturePointName; dir: 'in' | 'out'; port: number | null; vni: number | null }
-
-function checkRecord(packed: Buffer, at: number): number {
-  if (packed.length - at < PACKED_RECORD_HEADER) throw new CaptureRecordsError(at, `a record header needs ${PACKED_RECORD_HEADER} bytes, ${packed.length - at} left`);
-  const capLen = packed.readUInt16LE(at + 20);
-  const start = at + PACKED_RECORD_HEADER;
-  if (start + capLen > packed.length) throw new CaptureRecordsError(at + 20, `record of ${capLen} bytes runs past the end (${packed.length - start} left)`);
-  return capLen;
-}
 
 /** pcap records (no file header) for every record of `packed`, cut to `snaplen`. */
 export function packedToPcapRecords(packed: Buffer, opts: { nanosecond: boolean; snaplen: number; max?: number }): { bytes: Buffer; count: number } {
@@ -31,8 +21,7 @@ export function packedToPcapRecords(packed: Buffer, opts: { nanosecond: boolean;
   let count = 0;
   const max = opts.max ?? Infinity;
   while (at < packed.length && count < max) {
-    const capLen = checkRecord(packed, at);
-    const start = at + PACKED_RECORD_HEADER;
+    const { capLen, start, next } = packedRecordAt(packed, at);
     const incl = Math.min(capLen, opts.snaplen);
     const nsec = packed.readUInt32LE(at + 4);
     out.writeUInt32LE(packed.readUInt32LE(at), o);
@@ -41,7 +30,7 @@ export function packedToPcapRecords(packed: Buffer, opts: { nanosecond: boolean;
     out.writeUInt32LE(Math.max(packed.readUInt32LE(at + 8), incl), o + 12);
     packed.copy(out, o + PCAP_RECORD_HEADER_LEN, start, start + incl);
     o += PCAP_RECORD_HEADER_LEN + incl;
-    at = start + ((capLen + 7) & ~7);
+    at = next;
     count++;
   }
   return { bytes: out.subarray(0, o), count };
@@ -63,11 +52,9 @@ export function packedToPcapngBlocks(packed: Buffer, writer: PcapngWriter, name:
   let count = 0;
   const max = opts.max ?? Infinity;
   while (at < packed.length && count < max) {
-    const capLen = checkRecord(packed, at);
-    const start = at + PACKED_RECORD_HEADER;
+    const { capLen, start, next } = packedRecordAt(packed, at);
+    const point = packedRecordPoint(packed, at);
     const pointCode = packed[at + 22];
-    const point = POINT_NAMES[pointCode];
-    if (point === undefined) throw new CaptureRecordsError(at + 22, `unknown capture point ${pointCode}`);
     const port = packed.readInt32LE(at + 16);
     const vni = packed.readUInt32LE(at + 12);
     const dir = packed[at + 23];
@@ -101,7 +88,7 @@ export function packedToPcapngBlocks(packed: Buffer, writer: PcapngWriter, name:
     out.fill(0, o + 28 + incl, o + total - 4);
     out.writeUInt32LE(total, o + total - 4);
     o += total;
-    at = start + ((capLen + 7) & ~7);
+    at = next;
     count++;
   }
   parts.push(out.subarray(0, o));
