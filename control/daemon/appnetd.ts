@@ -20,6 +20,7 @@ function loadConfig(argv: string[]): DaemonConfig {
     .option('--store <url>', 'control-plane mode: store URL, e.g. sqlite:/var/lib/appnet/appnet.db')
     .option('--api <address:port>', 'REST API listen address (store mode)', )
     .option('--floating-pool <cidr>', 'floating pool netblock (store mode)')
+    .option('--link-pool <cidr>', 'link addresses of application connections, one /31 each (store mode; default 198.19.128.0/17)')
     .option('--token-file <path>', 'file holding the system API token (store mode)')
     .option('--host <name>', 'host name')
     .option('--underlay-address <ipv4>', 'underlay address to bind')
@@ -40,6 +41,7 @@ function loadConfig(argv: string[]): DaemonConfig {
   }
   if (o.store) raw.store = o.store;
   if (o.floatingPool) raw.floatingPool = o.floatingPool;
+  if (o.linkPool) raw.linkPool = o.linkPool;
   if (o.tokenFile) raw.tokenFile = o.tokenFile;
   if (o.api) {
     const m = /^(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(o.api);

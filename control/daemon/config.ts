@@ -1,5 +1,6 @@
 // The static configuration appnetd reads from a JSON file (and --flag overrides) until the
 // control plane drives it from the store. Pure: parse and validate, no I/O.
+import { DEFAULT_LINK_POOL, parseLinkPool } from '../connections/link-pool.ts';
 
 export type PortKind = 'tap' | 'tun';
 
@@ -62,6 +63,11 @@ export interface DaemonConfig {
   api: { address: string; port: number };
   /** The floating pool's netblock (store mode). */
   floatingPool: string;
+  /**
+   * Link addresses of application connections (store mode); every daemon on a store must agree.
+   * Parsing always sets it; optional so that configs built in code may leave it to the default.
+   */
+  linkPool?: string;
   /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
   tokens: Record<string, string>;
   tokenFile: string;
@@ -168,6 +174,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
       port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
     },
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
+    linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
@@ -179,6 +186,14 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ports,
     link,
   };
+}
+
+function linkPool(v: unknown): string {
+  try {
+    return parseLinkPool(v, 'linkPool').text;
+  } catch (e) {
+    throw new ConfigError('linkPool', (e as Error).message);
+  }
 }
 
 function bool(v: unknown, path: string): boolean {

@@ -1,4 +1,6 @@
 // Store mode of appnetd: join the store, register this host under a lease, and serve the REST API.
+// The reconciler converges the engine; after each of its passes the connection endpoint reports and
+// the instances' hosts files follow (reconcile/connection-reports.ts, reconcile/netns-hosts.ts).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,6 +13,11 @@ import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
+import { ConnectionReports } from '../reconcile/connection-reports.ts';
+import { NetnsHosts, desiredHostsFiles } from '../reconcile/netns-hosts.ts';
+import { ConnectionRepository } from '../repo/connections.ts';
+import { InstanceRepository } from '../repo/instances.ts';
+import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
 import type { Engine } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
@@ -22,6 +29,7 @@ export interface ControlPlane {
   hosts: HostRegistry;
   api: FastifyInstance;
   reconciler: Reconciler;
+  connectionReports: ConnectionReports;
   close(): Promise<void>;
 }
 
@@ -61,9 +69,12 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     });
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, view });
+    const linkPool = cfg.linkPool ?? DEFAULT_LINK_POOL;
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view });
     registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
+    const connections = new ConnectionRepository({ store, instances: new InstanceRepository({ store, networks, view }), linkPool });
+    await connections.init(); // refuses a pool other than the one the store's connections were made from
     let reconcilerRef: Reconciler | undefined;
     registerCaptureRoutes(api, {
       engine,
@@ -79,6 +90,15 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const links = link.links;
+    const connectionReports = new ConnectionReports({
+      store, host: cfg.host, log,
+      state: () => view.state(),
+      lease: () => hosts.lease,
+      hasPort: (iface) => reconcilerRef?.hasPort(iface) ?? false,
+      sessions: () => new Set((links?.peers() ?? []).filter((p) => p.current !== null).map((p) => p.vtep)),
+      hooks: connections,
+    });
+    const netnsHosts = new NetnsHosts({ host: cfg.host, log });
     const reconciler = new Reconciler({
       store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
       // Only hosts registered in the store are authorised link peers.
@@ -89,15 +109,22 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           active: p.active,
         })))
         : undefined,
+      onApplied: async () => {
+        await netnsHosts.apply(desiredHostsFiles(cfg.host, view.state()));
+        await connectionReports.update();
+      },
     });
     reconcilerRef = reconciler;
     await reconciler.start();
+    connectionReports.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api, reconciler,
+      store, hosts, api, reconciler, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
+        await connectionReports.close();
         await reconciler.close();
+        await netnsHosts.close();
         await view.stop();
         await hosts.close();
         await store.close();

@@ -5,10 +5,20 @@
 //   live hosts that have interfaces on that network (never to this host itself).
 // - Link peers: every other live host with a public key; active when it shares an encrypted
 //   network with this host (its VNI's MTU is smaller by the link overhead).
+// - Application connections (connections/realise.ts): for every realisable connection with an
+//   endpoint instance here, that side's filtered TAP port on the connection's own VNI, always
+//   encrypted, flooding to the other endpoint's host (nobody when both are here: the engine
+//   switches the frames between the two ports, and the link never leaves this sidecar's memory).
+//   The other host thus becomes an active link peer, and a session stays up for the connection.
 import type { NetworkRecord } from '../networks/network.ts';
 import type { InstanceRecord } from '../instances/instance.ts';
 import type { InterfaceRecord } from '../instances/interface.ts';
 import type { HostRecord } from '../repo/hosts.ts';
+import type { ConnectionRecord } from '../connections/model.ts';
+import {
+  ENDPOINT_SIDES, connectionCidr, connectionFilter, connectionMac, connectionPortName, isRealisable,
+  type ConnectionFilter, type EndpointSide,
+} from '../connections/realise.ts';
 
 export interface DesiredPort {
   /** Device name: `an` + the first 8 hex digits of the interface uuid (unique, <= 15 bytes). */
@@ -21,6 +31,10 @@ export interface DesiredPort {
   /** Address with prefix length, or null for an interface without one. */
   cidr: string | null;
   mtu: number;
+  /** Connection ports: what the engine lets through (the inbound's protocol and port only). */
+  filter?: ConnectionFilter;
+  /** Connection ports: which connection and side; `iface` is then `<connection id>/<side>`. */
+  connection?: { id: string; side: EndpointSide };
 }
 
 export interface DesiredVni {
@@ -31,6 +45,8 @@ export interface DesiredVni {
   encrypted: boolean;
   /** Sorted underlay addresses of the other hosts on this network. */
   flood: string[];
+  /** A connection's VNI (then `network` is `connection/<id>`). */
+  connection?: string;
 }
 
 /** Another live host this one may hold an encrypted link with. */
@@ -68,10 +84,14 @@ export interface DesiredState {
   interfacesOfInstance(instanceUuid: string): Iterable<string>;
   /** Hosts of the instances with a live (not `deleted`) interface on the network. */
   hostsOnNetwork(networkUuid: string): Iterable<string>;
+  /** Application connections by id (absent: none). */
+  connections?: ReadonlyMap<string, ConnectionRecord>;
 }
 
 /** A DesiredState over plain record lists (tests, tools); StateView keeps its groupings instead. */
-export function desiredState(records: { networks: NetworkRecord[]; instances: InstanceRecord[]; interfaces: InterfaceRecord[]; hosts: HostRecord[] }): DesiredState {
+export function desiredState(records: {
+  networks: NetworkRecord[]; instances: InstanceRecord[]; interfaces: InterfaceRecord[]; hosts: HostRecord[]; connections?: ConnectionRecord[];
+}): DesiredState {
   const group = <T>(items: T[], key: (t: T) => string, value: (t: T) => string | undefined) => {
     const m = new Map<string, Set<string>>();
     for (const t of items) {
@@ -89,6 +109,7 @@ export function desiredState(records: { networks: NetworkRecord[]; instances: In
     instancesOnHost: group(records.instances, (i) => i.host, (i) => i.uuid),
     interfacesOfInstance: group(records.interfaces, (i) => i.instance_uuid, (i) => i.uuid),
     hostsOnNetwork: group(records.interfaces, (i) => i.network_uuid, (i) => (i.state === 'deleted' ? undefined : instances.get(i.instance_uuid)?.host)),
+    connections: new Map((records.connections ?? []).map((c) => [c.connection_id, c])),
   };
 }
 
@@ -146,6 +167,7 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
     flood.sort();
     vnis.push({ vni: net.vxid, network: net.uuid, mtu: mtuOf(net), encrypted: net.encrypt === true, flood });
   }
+  planConnections(host, state, underlayMtu - 50 - LINK_OVERHEAD, ports, vnis);
   ports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)); // 'an' + hex: code-unit order
   vnis.sort((a, b) => a.vni - b.vni);
   const activeVteps = new Set(vnis.filter((v) => v.encrypted).flatMap((v) => v.flood));
@@ -154,4 +176,35 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
     .map((h) => ({ host: h.name, vtep: h.underlay_address, publicKey: h.public_key!, active: activeVteps.has(h.underlay_address) }))
     .sort((a, b) => a.host.localeCompare(b.host));
   return { vnis, ports, linkPeers };
+}
+
+/** Connection ports and VNIs of this host (see the top of this file), appended to `ports` and `vnis`. */
+function planConnections(host: string, state: DesiredState, mtu: number, ports: DesiredPort[], vnis: DesiredVni[]): void {
+  for (const c of state.connections?.values() ?? []) {
+    if (!isRealisable(c)) continue;
+    const ends = { outbound: state.instances.get(c.source_instance_id), inbound: state.instances.get(c.target_instance_id) };
+    if (ends.outbound?.host !== host && ends.inbound?.host !== host) continue;
+    for (const side of ENDPOINT_SIDES) {
+      const inst = ends[side];
+      if (inst?.host !== host) continue;
+      ports.push({
+        name: connectionPortName(c.connection_id, side),
+        iface: `${c.connection_id}/${side}`,
+        network: `connection/${c.connection_id}`,
+        vni: c.vni,
+        mac: connectionMac(c.connection_id, side),
+        netns: inst.netns,
+        cidr: connectionCidr(c, side),
+        mtu,
+        filter: connectionFilter(c, side),
+        connection: { id: c.connection_id, side },
+      });
+    }
+    const flood: string[] = [];
+    for (const inst of [ends.outbound, ends.inbound]) {
+      const address = inst === undefined || inst.host === host ? undefined : state.hosts.get(inst.host)?.underlay_address;
+      if (address !== undefined) flood.push(address);
+    }
+    vnis.push({ vni: c.vni, network: `connection/${c.connection_id}`, mtu, encrypted: true, flood, connection: c.connection_id });
+  }
 }

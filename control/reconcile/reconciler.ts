@@ -52,6 +52,11 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Called when the set of link peers changes (before VNIs that need them are added). */
   onLinkPeers?: (peers: DesiredLinkPeer[]) => void;
+  /**
+   * Called after every applied pass with its plan (connection endpoint reports, netns hosts files):
+   * what depends on the devices being there runs after they are.
+   */
+  onApplied?: (plan: HostPlan) => Promise<void>;
 }
 
 /** `ip -n NETNS -batch -` with `commands` on stdin. */
@@ -112,6 +117,11 @@ export class Reconciler {
     return undefined;
   }
 
+  /** Whether this host's engine holds the port of `iface` (an interface uuid or `<connection id>/<side>`). */
+  hasPort(iface: string): boolean {
+    return this.#ports.has(iface);
+  }
+
   /** Runs a pass now, or right after the one in progress. */
   schedule(): void {
     if (this.#closed) return;
@@ -146,6 +156,7 @@ export class Reconciler {
     const plan = planHost(this.#o.host, state, this.#o.underlayMtu);
     await this.#apply(plan);
     await this.#writeObserved(plan);
+    await this.#o.onApplied?.(plan).catch((e) => this.#o.log.error({ err: e }, 'post-pass step failed; retrying on the next pass'));
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
     const initial = [...state.networks.values()].filter((n) => n.state === 'initial');
@@ -187,7 +198,8 @@ export class Reconciler {
     await Promise.all(Array.from({ length: Math.min(NETNS_PARALLEL, groups.length) }, async () => {
       for (let g = groups.shift(); g !== undefined; g = groups.shift()) await this.#createPorts(g[0], g[1], states);
     }));
-    const writes = [...states];
+    // Connection ports have no interface record: their state is the endpoint report.
+    const writes = [...states].filter(([iface]) => !want.get(iface)?.connection);
     for (let i = 0; i < writes.length; i += STATE_WRITE_GROUP) {
       await Promise.all(writes.slice(i, i + STATE_WRITE_GROUP).map(([iface, state]) =>
         this.#setInterfaceState(iface, state).catch((e) => log.error({ err: e, iface }, 'interface state not written')),
@@ -225,7 +237,8 @@ export class Reconciler {
       this.#portTurn = turn;
       await turn;
       try {
-        const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns });
+        const spec = { name: p.name, kind: 'tap' as const, vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns, ...(p.filter ? { filter: p.filter } : {}) };
+        const id = engine.addPort(spec);
         this.#ports.set(p.iface, { id, spec: p });
         made.push(p);
       } catch (e) {

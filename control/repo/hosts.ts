@@ -74,6 +74,15 @@ export class HostRegistry {
     }
   }
 
+  /**
+   * The lease this host's record lives on, for other keys that must vanish with the daemon (the
+   * connection endpoint reports). It changes when the lease expired and the host registered again:
+   * keys put on the old one are gone, so a holder compares and puts them again.
+   */
+  get lease(): LeaseId | undefined {
+    return this.#lease;
+  }
+
   async list(): Promise<HostRecord[]> {
     const { kvs } = await this.store.range(HOSTS_PREFIX);
     return kvs.map((kv) => JSON.parse(kv.value) as HostRecord);

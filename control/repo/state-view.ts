@@ -1,5 +1,5 @@
-// The records of the store in memory, parsed once: networks, instances, interfaces, hosts and the
-// claimed VNIs, read with range() and then kept current by one watch per prefix (from that read's
+// The records of the store in memory, parsed once: networks, instances, interfaces, hosts, the
+// claimed VNIs and application connections, read with range() and then kept current by one watch per prefix (from that read's
 // revision + 1, so no change is missed or applied twice). Two readers share one view per process:
 //
 //   - the reconciler plans from state() on every change (onChange), instead of re-reading the store;
@@ -21,6 +21,7 @@
 import type { InstanceRecord } from '../instances/instance.ts';
 import type { InterfaceRecord } from '../instances/interface.ts';
 import type { NetworkRecord } from '../networks/network.ts';
+import type { ConnectionRecord } from '../connections/model.ts';
 import type { DesiredState } from '../reconcile/plan.ts';
 import type { Store, StoreError, WatchEvent, Watcher } from '../store/store.ts';
 import { HOSTS_PREFIX, type HostRecord } from './hosts.ts';
@@ -28,6 +29,7 @@ import { Grouping, HostsOnNetwork, type RecordIndex } from './record-index.ts';
 import { INSTANCES_PREFIX } from './instances.ts';
 import { INTERFACES_PREFIX } from './interfaces.ts';
 import { NETWORKS_PREFIX, VNI_PREFIX } from './networks.ts';
+import { CONNECTIONS_PREFIX } from './connections.ts';
 
 /** One followed prefix: its records by the key's last part (a uuid, a host name, a VNI). */
 class Followed<T> {
@@ -123,6 +125,8 @@ export class StateView {
   readonly #hosts: Followed<HostRecord>;
   /** VNI claims: only their keys matter. */
   readonly #vnis: Followed<true>;
+  /** Connections, so that plans realise them (reconcile/plan.ts). */
+  readonly #connections: Followed<ConnectionRecord>;
   readonly #all: Array<Pick<Followed<unknown>, 'start' | 'stop' | 'sync'>>;
   readonly #instancesOnHost: Grouping<InstanceRecord>;
   readonly #interfacesOfInstance: Grouping<InterfaceRecord>;
@@ -146,7 +150,8 @@ export class StateView {
     this.#interfaces = follow<InterfaceRecord>(INTERFACES_PREFIX, json);
     this.#hosts = follow<HostRecord>(HOSTS_PREFIX, json);
     this.#vnis = follow<true>(VNI_PREFIX, () => true);
-    this.#all = [this.#networks, this.#instances, this.#interfaces, this.#hosts, this.#vnis];
+    this.#connections = follow<ConnectionRecord>(CONNECTIONS_PREFIX, json);
+    this.#all = [this.#networks, this.#instances, this.#interfaces, this.#hosts, this.#vnis, this.#connections];
     // What a host's plan looks up, so that it costs that host's share of the records, not all of them.
     this.#instancesOnHost = this.#instances.index(new Grouping((i) => i.host));
     this.#interfacesOfInstance = this.#interfaces.index(new Grouping((i) => i.instance_uuid));
@@ -198,6 +203,7 @@ export class StateView {
   get instances(): ReadonlyMap<string, InstanceRecord> { return this.#instances.records; }
   get interfaces(): ReadonlyMap<string, InterfaceRecord> { return this.#interfaces.records; }
   get hosts(): ReadonlyMap<string, HostRecord> { return this.#hosts.records; }
+  get connections(): ReadonlyMap<string, ConnectionRecord> { return this.#connections.records; }
 
   /** The claimed VXLAN ids. */
   usedVnis(): Set<number> {
@@ -214,6 +220,7 @@ export class StateView {
       instancesOnHost: (host) => this.#instancesOnHost.get(host),
       interfacesOfInstance: (uuid) => this.#interfacesOfInstance.get(uuid),
       hostsOnNetwork: (uuid) => this.#hostsOnNetwork.get(uuid),
+      connections: this.#connections.records,
     };
   }
 }
