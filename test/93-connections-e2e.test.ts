@@ -71,7 +71,7 @@ test('five sources on two hosts reach one sink port by name, nothing else; a req
 
   const sinkNs = await net.addInstance('sink');
   t.teardown(() => rmSync(`/etc/netns/${sinkNs.ns}`, { recursive: true, force: true }));
-  const sink = await cliJson(h1.ns, 'instance', 'create', 'sink', '--host', 'h2', '--netns', sinkNs.ns, '--inbound', 'in:5201');
+  const sink = await cliJson(h1.ns, 'instance', 'create', 'sink', '--host', 'h2', '--netns', sinkNs.ns, '--inbound', 'in:5201', '--inbound', 'other:5203');
   const sources: Array<{ ns: string; uuid: string; name: string }> = [];
   for (const [i, host] of ['h1', 'h1', 'h1', 'h2', 'h2'].entries()) {
     const name = `s${i + 1}`;
@@ -116,10 +116,13 @@ test('five sources on two hosts reach one sink port by name, nothing else; a req
   t.false(await connects(sources[0].ns, bySource.get(sources[1].uuid).link.inbound_address, 5201), "s1 reached the sink at s2's address");
   t.true((await filtered(daemons)) > before, 'the engines counted no filtered frames');
 
-  // One outbound, one connection.
+  // One outbound, one connection: neither the same one again nor another inbound.
   const again = await cliFails(h1.ns, 'add', sources[2].uuid, 'db', sink.uuid, 'in');
   t.is(again.code, 1);
-  t.regex(again.stderr, /source instance already have its outbound interface connected/);
+  t.regex(again.stderr, /connection already exists: s3\/db -> sink\/in/);
+  const elsewhere = await cliFails(h1.ns, 'add', sources[2].uuid, 'db', sink.uuid, 'other');
+  t.is(elsewhere.code, 1);
+  t.regex(elsewhere.stderr, /source instance already have its outbound interface connected/);
 
   // A required outbound: refused without --force; with it, the link, its name and the record go.
   const refused = await cliFails(h1.ns, 'remove', sources[0].uuid, 'db', sink.uuid, 'in');
