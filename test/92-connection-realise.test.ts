@@ -14,6 +14,8 @@ import { outboundHostname } from '../control/connections/env.ts';
 import { desiredState, planHost } from '../control/reconcile/plan.ts';
 import { desiredReports } from '../control/reconcile/connection-reports.ts';
 import { NetnsHosts, desiredHostsFiles } from '../control/reconcile/netns-hosts.ts';
+import { parseDaemonConfig } from '../control/daemon/config.ts';
+import { DEFAULT_LINK_POOL } from '../control/connections/link-pool.ts';
 
 const SRC = '1234abcd-0000-4000-8000-000000000001';
 const SINK = '5678ef01-0000-4000-8000-000000000002';
@@ -146,4 +148,11 @@ test('hosts files: the source instance resolves its outbound name to the inbound
   await restarted.apply(files);
   await restarted.close();
   t.false(existsSync(path.join(root, 'ns-src')));
+});
+
+test('daemon config: linkPool defaults to the shared default, and a bad one is refused naming the field', (t) => {
+  const base = { host: 'h1', underlay: { address: '198.18.0.11' } };
+  t.is(parseDaemonConfig(base).linkPool, DEFAULT_LINK_POOL);
+  t.is(parseDaemonConfig({ ...base, linkPool: '198.18.64.0/18' }).linkPool, '198.18.64.0/18');
+  t.throws(() => parseDaemonConfig({ ...base, linkPool: '198.18.0.1/32' }), { message: /^config: linkPool: .*prefix length \/8\.\.\/31/ });
 });
