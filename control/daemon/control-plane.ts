@@ -8,6 +8,7 @@ import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
+import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
@@ -69,6 +70,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       engine,
       host: cfg.host,
       networkVni: async (ref, namespace) => (await networks.resolve(ref, namespace)).vxid,
+      connectionVni: async (id, namespace) => {
+        const c = await getConnection(store, id, namespace);
+        return { vni: c.vni, status: c.status, reason: c.reason };
+      },
       port: (ref) => reconcilerRef?.port(ref),
       allowKeyExport: cfg.link.allowKeyExport,
       event: async (message, extra) => {
