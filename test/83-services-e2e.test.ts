@@ -16,7 +16,7 @@ import { gatewayMac } from '../control/services/gateway.ts';
 import { openStore } from '../control/store/index.ts';
 import { TestNet } from './helpers/testnet.ts';
 import { run, runIn, spawnIn, stopProcess } from './helpers/run.ts';
-import { cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
 const NETBLOCK = '198.18.120.0/24';
 const GATEWAY = '198.18.120.1';
@@ -117,6 +117,13 @@ test('appnetd serves DHCP, gateway and DNS to an instance; leases survive a rest
     return r.stdout.includes('198.18.120.200') ? r : undefined;
   }, 20);
   t.truthy(extra);
+  t.deepEqual(await cliJson(h1.ns, 'network', 'dns', 'remove', network.uuid, 'db'), { name: 'db', address: '198.18.120.200' });
+  t.deepEqual(await cliJson(h1.ns, 'network', 'dns', 'list', network.uuid), []);
+  const badName = await apiCall(h1.ns, 'POST', `/networks/${network.uuid}/dns`, TEST_TOKEN, { name: 'no spaces', address: '198.18.120.9' });
+  t.deepEqual([badName.status, badName.body.error], [406, 'invalid DNS name "no spaces": labels of 1-63 letters, digits, \'-\' or \'_\', at most 253 characters']);
+  const quiet = await cliJson(h1.ns, 'network', 'create', 'quiet', '198.18.121.0/24');
+  const noDns = await apiCall(h1.ns, 'POST', `/networks/${quiet.uuid}/dns`, TEST_TOKEN, { name: 'db', address: '198.18.121.9' });
+  t.deepEqual([noDns.status, noDns.body.error], [406, 'network does not provide DNS']);
   const outside = await runIn(a.ns, 'busybox', ['nslookup', 'example.test', GATEWAY], { reject: false });
   t.true(outside.stdout.includes('198.18.77.77'), outside.stdout + outside.stderr);
 
