@@ -66,6 +66,10 @@ export interface DaemonConfig {
   tokens: Record<string, string>;
   tokenFile: string;
   link: LinkConfig;
+  /** DNS names of instances are `<instance>.<namespace>.<dnsZone>` (store mode); the parser fills in appnet.internal. */
+  dnsZone?: string;
+  /** `a.b.c.d[:port]` that names outside dnsZone are forwarded to; absent: they are REFUSED. */
+  dnsUpstream?: string;
 }
 
 export class ConfigError extends Error {
@@ -178,7 +182,19 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     vnis,
     ports,
     link,
+    dnsZone: c.dnsZone === undefined ? 'appnet.internal' : str(c.dnsZone, 'dnsZone', DNS_ZONE, 'a DNS name like appnet.internal'),
+    ...(c.dnsUpstream === undefined ? {} : { dnsUpstream: upstream(c.dnsUpstream) }),
   };
+}
+
+const DNS_ZONE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function upstream(v: unknown): string {
+  const text = str(v, 'dnsUpstream', /^[0-9.]+(:\d{1,5})?$/, 'IPV4 or IPV4:PORT');
+  const [address, port] = text.split(':');
+  str(address, 'dnsUpstream', IPV4, 'IPV4 or IPV4:PORT');
+  if (port !== undefined) int(Number(port), 'dnsUpstream port', 1, 65535);
+  return text;
 }
 
 function bool(v: unknown, path: string): boolean {

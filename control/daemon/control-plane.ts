@@ -7,12 +7,14 @@ import type { Logger } from 'pino';
 import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
+import { registerDnsRoutes } from '../api/dns-route.ts';
+import { NetworkServices } from '../services/network-services.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
-import type { Engine } from '../../dataplane/engine.ts';
+import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DaemonConfig } from './config.ts';
@@ -23,6 +25,7 @@ export interface ControlPlane {
   hosts: HostRegistry;
   api: FastifyInstance;
   reconciler: Reconciler;
+  services: NetworkServices;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,8 @@ export function loadTokens(cfg: DaemonConfig): Map<string, string> {
 export interface LinkContext {
   links?: LinkManager;
   publicKey?: Uint8Array;
+  /** The daemon's punt consumers: the network services add theirs before any rule exists. */
+  puntConsumers?: Array<(frames: PuntedFrame[]) => void>;
 }
 
 export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
@@ -82,7 +87,11 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           JSON.stringify({ timestamp: new Date().toISOString(), host: cfg.host, message, ...extra }));
       },
     });
+    registerDnsRoutes(api, { store, networks });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
+    await services.start();
+    link.puntConsumers?.push((frames) => services.onPunts(frames));
     const links = link.links;
     const reconciler = new Reconciler({
       store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
@@ -94,15 +103,17 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           active: p.active,
         })))
         : undefined,
+      onApplied: (plan, ports) => services.apply(plan, ports),
     });
     reconcilerRef = reconciler;
     await reconciler.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api, reconciler,
+      store, hosts, api, reconciler, services,
       async close() {
         await api.close().catch(() => undefined);
         await reconciler.close();
+        await services.close();
         await view.stop();
         await hosts.close();
         await store.close();

@@ -52,6 +52,8 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Called when the set of link peers changes (before VNIs that need them are added). */
   onLinkPeers?: (peers: DesiredLinkPeer[]) => void;
+  /** Called after each pass has converged the engine: the plan and the engine port of each interface. */
+  onApplied?: (plan: HostPlan, portIdByIface: ReadonlyMap<string, number>) => void;
 }
 
 /** `ip -n NETNS -batch -` with `commands` on stdin. */
@@ -145,6 +147,13 @@ export class Reconciler {
     const state = this.#view.state();
     const plan = planHost(this.#o.host, state, this.#o.underlayMtu);
     await this.#apply(plan);
+    if (this.#o.onApplied) {
+      try {
+        this.#o.onApplied(plan, new Map([...this.#ports].map(([iface, p]) => [iface, p.id])));
+      } catch (e) {
+        this.#o.log.error({ err: e }, 'onApplied failed');
+      }
+    }
     await this.#writeObserved(plan);
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
