@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     }
     for (const p of cfg.ports) {
       const id = engine.addPort({
-        name: p.name, kind: p.kind, vni: p.vni, mtu: p.mtu!, ipv4: p.ipv4, netns: p.netns,
+        name: p.name, kind: p.kind, vni: p.vni, mtu: p.mtu!, ipv4: p.ipv4, netns: p.netns, filter: p.filter,
         mac: p.mac ?? defaultMac(cfg.host, p.name),
       });
       ports.set(p.name, id);
