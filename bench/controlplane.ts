@@ -151,7 +151,7 @@ async function load(plan: LoadPlan): Promise<LoadResult> {
   if (plan.phase === 'create') {
     const networks: string[] = new Array(plan.networks);
     await pool(plan.networks, CONCURRENCY, async (i) => {
-      const body = await call('POST /networks', 'POST', '/networks', tenantToken(i % TENANTS), { name: `net${i}`, netblock: networkBlock(i) });
+      const body = await call('POST /networks', 'POST', '/networks', tenantToken(i % TENANTS), { name: `net${i}`, netblock: networkBlock(i), provide_dhcp: false });
       networks[i] = body?.uuid;
       progress('POST /networks', i, plan.networks);
     });

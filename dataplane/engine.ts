@@ -2,12 +2,15 @@
 // field and the expected form, converts addresses, and hands punted frames to JS in batches.
 import { native, type NativeCounterBlock, type NativeEngine, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
+import { compilePortFilter, type PortFilter } from './wire/port-filter.ts';
 import { CAPTURE_POINTS, unpackCaptureRecords, type CaptureRecord, type CapturePointName } from './capture-records.ts';
 export { CAPTURE_POINTS, type CaptureRecord, type CapturePointName } from './capture-records.ts';
+export type { PortFilter } from './wire/port-filter.ts';
 
 export type PortKind = 'tap' | 'tun';
-export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted';
-export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted'];
+/** filtered: refused by a port's filter (PortSpec.filter), counted on the port and on its VNI. */
+export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted' | 'filtered';
+export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered'];
 export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted';
 
 export interface CounterBlock {
@@ -105,6 +108,12 @@ export interface PortSpec {
   ipv4?: string;
   /** Move the device into this network namespace (a name under /run/netns, or a path). */
   netns?: string;
+  /**
+   * An application connection's port: it carries ARP between the two link addresses and the one TCP or UDP
+   * conversation with the inbound's port, both ways; everything else is dropped as `filtered`
+   * (docs/port-filter.md). Without it the port carries anything.
+   */
+  filter?: PortFilter;
 }
 
 export interface PuntRule {
@@ -232,6 +241,7 @@ export class Engine {
     checkVni(spec.vni);
     checkMtu(spec.mtu);
     if (spec.kind === 'tun') check(spec.ipv4 !== undefined, `tun port ${spec.name} needs ipv4 (the address the engine answers ARP for)`);
+    const filter = spec.filter === undefined ? undefined : compilePortFilter(spec.filter, `port ${spec.name}: filter`);
     return this.#n.addPort({
       name: spec.name,
       kind: spec.kind,
@@ -240,6 +250,7 @@ export class Engine {
       mtu: spec.mtu,
       ipv4: spec.ipv4 === undefined ? undefined : parseIpv4Address(spec.ipv4),
       netns: spec.netns,
+      filter,
     });
   }
   removePort(id: number): void { this.#n.removePort(id); }

@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { CompiledPortFilter, FilterVerdict } from './wire/port-filter.ts';
 
 const ADDON = fileURLToPath(new URL('../native/build/Release/appnet.node', import.meta.url));
 
@@ -19,7 +20,7 @@ export interface NativeEngine {
   addVni(vni: number, mtu: number): void;
   removeVni(vni: number): void;
   setFlood(vni: number, remotes: number[]): void;
-  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string }): number;
+  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string; filter?: CompiledPortFilter }): number;
   removePort(id: number): void;
   addFdb(vni: number, mac: Buffer, port: number, remote: number): void;
   removeFdb(vni: number, mac: Buffer): boolean;
@@ -115,6 +116,8 @@ export interface NativeBinding {
   flowHash(frame: Buffer): number;
   /** The engine's TSO segmentation (native/src/offload.h), for differential tests. */
   tcp4Segment(frame: Buffer, mss: number): Buffer[] | null;
+  /** The engine's port filter (native/src/port_filter.h); direction 0 send, 1 receive. */
+  portFilterCheck(filter: CompiledPortFilter, frame: Buffer, direction: 0 | 1): FilterVerdict;
   /** The engine's partial-checksum completion, on a copy. */
   finishChecksum(frame: Buffer, csumStart: number, csumOffset: number): Buffer | null;
   /** Benchmark only: ns for `iterations` rounds of encap + decap + flow hash inside native code. */

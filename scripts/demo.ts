@@ -41,8 +41,8 @@ try {
   const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
   for (const h of net.hosts) await net.startAppnetd(h, cp);
 
-  const red = JSON.parse(await appnet(h1, 'network', 'create', 'red', '198.18.110.0/24', '--json'));
-  const blue = JSON.parse(await appnet(h1, 'network', 'create', 'blue', '198.18.111.0/24', '--json'));
+  const red = JSON.parse(await appnet(h1, 'network', 'create', 'red', '198.18.110.0/24', '--no-dhcp', '--json'));
+  const blue = JSON.parse(await appnet(h1, 'network', 'create', 'blue', '198.18.111.0/24', '--no-dhcp', '--json'));
   const placement: Array<[string, Host, string]> = [['red-1', h1, red.uuid], ['red-2', h2, red.uuid], ['blue-1', h2, blue.uuid], ['blue-2', h3, blue.uuid]];
   const instances: Array<{ name: string; inst: Instance; addr: string; network: string; port: string }> = [];
   for (const [name, host, network] of placement) {

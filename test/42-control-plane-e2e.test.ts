@@ -32,7 +32,7 @@ test('a network made with the CLI carries ping between instances on two hosts; d
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
 
-  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.100.0/24');
+  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.100.0/24', '--no-dhcp');
   const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
   const ib = await cliJson(h2.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   const addrA = ia.interfaces[0].ipv4;

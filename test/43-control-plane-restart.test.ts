@@ -27,7 +27,7 @@ test('kill -9 during traffic and restart: state intact, one TAP with the same MA
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
-  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.101.0/24');
+  const network = await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.101.0/24', '--no-dhcp');
   const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
   const ib = await cliJson(h1.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   const addrB = ib.interfaces[0].ipv4;

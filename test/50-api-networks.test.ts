@@ -218,20 +218,27 @@ test('addresses lists network, gateway and broadcast reservations', async (t) =>
   t.is(typeof rows[0].when, 'number');
 });
 
-test('openapi.json lists every route and needs no token', async (t) => {
+test('openapi.json lists every route the app serves and needs no token', async (t) => {
   const { call } = await setup(t);
   const res = await call('GET', '/openapi.json', null);
   t.is(res.status, 200);
   const paths = res.body.paths as Record<string, Record<string, unknown>>;
   const ops = Object.entries(paths).flatMap(([p, m]) => Object.keys(m).map((verb) => `${verb.toUpperCase()} ${p}`)).sort();
   t.deepEqual(ops, [
+    'DELETE /connections',
+    'DELETE /connections/{id}',
     'DELETE /instances/{ref}',
     'DELETE /interfaces/{uuid}/metadata/{key}',
     'DELETE /networks',
     'DELETE /networks/{ref}',
     'DELETE /networks/{ref}/metadata/{key}',
+    'GET /connections',
+    'GET /connections/{id}',
+    'GET /connections/{id}/events',
+    'GET /inbounds/available',
     'GET /instances',
     'GET /instances/{ref}',
+    'GET /instances/{ref}/env',
     'GET /instances/{ref}/interfaces',
     'GET /interfaces/{uuid}',
     'GET /interfaces/{uuid}/metadata',
@@ -241,6 +248,8 @@ test('openapi.json lists every route and needs no token', async (t) => {
     'GET /networks/{ref}/events',
     'GET /networks/{ref}/interfaces',
     'GET /networks/{ref}/metadata',
+    'GET /outbounds/available',
+    'POST /connections',
     'POST /instances',
     'POST /interfaces/{uuid}/metadata',
     'POST /networks',

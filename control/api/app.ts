@@ -5,8 +5,8 @@
 // Auth: `Authorization: Bearer <token>`; the token maps to the caller's namespace, `system` is the
 // admin namespace. No or unknown token: 401. Another namespace's network is 404, as if absent.
 // Errors: every failure, including schema validation, renders as `{error, status}`; validation
-// messages name the offending field. `GET /openapi.json` (no auth) documents every route from
-// the same schemas the validator uses (schemas.ts).
+// messages name the offending field. `GET /openapi.json` (no auth) documents every route the app
+// serves (collected as they register) from the same schemas the validator uses (schemas.ts).
 //
 // Instances and interfaces (INSTANCE_ROUTES): POST/GET /instances, GET/DELETE /instances/{ref},
 // GET /instances/{ref}/interfaces, GET /networks/{ref}/interfaces, GET /interfaces/{uuid} and its
@@ -28,7 +28,7 @@ import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
 import { registerConnectionRoutes } from './connections-route.ts';
-import { ALL_ROUTES, type RouteDoc, openApiDocument } from './schemas.ts';
+import { ALL_ROUTES, type RouteDoc, openApiDocument, routeDocOf } from './schemas.ts';
 
 export interface BuildApiOptions {
   store: Store;
@@ -276,6 +276,13 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
   const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
   const callers = new WeakMap<FastifyRequest, string>();
 
+  // Every route registered on this app, here and later by the daemon (hosts, captures, services), so that
+  // /openapi.json documents what the API serves rather than a list kept by hand.
+  const served: RouteDoc[] = [];
+  app.addHook('onRoute', (route) => {
+    if (route.url !== OPENAPI_URL) served.push(...routeDocOf(route));
+  });
+
   app.addHook('onReady', async () => {
     await repo.init();
     if (!options.view) await view.start();
@@ -319,7 +326,8 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     });
   }
   registerConnectionRoutes(app, connectionRepo);
-  const document = openApiDocument(ALL_ROUTES);
-  app.get(OPENAPI_URL, async () => document);
+  // Built on first request: by then every route is registered (fastify refuses new ones once ready).
+  let document: Record<string, unknown> | undefined;
+  app.get(OPENAPI_URL, async () => (document ??= openApiDocument(served)));
   return app;
 }

@@ -1,5 +1,6 @@
 // Operator routes for debugging the data plane of this host (system namespace only):
 //   POST   /captures                start a capture at one or more points of this host's engine
+//                                    (scoped to a network, an application connection, or a port)
 //   GET    /captures/{id}/records   drain what it copied so far (base64 frames, in order)
 //   DELETE /captures/{id}           stop it
 //   POST   /replay                  inject frames into a port, rate-limited
@@ -7,7 +8,7 @@
 // A capture nobody polls for 30 s is stopped, so a killed CLI leaves nothing running.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { CaptureSpec, Engine } from '../../dataplane/engine.ts';
-import { BadRequest, Forbidden, NotFound, quote } from '../errors.ts';
+import { BadRequest, Conflict, Forbidden, NotFound, quote } from '../errors.ts';
 import { SYSTEM_NAMESPACE } from '../networks/network.ts';
 import { callerNamespace } from './app.ts';
 
@@ -16,6 +17,8 @@ export interface CaptureRouteContext {
   host: string;
   /** A network reference (uuid or name, in the caller's namespace) -> its VNI. */
   networkVni(ref: string, namespace: string): Promise<number>;
+  /** An application connection id (visible to the caller's namespace) -> its VNI, or null when it has none. */
+  connectionVni(id: string, namespace: string): Promise<{ vni: number | null; status: string; reason: string | null }>;
   /** An interface uuid or port name on this host -> the engine port. */
   port(ref: string): { id: number; name: string; vni: number } | undefined;
   allowKeyExport: boolean;
@@ -56,6 +59,7 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
         additionalProperties: false,
         properties: {
           network: { type: 'string', minLength: 1 },
+          connection: { type: 'string', minLength: 1 },
           port: { type: 'string', minLength: 1 },
           points: { type: 'array', minItems: 1, items: { type: 'string', enum: [...POINTS] } },
           filter: { type: 'string' },
@@ -66,7 +70,7 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
     },
   }, async (req, reply) => {
     requireSystem(req);
-    const body = (req.body ?? {}) as { network?: string; port?: string; points?: CaptureSpec['points']; filter?: string; snaplen?: number; ring?: number };
+    const body = (req.body ?? {}) as { network?: string; connection?: string; port?: string; points?: CaptureSpec['points']; filter?: string; snaplen?: number; ring?: number };
     const spec: CaptureSpec = { points: body.points ?? ['port', 'vni_encap', 'vni_decap', 'wire'], snaplen: body.snaplen, ring: body.ring, filter: body.filter };
     const scope: Record<string, unknown> = {};
     if (body.port !== undefined) {
@@ -81,6 +85,16 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
       if (spec.vni !== undefined && spec.vni !== vni) throw new BadRequest(`port ${quote(body.port)} is not on network ${quote(body.network)}`, { reason: 'port' });
       spec.vni = vni;
       scope.vni = vni;
+    }
+    if (body.connection !== undefined) {
+      if (body.network !== undefined) throw new BadRequest('give connection or network, not both: a connection has its own VNI', { reason: 'connection' });
+      const c = await ctx.connectionVni(body.connection, callerNamespace(req));
+      if (c.vni === null) {
+        throw new Conflict(`connection ${quote(body.connection)} has no VNI to capture (status ${c.status}${c.reason ? `: ${c.reason}` : ''})`, { reason: 'connection' });
+      }
+      if (spec.vni !== undefined && spec.vni !== c.vni) throw new BadRequest(`port ${quote(body.port)} is not on connection ${quote(body.connection)}`, { reason: 'port' });
+      spec.vni = c.vni;
+      Object.assign(scope, { vni: c.vni, connection: body.connection });
     }
     let id: number;
     try {

@@ -12,8 +12,7 @@
 //   GET    /instances/{ref}/env           APPNET_OUTBOUND_* of an instance and what they resolve to
 //
 // The body schemas type the fields but do not require them, so a missing field gets the
-// reference's "<field> cannot be empty" from validate.ts, the same text the CLI shows. These
-// routes are not in /openapi.json yet: test/50 pins that document's operation list.
+// reference's "<field> cannot be empty" from validate.ts, the same text the CLI shows.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, quote } from '../errors.ts';

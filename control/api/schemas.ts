@@ -296,10 +296,7 @@ export const instanceViewSchema: JsonSchema = {
 };
 
 
-/**
- * Routes of instances and interfaces. Kept apart from ROUTES for now: /openapi.json still
- * documents ROUTES only, because test/50 pins its exact operation list (see ALL_ROUTES).
- */
+/** Routes of instances and interfaces. */
 export const INSTANCE_ROUTES: RouteDoc[] = [
   {
     method: 'POST',
@@ -392,8 +389,26 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
   ...metadataRoutes('/interfaces/:uuid', uuidParam, uuidKey, 'an interface'),
 ];
 
-/** Every route the API serves. */
+/** The routes this file describes in full (summaries, 200 bodies, error statuses); buildApi registers them. */
 export const ALL_ROUTES: RouteDoc[] = [...ROUTES, ...INSTANCE_ROUTES];
+
+const DOCUMENTED = new Map(ALL_ROUTES.map((r) => [`${r.method} ${r.url}`, r]));
+const DOC_METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE']);
+
+/**
+ * The document entry of a route as fastify registers it (its onRoute hook): the full RouteDoc when this file
+ * has one, else one made from the route's own schema and `config.summary`, so routes registered elsewhere
+ * (connections, hosts, captures, services) are documented with the schemas that validate them.
+ */
+export function routeDocOf(route: { method: string | string[]; url: string; schema?: unknown; config?: unknown }): RouteDoc[] {
+  const methods = Array.isArray(route.method) ? route.method : [route.method];
+  return methods.filter((m) => DOC_METHODS.has(m)).map((m) => {
+    const known = DOCUMENTED.get(`${m} ${route.url}`);
+    if (known) return known;
+    const summary = (route.config as { summary?: string } | undefined)?.summary ?? `${m} ${route.url}`;
+    return { method: m as RouteDoc['method'], url: route.url, summary, schema: (route.schema ?? {}) as RouteSchema, response: {}, errors: [] };
+  });
+}
 
 const ERROR_TEXT: Record<number, string> = {
   400: 'Malformed request',
@@ -424,6 +439,9 @@ export function openApiDocument(routes: readonly RouteDoc[] = ROUTES): Record<st
     const responses: Record<string, unknown> = {
       200: { description: 'OK', content: { 'application/json': { schema: route.response } } },
     };
+    if (route.errors.length === 0) {
+      responses.default = { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    }
     for (const status of route.errors) {
       responses[status] = {
         description: ERROR_TEXT[status] ?? 'Error',

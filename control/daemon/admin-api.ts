@@ -12,6 +12,8 @@ export interface AdminContext {
   ports: Map<string, number>;
   links?: LinkManager;
   publicKey?: Uint8Array;
+  /** Store mode: gateway, DHCP and DNS counters (malformed input is counted here). */
+  services?: { stats(): unknown };
 }
 
 function sessionView(s: { localIndex: number; remoteIndex: number; initiator: boolean; ageMs: number; sendCounter: bigint } | null) {
@@ -40,6 +42,10 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
       global: ctx.engine.counters().links,
       peers: ctx.links.peers().map((p) => ({ ...p, current: sessionView(p.current), previous: sessionView(p.previous), next: sessionView(p.next) })),
     };
+  });
+  app.get('/services/stats', async (_req, reply) => {
+    if (!ctx.services) return reply.code(404).send({ error: 'network services run in store mode only (--store)', status: 404 });
+    return ctx.services.stats();
   });
   // Cumulative event-loop time and memory: a benchmark samples it before and after a run.
   app.get('/engine/stats', async () => {

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   }
-  // Punted frames go to whoever consumes them; today that is the link handshake.
+  // Punted frames go to whoever consumes them: the link handshake and the network services.
   const puntConsumers: Array<(frames: PuntedFrame[]) => void> = [];
   const engine = new Engine({
     underlayAddress: cfg.underlay.address,
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     }
     for (const p of cfg.ports) {
       const id = engine.addPort({
-        name: p.name, kind: p.kind, vni: p.vni, mtu: p.mtu!, ipv4: p.ipv4, netns: p.netns,
+        name: p.name, kind: p.kind, vni: p.vni, mtu: p.mtu!, ipv4: p.ipv4, netns: p.netns, filter: p.filter,
         mac: p.mac ?? defaultMac(cfg.host, p.name),
       });
       ports.set(p.name, id);
@@ -128,14 +128,14 @@ async function main(): Promise<void> {
   let control: ControlPlane | undefined;
   if (cfg.store) {
     try {
-      control = await startControlPlane(cfg, engine, log, { links, publicKey: staticKey?.publicKey });
+      control = await startControlPlane(cfg, engine, log, { links, publicKey: staticKey?.publicKey, puntConsumers });
     } catch (e) {
       engine.stop();
       process.stderr.write(`appnetd: ${(e as Error).message}\n`);
       process.exit(1);
     }
   }
-  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports, links, publicKey: staticKey?.publicKey });
+  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports, links, publicKey: staticKey?.publicKey, services: control?.services });
   log.info({ host: cfg.host, underlay: cfg.underlay, vnis: cfg.vnis.length, ports: [...ports.keys()], admin: cfg.adminSocket }, 'appnetd ready');
 
   let stopping = false;

@@ -1,6 +1,7 @@
 // The static configuration appnetd reads from a JSON file (and --flag overrides) until the
 // control plane drives it from the store. Pure: parse and validate, no I/O.
 import { DEFAULT_LINK_POOL, parseLinkPool } from '../connections/link-pool.ts';
+import { compilePortFilter, PortFilterError, type PortFilter } from '../../dataplane/wire/port-filter.ts';
 
 export type PortKind = 'tap' | 'tun';
 
@@ -17,6 +18,8 @@ export interface PortConfig {
   ipv4?: string;
   /** Move the device into this network namespace: a name under /var/run/netns, or an absolute path. */
   netns?: string;
+  /** An application connection's port: only its one conversation passes (docs/port-filter.md). */
+  filter?: PortFilter;
 }
 
 export interface VniConfig {
@@ -72,6 +75,10 @@ export interface DaemonConfig {
   tokens: Record<string, string>;
   tokenFile: string;
   link: LinkConfig;
+  /** DNS names of instances are `<instance>.<namespace>.<dnsZone>` (store mode); the parser fills in appnet.internal. */
+  dnsZone?: string;
+  /** `a.b.c.d[:port]` that names outside dnsZone are forwarded to; absent: they are REFUSED. */
+  dnsUpstream?: string;
 }
 
 export class ConfigError extends Error {
@@ -149,6 +156,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
       mtu: o.mtu === undefined ? vc.mtu : int(o.mtu, `ports[${i}].mtu`, 68, 9000),
       ipv4: o.ipv4 === undefined ? undefined : str(o.ipv4, `ports[${i}].ipv4`, IPV4, 'an IPv4 address'),
       netns: o.netns === undefined ? undefined : str(o.netns, `ports[${i}].netns`),
+      filter: o.filter === undefined ? undefined : parseFilter(o.filter, `ports[${i}].filter`),
     };
     if (kind === 'tun' && !port.ipv4) throw new ConfigError(`ports[${i}].ipv4`, 'a tun port needs the instance address');
     return port;
@@ -185,6 +193,8 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     vnis,
     ports,
     link,
+    dnsZone: c.dnsZone === undefined ? 'appnet.internal' : str(c.dnsZone, 'dnsZone', DNS_ZONE, 'a DNS name like appnet.internal'),
+    ...(c.dnsUpstream === undefined ? {} : { dnsUpstream: upstream(c.dnsUpstream) }),
   };
 }
 
@@ -194,6 +204,33 @@ function linkPool(v: unknown): string {
   } catch (e) {
     throw new ConfigError('linkPool', (e as Error).message);
   }
+}
+
+const DNS_ZONE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function upstream(v: unknown): string {
+  const text = str(v, 'dnsUpstream', /^[0-9.]+(:\d{1,5})?$/, 'IPV4 or IPV4:PORT');
+  const [address, port] = text.split(':');
+  str(address, 'dnsUpstream', IPV4, 'IPV4 or IPV4:PORT');
+  if (port !== undefined) int(Number(port), 'dnsUpstream port', 1, 65535);
+  return text;
+}
+
+function parseFilter(v: unknown, path: string): PortFilter {
+  const o = obj(v, path);
+  for (const k of Object.keys(o)) {
+    if (!['localAddress', 'peerAddress', 'protocol', 'port', 'side'].includes(k)) {
+      throw new ConfigError(`${path}.${k}`, 'unknown field; known: localAddress, peerAddress, protocol, port, side');
+    }
+  }
+  const f = o as unknown as PortFilter;
+  try {
+    compilePortFilter(f, path);
+  } catch (e) {
+    if (!(e instanceof PortFilterError)) throw e;
+    throw new ConfigError(`${path}.${e.field}`, e.problem);
+  }
+  return { localAddress: f.localAddress, peerAddress: f.peerAddress, protocol: f.protocol, port: f.port, side: f.side };
 }
 
 function bool(v: unknown, path: string): boolean {

@@ -9,7 +9,10 @@ import type { Logger } from 'pino';
 import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
+import { registerDnsRoutes } from '../api/dns-route.ts';
+import { NetworkServices } from '../services/network-services.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
+import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
@@ -18,7 +21,7 @@ import { NetnsHosts, desiredHostsFiles } from '../reconcile/netns-hosts.ts';
 import { ConnectionRepository } from '../repo/connections.ts';
 import { InstanceRepository } from '../repo/instances.ts';
 import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
-import type { Engine } from '../../dataplane/engine.ts';
+import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DaemonConfig } from './config.ts';
@@ -30,6 +33,7 @@ export interface ControlPlane {
   api: FastifyInstance;
   reconciler: Reconciler;
   connectionReports: ConnectionReports;
+  services: NetworkServices;
   close(): Promise<void>;
 }
 
@@ -53,6 +57,8 @@ export function loadTokens(cfg: DaemonConfig): Map<string, string> {
 export interface LinkContext {
   links?: LinkManager;
   publicKey?: Uint8Array;
+  /** The daemon's punt consumers: the network services add theirs before any rule exists. */
+  puntConsumers?: Array<(frames: PuntedFrame[]) => void>;
 }
 
 export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
@@ -80,6 +86,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       engine,
       host: cfg.host,
       networkVni: async (ref, namespace) => (await networks.resolve(ref, namespace)).vxid,
+      connectionVni: async (id, namespace) => {
+        const c = await getConnection(store, id, namespace);
+        return { vni: c.vni, status: c.status, reason: c.reason };
+      },
       port: (ref) => reconcilerRef?.port(ref),
       allowKeyExport: cfg.link.allowKeyExport,
       event: async (message, extra) => {
@@ -88,7 +98,11 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           JSON.stringify({ timestamp: new Date().toISOString(), host: cfg.host, message, ...extra }));
       },
     });
+    registerDnsRoutes(api, { store, networks });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
+    await services.start();
+    link.puntConsumers?.push((frames) => services.onPunts(frames));
     const links = link.links;
     const connectionReports = new ConnectionReports({
       store, host: cfg.host, log,
@@ -109,7 +123,8 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           active: p.active,
         })))
         : undefined,
-      onApplied: async () => {
+      onApplied: (plan, ports) => services.apply(plan, ports),
+      afterPass: async () => {
         await netnsHosts.apply(desiredHostsFiles(cfg.host, view.state()));
         await connectionReports.update();
       },
@@ -119,12 +134,13 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     connectionReports.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api, reconciler, connectionReports,
+      store, hosts, api, reconciler, services, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
         await connectionReports.close();
         await reconciler.close();
         await netnsHosts.close();
+        await services.close();
         await view.stop();
         await hosts.close();
         await store.close();

@@ -28,7 +28,10 @@ export interface DesiredPort {
   vni: number;
   mac: string;
   netns: string;
-  /** Address with prefix length, or null for an interface without one. */
+  /**
+   * Address with prefix length, or null for an interface without one, or on a network that provides
+   * DHCP (the instance asks for its address; the daemon does not set it).
+   */
   cidr: string | null;
   mtu: number;
   /** Connection ports: what the engine lets through (the inbound's protocol and port only). */
@@ -152,7 +155,7 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
         vni: on.net.vxid,
         mac: iface.macaddr,
         netns: inst.netns,
-        cidr: iface.ipv4 ? `${iface.ipv4}/${on.prefixLen}` : null,
+        cidr: iface.ipv4 && !on.net.provideDhcp ? `${iface.ipv4}/${on.prefixLen}` : null,
         mtu: mtuOf(on.net),
       });
     }

@@ -52,11 +52,13 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Called when the set of link peers changes (before VNIs that need them are added). */
   onLinkPeers?: (peers: DesiredLinkPeer[]) => void;
+  /** Called after each pass has converged the engine: the plan and the engine port of each interface. */
+  onApplied?: (plan: HostPlan, portIdByIface: ReadonlyMap<string, number>) => void;
   /**
-   * Called after every applied pass with its plan (connection endpoint reports, netns hosts files):
+   * Awaited after every applied pass, with its plan (connection endpoint reports, netns hosts files):
    * what depends on the devices being there runs after they are.
    */
-  onApplied?: (plan: HostPlan) => Promise<void>;
+  afterPass?: (plan: HostPlan) => Promise<void>;
 }
 
 /** `ip -n NETNS -batch -` with `commands` on stdin. */
@@ -155,8 +157,15 @@ export class Reconciler {
     const state = this.#view.state();
     const plan = planHost(this.#o.host, state, this.#o.underlayMtu);
     await this.#apply(plan);
+    if (this.#o.onApplied) {
+      try {
+        this.#o.onApplied(plan, new Map([...this.#ports].map(([iface, p]) => [iface, p.id])));
+      } catch (e) {
+        this.#o.log.error({ err: e }, 'onApplied failed');
+      }
+    }
     await this.#writeObserved(plan);
-    await this.#o.onApplied?.(plan).catch((e) => this.#o.log.error({ err: e }, 'post-pass step failed; retrying on the next pass'));
+    await this.#o.afterPass?.(plan).catch((e) => this.#o.log.error({ err: e }, 'post-pass step failed; retrying on the next pass'));
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
     const initial = [...state.networks.values()].filter((n) => n.state === 'initial');

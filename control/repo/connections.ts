@@ -65,6 +65,16 @@ export interface ConnectionRepoOptions {
   newUuid?: () => string;
 }
 
+/** One connection by id as `namespace` sees it; 404 when absent or not visible (no instance lookups). */
+export async function getConnection(store: Store, id: string, namespace: string): Promise<ConnectionRecord> {
+  const kv = await store.get(CONNECTIONS_PREFIX + id);
+  const record = kv === undefined ? undefined : (JSON.parse(kv.value) as ConnectionRecord);
+  if (record === undefined || !connectionVisibleTo(record, namespace, SYSTEM_NAMESPACE)) {
+    throw new NotFound(`connection not found: ${quote(id)}`, { reason: 'not-found' });
+  }
+  return record;
+}
+
 export interface InboundRow {
   instance_id: string;
   instance_name: string;
@@ -143,11 +153,7 @@ export class ConnectionRepository {
 
   /** One connection by id; 404 when absent or not visible. */
   async get(id: string, namespace: string): Promise<ConnectionRecord> {
-    const record = await this.read(id);
-    if (record === undefined || !connectionVisibleTo(record, namespace, SYSTEM_NAMESPACE)) {
-      throw new NotFound(`connection not found: ${quote(id)}`, { reason: 'not-found' });
-    }
-    return record;
+    return getConnection(this.store, id, namespace);
   }
 
   /** The connection named by the reference's four fields; 404 naming what does not exist. */

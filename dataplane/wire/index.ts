@@ -15,3 +15,4 @@ export * from './tcp.ts';
 export * from './dhcp.ts';
 export * from './dns.ts';
 export * from './gro.ts';
+export * from './port-filter.ts';

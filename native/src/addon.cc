@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "gro.h"
 #include "offload.h"
+#include "port_filter.h"
 #include "wire.h"
 
 namespace appnet {
@@ -44,6 +45,18 @@ uint64_t mac_of(const Napi::Value& v) {
   auto b = v.As<Napi::Buffer<uint8_t>>();
   if (b.Length() != 6) throw std::invalid_argument("a MAC address is 6 bytes");
   return mac_key(b.Data());
+}
+
+// { local: u32, peer: u32, protocol: 6 | 17, port, inbound: bool }, validated in dataplane/engine.ts.
+PortFilter port_filter_of(const Napi::Value& v) {
+  Napi::Object o = v.As<Napi::Object>();
+  PortFilter f;
+  f.local = u32(o.Get("local"));
+  f.peer = u32(o.Get("peer"));
+  f.proto = uint8_t(u32(o.Get("protocol")));
+  f.port = uint16_t(u32(o.Get("port")));
+  f.inbound = o.Get("inbound").ToBoolean().Value();
+  return f;
 }
 
 Napi::Object counters_object(Napi::Env env, const Counters& c) {
@@ -176,7 +189,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     guard(info.Env(), [&] { engine_->set_flood(u32(info[0]), std::move(remotes)); });
     return info.Env().Undefined();
   }
-  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns? }) -> id
+  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns?, filter? }) -> id
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     Napi::Object o = info[0].As<Napi::Object>();
     Engine::PortSpec s;
@@ -187,6 +200,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     s.mtu = i32(o.Get("mtu"));
     s.ipv4 = o.Get("ipv4").IsNumber() ? u32(o.Get("ipv4")) : 0;
     if (o.Get("netns").IsString()) s.netns = o.Get("netns").As<Napi::String>().Utf8Value();
+    if (o.Get("filter").IsObject()) {
+      s.filtered = true;
+      s.filter = port_filter_of(o.Get("filter"));
+    }
     int id = guard(info.Env(), [&] { return engine_->add_port(s); });
     return Napi::Number::New(info.Env(), id);
   }
@@ -527,6 +544,15 @@ Napi::Value GroCoalesce(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// portFilterCheck(filter, frame, direction: 0 send | 1 receive) -> verdict name: the engine's
+// port filter (port_filter.h), for the differential test against dataplane/wire/port-filter.ts.
+Napi::Value PortFilterCheck(const Napi::CallbackInfo& info) {
+  PortFilter f = port_filter_of(info[0]);
+  auto b = info[1].As<Napi::Buffer<uint8_t>>();
+  FilterDir dir = u32(info[2]) ? FilterDir::kReceive : FilterDir::kSend;
+  return Napi::String::New(info.Env(), filter_verdict_name(port_filter_check(f, b.Data(), b.Length(), dir)));
+}
+
 // finishChecksum(frame, csumStart, csumOffset) -> Buffer | null (a completed copy).
 Napi::Value FinishChecksum(const Napi::CallbackInfo& info) {
   auto f = info[0].As<Napi::Buffer<uint8_t>>();
@@ -565,6 +591,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("flowHash", Napi::Function::New(env, FlowHash));
   exports.Set("tcp4Segment", Napi::Function::New(env, Tcp4Segment));
   exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
+  exports.Set("portFilterCheck", Napi::Function::New(env, PortFilterCheck));
   exports.Set("groCoalesce", Napi::Function::New(env, GroCoalesce));
   exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
   RegisterLink(env, exports);

@@ -15,12 +15,14 @@ enum Drop : int {
   kDropOversize,
   kDropNoSession,    // encrypted VNI, but no usable session to the peer
   kDropUnencrypted,  // clear VXLAN arrived for an encrypted VNI
+  kDropFiltered,     // refused by the port's filter (port_filter.h), either direction
   kDropCount
 };
 
 inline const char* drop_name(int d) {
   static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
-                                          "queue_full", "oversize", "no_session", "unencrypted"};
+                                          "queue_full", "oversize", "no_session", "unencrypted",
+                                          "filtered"};
   return names[d];
 }
 

@@ -247,6 +247,7 @@ int Engine::add_port(const PortSpec& s) {
   std::memcpy(p->mac, s.mac, 6);
   p->mtu = s.mtu;
   p->ipv4 = s.ipv4;
+  if (s.filtered) p->filter = std::make_unique<const PortFilter>(s.filter);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = uint64_t(p->gen) << 32 | uint32_t(id);
@@ -428,7 +429,14 @@ void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t*
   out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, &v);
 }
 
+void Engine::count_filtered(Port& p) {
+  p.c.drop(kDropFiltered);
+  if (Vni* v = vni_by_id(p.vni)) v->c.drop(kDropFiltered);
+}
+
 void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro) {
+  // Before anything else, and so before the frame can join a super-frame below.
+  if (!filter_passes(p, frame, len, FilterDir::kReceive)) return;
   if (len > size_t(p.mtu) + kEthHdr) {
     p.c.drop(kDropOversize);
     return;
@@ -598,6 +606,7 @@ void Engine::inject_from_port(int id, const uint8_t* frame, size_t len) {
   uint8_t* f = buf.data() + kVxlanHdr;
   p->c.rx(len);
   if (!captures_.empty()) captures_.offer(kCapPort, kCapIn, v->id, p->id, f, len);
+  if (!filter_passes(*p, f, len, FilterDir::kSend)) return;
   if (punt_frame(v->id, p->id, 0, f, len)) return;
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   forward_from_local(*v, p, f, len, out);

@@ -23,6 +23,7 @@
 #include "device.h"
 #include "gro.h"
 #include "links.h"
+#include "port_filter.h"
 #include "punt.h"
 #include "wire.h"
 
@@ -65,6 +66,9 @@ struct Port {
   uint8_t mac[6];
   int mtu;
   uint32_t ipv4;  // TUN: the instance's address, answered for in ARP (host order)
+  // Application connection ports only: what the port may carry. Null (every other port) costs
+  // the pipelines one pointer test per frame.
+  std::unique_ptr<const PortFilter> filter;
   Counters c;
   // TAP receive coalescing (gro.h): segments that went out inside a super-frame, and the
   // super-frames (each counts its segments in c.tx as they arrived).
@@ -182,6 +186,8 @@ class Engine {
     int mtu;
     uint32_t ipv4;
     std::string netns;
+    bool filtered = false;
+    PortFilter filter{};
   };
   int add_port(const PortSpec& s);
   void remove_port(int id);
@@ -244,6 +250,14 @@ class Engine {
   void emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len);
   // `gro`: the calling RX pipeline's coalescer, or null to write the frame at once.
   void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro = nullptr);
+  // Applies the port's filter (if any) in direction `dir`; false (and counted on the port and its
+  // VNI) when the frame must not pass.
+  bool filter_passes(Port& p, const uint8_t* frame, size_t len, FilterDir dir) {
+    if (!p.filter || port_filter_allows(*p.filter, frame, len, dir)) return true;
+    count_filtered(p);
+    return false;
+  }
+  void count_filtered(Port& p);
   // Writes every pending super-frame of `g`; the RX pipeline calls it at the end of each batch.
   void gro_flush(TapGro& g);
   void gro_write(TapGro& g, TapGro::Slot& s);

@@ -11,7 +11,8 @@
 //  5. Punt: frames matching a classifier are copied to the punt ring.
 //  6. Switch: a known local destination is written to its device; broadcast, multicast and
 //     unknown unicast go to every local port of the VNI; nothing is sent back to the wire
-//     (split horizon: the sender already replicated to every VTEP).
+//     (split horizon: the sender already replicated to every VTEP). A port with a filter
+//     (port_filter.h) takes only what it may receive; the check comes before step 7.
 //  7. Coalesce (TAP ports with offloads): consecutive TCP segments of one flow to one port are
 //     merged into a super-frame (gro.h) and written with one writev and a GSO virtio_net_hdr;
 //     anything else flushes the port's super-frame first and is written as it is. Whatever is

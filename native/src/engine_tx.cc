@@ -6,7 +6,8 @@
 //     a partial checksum is completed (offload.h), so one read() carries up to ~45 frames.
 //     Each frame or segment lands in its own slot, behind headroom for the VXLAN header (and for
 //     TUN ports the synthesised Ethernet header), so encapsulation writes in place.
-//  3. Check: runt frames are malformed; frames above the VNI's MTU are oversize, and an IPv4
+//  3. Check: runt frames are malformed; a port with a filter (port_filter.h) drops what it may
+//     not send, segment by segment; frames above the VNI's MTU are oversize, and an IPv4
 //     DF packet is answered with ICMP "fragmentation needed" (the sender lowers its PMTU).
 //  4. Punt: frames matching a classifier are copied to the punt ring (and, if the rule
 //     consumes them, go no further).
@@ -309,6 +310,8 @@ class TxPipeline {
       if (!v) { p.c.drop(kDropNoDestination); return; }
     }
     if (!e_.captures_.empty()) e_.captures_.offer(kCapPort, kCapIn, v->id, p.id, frame, len);
+    // Before the MTU check: only traffic the filter allows is answered with "fragmentation needed".
+    if (!e_.filter_passes(p, frame, len, FilterDir::kSend)) return;
     if (len > size_t(v->mtu) + kEthHdr) {
       p.c.drop(kDropOversize);
       e_.reply_frag_needed(p, frame, len, v->mtu);

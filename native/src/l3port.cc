@@ -69,8 +69,12 @@ size_t Engine::tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sen
       // Resolve it; meanwhile this packet goes out as broadcast, which IPv4 hosts accept.
       uint8_t buf[kVxlanHdr + kEthHdr + kArpLen];
       write_arp(buf + kVxlanHdr, 1, kBroadcastMac, p.mac, p.ipv4, 0, dst);
-      ImmediateSender now_out(tx_fds_, opt_.underlay_port, link_fd_);
-      forward_from_local(v, &p, buf + kVxlanHdr, sizeof(buf) - kVxlanHdr, now_out);
+      // The engine asks on the instance's behalf, so the port's filter applies. Not counted: the
+      // packet that made us ask is checked (and counted) on its own.
+      if (!p.filter || port_filter_allows(*p.filter, buf + kVxlanHdr, sizeof(buf) - kVxlanHdr, FilterDir::kSend)) {
+        ImmediateSender now_out(tx_fds_, opt_.underlay_port, link_fd_);
+        forward_from_local(v, &p, buf + kVxlanHdr, sizeof(buf) - kVxlanHdr, now_out);
+      }
     }
   }
   write_eth(frame, dst_mac, p.mac, kEtherIpv4);

@@ -54,7 +54,7 @@ export async function buildLinkNet(t: ExecutionContext, opts: { daemon?: DaemonC
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');
   const b = await net.addInstance('b');
-  const network = await cliJson(h1.ns, 'network', 'create', 'secret', '198.18.110.0/24', ...(opts.encrypt === false ? [] : ['--encrypt']));
+  const network = await cliJson(h1.ns, 'network', 'create', 'secret', '198.18.110.0/24', '--no-dhcp', ...(opts.encrypt === false ? [] : ['--encrypt']));
   const ia = await cliJson(h1.ns, 'instance', 'create', 'a', '--host', 'h1', '--netns', a.ns, '--network', network.uuid);
   const ib = await cliJson(h2.ns, 'instance', 'create', 'b', '--host', 'h2', '--netns', b.ns, '--network', network.uuid);
   await until('interfaces created', async () => {

@@ -44,12 +44,10 @@ function pointName(r: PackedRecordScope, scope: { port?: string }): string {
 }
 
 async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, json: boolean): Promise<void> {
-  if (o.connection !== undefined) {
-    throw new Error('--connection: application connections are not available on this API yet; use --network or --port');
-  }
   const points = o.point.length ? o.point : o.port ? ['port'] : ['vni_encap', 'vni_decap'];
-  const started = await client.post<{ id: number; port?: string; vni?: number; host: string }>('/captures', {
+  const started = await client.post<{ id: number; port?: string; vni?: number; connection?: string; host: string }>('/captures', {
     ...(o.network ? { network: o.network } : {}),
+    ...(o.connection ? { connection: o.connection } : {}),
     ...(o.port ? { port: o.port } : {}),
     points,
     ...(filter.length ? { filter: filter.join(' ') } : {}),
@@ -69,7 +67,7 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
   };
   try {
     process.stderr.write(`appnet capture: host ${started.host}, points ${points.join(',')}` +
-      `${started.vni !== undefined ? `, vni ${started.vni}` : ''}${started.port ? `, port ${started.port}` : ''}` +
+      `${started.connection ? `, connection ${started.connection}` : ''}${started.vni !== undefined ? `, vni ${started.vni}` : ''}${started.port ? `, port ${started.port}` : ''}` +
       `${filter.length ? `, filter "${filter.join(' ')}"` : ''} (Ctrl-C to stop)\n`);
     while (!stop) {
       // The packed batch, as the engine copied it (dataplane/capture-records.ts).
@@ -110,7 +108,7 @@ export function captureCommand(): Command {
     .argument('[filter...]', 'tcpdump filter expression (compiled to BPF), e.g. icmp or "udp port 67"')
     .option('--network <ref>', 'only this network (uuid or name)')
     .option('--port <ref>', 'only this port (interface uuid or device name, e.g. an1a2b3c4d)')
-    .option('--connection <id>', 'only this application connection')
+    .option('--connection <id>', 'only this application connection (its VNI, inside the encrypted link)')
     .option('--point <point>', `capture point, repeatable: ${POINTS.join(', ')} (default: port with --port, else vni_encap and vni_decap)`, collectPoint, [])
     .option('-c, --count <n>', 'stop after n packets', positive)
     .option('-w, --write <file>', 'write packets to this file instead of printing them')

@@ -172,5 +172,38 @@ export function networkCommand(): Command {
     );
 
   network.addCommand(metadataCommand('/networks', 'network'));
+  network.addCommand(dnsCommand());
   return network;
+}
+
+const DNS_COLUMNS: Column<View>[] = [
+  { header: 'name', get: (e) => e.name },
+  { header: 'address', get: (e) => e.address },
+];
+
+/** `appnet network dns list|add|remove`: the extra DNS entries the network's DNS answers. */
+function dnsCommand(): Command {
+  const dns = new Command('dns').description('extra DNS entries of a network (names under <namespace>.<zone> unless dotted)');
+  withJson(dns.command('list'))
+    .description('list the extra DNS entries')
+    .argument('<network>', 'network UUID or name')
+    .action(async (ref: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.get<View[]>(`/networks/${seg(ref)}/dns`), (rows) => formatRows(DNS_COLUMNS, rows)),
+    );
+  withJson(dns.command('add'))
+    .description('add or replace an entry: NAME resolves to ADDRESS (and ADDRESS back to NAME)')
+    .argument('<network>', 'network UUID or name')
+    .argument('<name>', 'a label (relative to the network\'s domain) or a dotted name')
+    .argument('<address>', 'IPv4 address')
+    .action(async (ref: string, name: string, address: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.post<View>(`/networks/${seg(ref)}/dns`, { name, address }), (v) => formatRows(DNS_COLUMNS, [v])),
+    );
+  withJson(dns.command('remove'))
+    .description('remove an entry')
+    .argument('<network>', 'network UUID or name')
+    .argument('<name>')
+    .action(async (ref: string, name: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.delete<View>(`/networks/${seg(ref)}/dns/${seg(name)}`), (v) => formatRows(DNS_COLUMNS, [v])),
+    );
+  return dns;
 }
