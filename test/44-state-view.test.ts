@@ -84,7 +84,8 @@ test('the view indexes hosts and flood lists, and plans as the plain records do'
   const hosts = [new HostRegistry(store), new HostRegistry(store), new HostRegistry(store)];
   t.teardown(async () => { for (const h of hosts) await h.close(); });
   for (const [i, h] of hosts.entries()) await h.register({ name: `h${i + 1}`, underlay_address: `198.18.0.${11 + i}` });
-  const n1 = await networks.create({ name: 'n1', netblock: '198.18.4.0/26' }, 'alpha');
+  // n1 has static addresses (set by the reconciler), n2 gives them by DHCP (the plan leaves them out).
+  const n1 = await networks.create({ name: 'n1', netblock: '198.18.4.0/26', provide_dhcp: false }, 'alpha');
   const n2 = await networks.create({ name: 'n2', netblock: '198.18.4.64/26' }, 'alpha');
   const view = new StateView(store);
   await view.start();
@@ -106,7 +107,7 @@ test('the view indexes hosts and flood lists, and plans as the plain records do'
   const plan = planHost('h1', view.state(), 1500);
   t.deepEqual(plan, planHost('h1', plain(), 1500));
   t.deepEqual(plan.vnis.map((v) => [v.vni, v.flood]), [[n1.vxid, ['198.18.0.12']], [n2.vxid, ['198.18.0.13']]].sort((x, y) => Number(x[0]) - Number(y[0])));
-  t.deepEqual(plan.ports.map((p) => [p.iface, p.cidr?.endsWith('/26')]).sort(), a.interfaces.map((i) => [i.uuid, true]).sort());
+  t.deepEqual(plan.ports.map((p) => [p.iface, p.cidr]).sort(), [[a.interfaces[0].uuid, `${a.interfaces[0].ipv4}/26`], [a.interfaces[1].uuid, null]].sort());
 
   await instances.delete(b.instance);
   await instances.delete(c.instance);

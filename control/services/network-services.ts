@@ -139,6 +139,7 @@ export class NetworkServices {
     for (const s of this.#served.values()) { s.ports.clear(); s.dnsDirty = true; }
     const local = new Map<string, { network: string; mac: string }>();
     for (const p of plan.ports) {
+      if (p.connection) continue; // an application connection's port: no network, no services
       const mac = p.mac.toLowerCase();
       local.set(p.iface, { network: p.network, mac });
       const id = portIdByIface.get(p.iface);
