@@ -2,7 +2,8 @@
 // connections go WAITING (decided by the surviving host, from what is no longer observed). After
 // a restart they are ESTABLISHED again with the same link addresses, the names still resolve, and
 // traffic resumes. A capture on the underlay during traffic shows only the encrypted link's UDP
-// port: no VXLAN on 4789 and no inner TCP in clear.
+// port: no VXLAN on 4789 and no inner TCP in clear, while `appnet capture --connection` shows the
+// connection's own conversation.
 //
 //   h1: s1 --ao--== encrypted link ==--ai-- sink (h2)
 //   h2: s2 --ao-------------------------ai-- sink     (one host: never on the wire)
@@ -13,7 +14,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, tsharkFields } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
-import { apiCall, cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, startCliCapture, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
 const LINK_PORT = 51830;
 
@@ -54,10 +55,25 @@ test('kill -9 of the sink host: WAITING, then ESTABLISHED again with the same ad
   const linkOf = (list: any[]) => Object.fromEntries(list.map((c: any) => [c.connection_id, c.link]));
   const addressOf = (list: any[], src: string) => list.find((c: any) => c.source_instance_id === src).link.inbound_address;
 
-  // Traffic across hosts, captured on h1's underlay: only the link port, nothing readable.
+  // Traffic across hosts, captured on h1's underlay: only the link port, nothing readable. Meanwhile
+  // `appnet capture --connection` on h1 sees that connection's own conversation, in clear, and nothing else.
   const capture = await net.capture(h1.ns, 'ul0', { filter: 'udp or tcp' });
+  const c1 = before.find((c: any) => c.source_instance_id === s1.uuid);
+  const connFile = path.join(dir, 'connection.pcapng');
+  const connCapture = await startCliCapture(net, h1.ns, '--connection', c1.connection_id, '-w', connFile);
   const first = await net.tcpTransfer(s1Ns.ns, sinkNs.ns, addressOf(before, s1.uuid), 1024 * 1024, 5201, { timeoutMs: 20_000 });
   t.is(first.receivedSha256, first.sentSha256);
+  connCapture.stop();
+  const connDone = await connCapture.done;
+  t.is(connDone.code, 0, connDone.stderr);
+  t.regex(connDone.stderr, new RegExp(`connection ${c1.connection_id}, vni ${c1.vni}`));
+  // IPv4 between the two link addresses on the inbound's port, or ARP between them.
+  const inner = tsharkFields(connFile, ['ip.src', 'ip.dst', 'tcp.srcport', 'tcp.dstport', 'arp.src.proto_ipv4', 'arp.dst.proto_ipv4'])
+    .map(([s, d, sp, dp, as, ad]) => (s === '' ? [as, ad, '5201', 'arp'] : [s, d, sp, dp]));
+  t.true(inner.length > 20, `only ${inner.length} packets in the connection capture; appnet capture said: ${connDone.stderr}`);
+  const pair = [c1.link.outbound_address, c1.link.inbound_address].sort().join();
+  t.deepEqual(inner.filter(([s, d, sp, dp]) => [s, d].sort().join() !== pair || (sp !== '5201' && dp !== '5201')), [],
+    'the connection capture holds only the connection\'s own conversation');
   const file = await capture.stop();
   const ports = tsharkFields(file, ['udp.srcport', 'udp.dstport']);
   // UDP GSO: the capture sees super-datagrams, so a 1 MB transfer is tens of them, not hundreds.

@@ -57,7 +57,9 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
   const decoder = o.write ? undefined : await import('../../../dataplane/decode/index.ts');
   const file = o.write ? new CaptureFile(o.write, o.format, { snaplen: o.snaplen ?? 65535 }) : undefined;
   let stop = false;
-  const onSignal = () => { stop = true; };
+  let wake = () => {};
+  // Ctrl-C ends the wait at once; the loop then drains what the engine copied since the last poll.
+  const onSignal = () => { stop = true; wake(); };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   let n = 0;
@@ -69,7 +71,8 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
     process.stderr.write(`appnet capture: host ${started.host}, points ${points.join(',')}` +
       `${started.connection ? `, connection ${started.connection}` : ''}${started.vni !== undefined ? `, vni ${started.vni}` : ''}${started.port ? `, port ${started.port}` : ''}` +
       `${filter.length ? `, filter "${filter.join(' ')}"` : ''} (Ctrl-C to stop)\n`);
-    while (!stop) {
+    for (;;) {
+      const lastRound = stop;
       // The packed batch, as the engine copied it (dataplane/capture-records.ts).
       const { body, headers } = await client.getBytes(`/captures/${started.id}/records`);
       last = { captured: Number(headers.get('x-appnet-captured')), dropped: Number(headers.get('x-appnet-dropped')), filtered: Number(headers.get('x-appnet-filtered')) };
@@ -89,8 +92,8 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
         }
       }
       progress();
-      if (o.count !== undefined && n >= o.count) break;
-      await new Promise((r) => setTimeout(r, o.pollMs));
+      if ((o.count !== undefined && n >= o.count) || lastRound) break;
+      await new Promise<void>((r) => { const timer = setTimeout(r, o.pollMs); wake = () => { clearTimeout(timer); r(); }; });
     }
   } finally {
     process.off('SIGINT', onSignal);
