@@ -7,6 +7,7 @@ const BENCHES: Record<string, string> = {
   link: './link.ts',
   'link-crypto': './link-crypto.ts',
   capture: './capture.ts',
+  connections: './connections.ts',
 };
 
 const args = process.argv.slice(2);
