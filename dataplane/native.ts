@@ -19,7 +19,7 @@ export interface NativeEngine {
   addVni(vni: number, mtu: number): void;
   removeVni(vni: number): void;
   setFlood(vni: number, remotes: number[]): void;
-  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string }): number;
+  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string; addresses?: Array<[number, number]> }): number;
   removePort(id: number): void;
   addFdb(vni: number, mac: Buffer, port: number, remote: number): void;
   removeFdb(vni: number, mac: Buffer): boolean;

@@ -176,7 +176,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     guard(info.Env(), [&] { engine_->set_flood(u32(info[0]), std::move(remotes)); });
     return info.Env().Undefined();
   }
-  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns? }) -> id
+  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns?, addresses?: [u32, prefix][] }) -> id
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     Napi::Object o = info[0].As<Napi::Object>();
     Engine::PortSpec s;
@@ -187,6 +187,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     s.mtu = i32(o.Get("mtu"));
     s.ipv4 = o.Get("ipv4").IsNumber() ? u32(o.Get("ipv4")) : 0;
     if (o.Get("netns").IsString()) s.netns = o.Get("netns").As<Napi::String>().Utf8Value();
+    if (o.Get("addresses").IsArray()) {
+      Napi::Array a = o.Get("addresses").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Array pair = a.Get(i).As<Napi::Array>();
+        s.addresses.push_back({u32(pair.Get(0u)), i32(pair.Get(1u))});
+      }
+    }
     int id = guard(info.Env(), [&] { return engine_->add_port(s); });
     return Napi::Number::New(info.Env(), id);
   }

@@ -182,6 +182,7 @@ class Engine {
     int mtu;
     uint32_t ipv4;
     std::string netns;
+    std::vector<Ipv4Cidr> addresses;  // interface addresses set on the device (kernel side)
   };
   int add_port(const PortSpec& s);
   void remove_port(int id);
