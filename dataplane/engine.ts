@@ -114,6 +114,8 @@ export interface PortSpec {
    * (docs/port-filter.md). Without it the port carries anything.
    */
   filter?: PortFilter;
+  /** Interface addresses (IPv4 CIDRs, e.g. 198.18.4.2/26) the kernel side of the device gets, before it goes up. */
+  addresses?: string[];
 }
 
 export interface PuntRule {
@@ -188,6 +190,19 @@ function check(cond: boolean, message: string): asserts cond {
 function checkVni(vni: number, field = 'vni'): void {
   check(Number.isInteger(vni) && vni >= 0 && vni <= 0xffffff, `${field} must be an integer in 0..16777215, got ${vni}`);
 }
+/** An interface address `a.b.c.d/len` as [address, prefix length]; host bits are allowed (it is an address). */
+function parseInterfaceCidr(text: string, field: string): [number, number] {
+  const m = typeof text === 'string' ? /^([0-9.]+)\/([0-9]{1,2})$/.exec(text) : null;
+  check(m !== null && Number(m[2]) <= 32, `${field} must be an IPv4 CIDR such as 198.18.4.2/26, got ${JSON.stringify(text)}`);
+  let address: number;
+  try {
+    address = parseIpv4Address(m![1]);
+  } catch (e) {
+    throw new RangeError(`${field}: ${(e as Error).message}`);
+  }
+  return [address, Number(m![2])];
+}
+
 function checkMtu(mtu: number): void {
   check(Number.isInteger(mtu) && mtu >= 68 && mtu <= 9000, `mtu must be an integer in 68..9000, got ${mtu}`);
 }
@@ -251,6 +266,7 @@ export class Engine {
       ipv4: spec.ipv4 === undefined ? undefined : parseIpv4Address(spec.ipv4),
       netns: spec.netns,
       filter,
+      addresses: spec.addresses?.map((a, i) => parseInterfaceCidr(a, `port ${spec.name} addresses.${i}`)),
     });
   }
   removePort(id: number): void { this.#n.removePort(id); }

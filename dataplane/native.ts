@@ -20,7 +20,7 @@ export interface NativeEngine {
   addVni(vni: number, mtu: number): void;
   removeVni(vni: number): void;
   setFlood(vni: number, remotes: number[]): void;
-  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string; filter?: CompiledPortFilter }): number;
+  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string; filter?: CompiledPortFilter; addresses?: Array<[number, number]> }): number;
   removePort(id: number): void;
   addFdb(vni: number, mac: Buffer, port: number, remote: number): void;
   removeFdb(vni: number, mac: Buffer): boolean;

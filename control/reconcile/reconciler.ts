@@ -61,14 +61,6 @@ export interface ReconcilerOptions {
   afterPass?: (plan: HostPlan) => Promise<void>;
 }
 
-/** `ip -n NETNS -batch -` with `commands` on stdin. */
-function ipBatch(netns: string, commands: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('ip', ['-n', netns, '-batch', '-'], (err) => (err ? reject(err) : resolve()));
-    child.stdin!.end(commands);
-  });
-}
-
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #ports = new Map<string, { id: number; spec: DesiredPort }>(); // by interface uuid
@@ -228,7 +220,11 @@ export class Reconciler {
     }
   }
 
-  /** One namespace's new ports: devices from the engine (created up), then all addresses in one `ip`. */
+  /**
+   * One namespace's new ports, each made by the engine with its address set and up. The engine sets the
+   * address over netlink from the thread that creates the device in the namespace: an `ip` process per
+   * namespace forked this daemon (~100 MB) and blocked its event loop for 4-20 ms, each time.
+   */
   async #createPorts(netns: string, ports: DesiredPort[], states: Map<string, InterfaceState>): Promise<void> {
     const { engine, log } = this.#o;
     try {
@@ -238,7 +234,6 @@ export class Reconciler {
       for (const p of ports) states.set(p.iface, 'error');
       return;
     }
-    const made: DesiredPort[] = [];
     for (const p of ports) {
       // addPort blocks this thread (~1-2 ms): one port per turn of the event loop, whichever namespace
       // it is for, so the API's requests get in between ports instead of behind NETNS_PARALLEL of them.
@@ -246,26 +241,16 @@ export class Reconciler {
       this.#portTurn = turn;
       await turn;
       try {
-        const spec = { name: p.name, kind: 'tap' as const, vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns, ...(p.filter ? { filter: p.filter } : {}) };
-        const id = engine.addPort(spec);
+        const addresses = p.cidr ? [p.cidr] : undefined;
+        const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns, addresses, ...(p.filter ? { filter: p.filter } : {}) });
         this.#ports.set(p.iface, { id, spec: p });
-        made.push(p);
+        states.set(p.iface, 'created');
+        log.info({ port: p.name, iface: p.iface, netns, cidr: p.cidr, vni: p.vni }, 'port created');
       } catch (e) {
-        log.error({ err: e, iface: p.iface }, 'port could not be created');
+        // Also an address the kernel refused: no port then, and the next pass tries again.
+        log.error({ err: e, iface: p.iface, cidr: p.cidr }, 'port could not be created');
         states.set(p.iface, 'error');
       }
-    }
-    const addressed = made.filter((p) => p.cidr);
-    const batch = addressed.map((p) => `address replace ${p.cidr} dev ${p.name}\n`).join('');
-    const ok = batch === '' || (await ipBatch(netns, batch).then(() => true, () => false));
-    for (const p of made) {
-      // The batch stops at its first failure: find which addresses did not take, one by one.
-      const failed = !ok && p.cidr !== null && (await run('ip', ['-n', netns, 'address', 'replace', p.cidr, 'dev', p.name]).then(() => false, (e) => {
-        log.error({ err: e, iface: p.iface, cidr: p.cidr }, 'address could not be set');
-        return true;
-      }));
-      states.set(p.iface, failed ? 'error' : 'created');
-      if (!failed) log.info({ port: p.name, iface: p.iface, netns, cidr: p.cidr, vni: p.vni }, 'port created');
     }
   }
 

@@ -33,7 +33,7 @@ import { type InstanceRecord, listInstances, newInstanceRecord, resolveInstanceR
 import { type InterfaceRecord, newInterfaceRecord } from '../instances/interface.ts';
 import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
 import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
-import { type NetworkRecord, isUuid } from '../networks/network.ts';
+import { type NetworkRecord, isUuid, resolveNetworkRef } from '../networks/network.ts';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
 import { ATTACHMENTS_PREFIX, type Attachments, INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX, readAttachments } from './interfaces.ts';
 import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
@@ -146,9 +146,18 @@ export class InstanceRepository {
       const attachments = new Map<string, Attachments>();
       for (const [index, want] of spec.interfaces.entries()) {
         if (networkByRef.has(want.network)) continue;
-        const resolved = await this.networks.resolve(want.network, spec.namespace);
-        const kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
-        const network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
+        // The record is read from the store (not the view) for the modRevision the txn compares: by UUID
+        // that one read also resolves the reference, by name it follows the resolution.
+        let kv: KeyValue | undefined;
+        let network: NetworkRecord;
+        if (isUuid(want.network)) {
+          kv = await this.store.get(NETWORKS_PREFIX + want.network);
+          network = resolveNetworkRef(want.network, spec.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
+        } else {
+          const resolved = await this.networks.resolve(want.network, spec.namespace);
+          kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
+          network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
+        }
         if (network.state !== 'initial' && network.state !== 'created') {
           throw new NotReady(`network ${network.uuid} is not ready (${network.state}); interfaces.${index} cannot attach to it`, {
             reason: 'not-ready',

@@ -189,7 +189,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     guard(info.Env(), [&] { engine_->set_flood(u32(info[0]), std::move(remotes)); });
     return info.Env().Undefined();
   }
-  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns?, filter? }) -> id
+  // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns?, filter?, addresses?: [u32, prefix][] }) -> id
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     Napi::Object o = info[0].As<Napi::Object>();
     Engine::PortSpec s;
@@ -203,6 +203,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (o.Get("filter").IsObject()) {
       s.filtered = true;
       s.filter = port_filter_of(o.Get("filter"));
+    }
+    if (o.Get("addresses").IsArray()) {
+      Napi::Array a = o.Get("addresses").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Array pair = a.Get(i).As<Napi::Array>();
+        s.addresses.push_back({u32(pair.Get(0u)), i32(pair.Get(1u))});
+      }
     }
     int id = guard(info.Env(), [&] { return engine_->add_port(s); });
     return Napi::Number::New(info.Env(), id);

@@ -1,8 +1,12 @@
 #include "device.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <linux/if_addr.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if_arp.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -108,8 +112,75 @@ void device_set_up(const std::string& name, bool up) {
   set_up_with(s.fd, name, up);
 }
 
+namespace {
+
+// Appends one rtnetlink attribute to the message in `buf` (nlmsg_len is its current length).
+void add_attr(nlmsghdr* h, size_t cap, uint16_t type, const void* data, size_t len) {
+  size_t at = NLMSG_ALIGN(h->nlmsg_len);
+  size_t need = RTA_LENGTH(len);
+  if (at + RTA_ALIGN(need) > cap) throw DeviceError("netlink message overflow");
+  auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(h) + at);
+  rta->rta_type = type;
+  rta->rta_len = uint16_t(need);
+  std::memcpy(RTA_DATA(rta), data, len);
+  h->nlmsg_len = uint32_t(at + RTA_ALIGN(need));
+}
+
+std::string cidr_text(const Ipv4Cidr& a) {
+  in_addr in{htonl(a.address)};
+  char text[INET_ADDRSTRLEN] = "?";
+  inet_ntop(AF_INET, &in, text, sizeof(text));
+  return std::string(text) + "/" + std::to_string(a.prefix);
+}
+
+}  // namespace
+
+void device_set_ipv4(const std::string& name, const std::vector<Ipv4Cidr>& addresses) {
+  if (addresses.empty()) return;
+  unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) fail(name, "if_nametoindex", errno);
+  Fd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  if (s.fd < 0) fail(name, "netlink socket", errno);
+  uint32_t seq = 0;
+  for (const Ipv4Cidr& a : addresses) {
+    std::string step = "add address " + cidr_text(a);
+    if (a.prefix < 0 || a.prefix > 32) throw DeviceError("device " + name + ": " + step + ": prefix length out of 0..32");
+    alignas(nlmsghdr) char buf[256] = {};
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(ifaddrmsg));
+    h->nlmsg_type = RTM_NEWADDR;
+    // CREATE | REPLACE: what `ip address replace` sends, so a daemon that re-applies an address is idempotent.
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    h->nlmsg_seq = ++seq;
+    auto* ifa = static_cast<ifaddrmsg*>(NLMSG_DATA(h));
+    ifa->ifa_family = AF_INET;
+    ifa->ifa_prefixlen = uint8_t(a.prefix);
+    ifa->ifa_index = index;
+    uint32_t net = htonl(a.address);
+    add_attr(h, sizeof(buf), IFA_LOCAL, &net, 4);
+    add_attr(h, sizeof(buf), IFA_ADDRESS, &net, 4);
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(s.fd, buf, h->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
+      fail(name, step.c_str(), errno);
+    // The answer is one NLMSG_ERROR: error 0 is the ACK.
+    alignas(nlmsghdr) char reply[512];
+    for (;;) {
+      ssize_t n = recv(s.fd, reply, sizeof(reply), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail(name, step.c_str(), errno);
+      auto* r = reinterpret_cast<nlmsghdr*>(reply);
+      if (!NLMSG_OK(r, size_t(n)) || r->nlmsg_seq != seq) continue;
+      if (r->nlmsg_type != NLMSG_ERROR) continue;
+      int err = static_cast<nlmsgerr*>(NLMSG_DATA(r))->error;
+      if (err != 0) fail(name, step.c_str(), -err);
+      break;
+    }
+  }
+}
+
 int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
-                         const std::string& netns) {
+                         const std::vector<Ipv4Cidr>& addresses, const std::string& netns) {
   std::string path = netns_path(netns);
   Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (nsfd.fd < 0) fail(name, ("open namespace " + path).c_str(), errno);
@@ -122,6 +193,7 @@ int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload,
       fd = device_open(kind, name, offload);
       if (kind == DeviceKind::kTap) device_set_mac(name, mac);
       device_set_mtu(name, mtu);
+      device_set_ipv4(name, addresses);
       device_set_up(name, true);
     } catch (const DeviceError& e) {
       what = e.what();

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace appnet {
 
@@ -25,11 +26,22 @@ void device_set_mac(const std::string& name, const uint8_t mac[6]);
 void device_set_mtu(const std::string& name, int mtu);
 void device_set_up(const std::string& name, bool up);
 
+// An IPv4 interface address: host byte order, prefix length 0..32.
+struct Ipv4Cidr {
+  uint32_t address;
+  int prefix;
+};
+
+// Adds (or replaces, as `ip address replace` does) IPv4 addresses on `name` in the current namespace,
+// over one rtnetlink socket: no `ip` process to fork. Set before the device goes up, the kernel adds
+// the prefix routes as it comes up.
+void device_set_ipv4(const std::string& name, const std::vector<Ipv4Cidr>& addresses);
+
 // Creates the device directly inside the namespace at `netns` (a name under /run/netns, or an
-// absolute path) and configures it there: MAC (TAP), MTU, up. The tun file is opened from a
+// absolute path) and configures it there: MAC (TAP), MTU, addresses, up. The tun file is opened from a
 // short-lived thread that has entered the namespace, so the device is born there: no move, which
 // costs the kernel a network-wide synchronisation (~20 ms) per device.
 int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
-                         const std::string& netns);
+                         const std::vector<Ipv4Cidr>& addresses, const std::string& netns);
 
 }  // namespace appnet

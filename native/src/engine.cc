@@ -215,12 +215,13 @@ int Engine::add_port(const PortSpec& s) {
   bool offload = s.kind == DeviceKind::kTap && opt_.tap_offload;
   int fd;
   if (!s.netns.empty()) {
-    fd = device_open_in_netns(s.kind, s.name, offload, s.mac, s.mtu, s.netns);
+    fd = device_open_in_netns(s.kind, s.name, offload, s.mac, s.mtu, s.addresses, s.netns);
   } else {
     fd = device_open(s.kind, s.name, offload);
     try {
       if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);
       device_set_mtu(s.name, s.mtu);
+      device_set_ipv4(s.name, s.addresses);
       device_set_up(s.name, true);
     } catch (...) {
       close(fd);

@@ -188,6 +188,7 @@ class Engine {
     std::string netns;
     bool filtered = false;
     PortFilter filter{};
+    std::vector<Ipv4Cidr> addresses;  // interface addresses set on the device (kernel side)
   };
   int add_port(const PortSpec& s);
   void remove_port(int id);
