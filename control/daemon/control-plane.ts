@@ -9,6 +9,7 @@ import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { registerDnsRoutes } from '../api/dns-route.ts';
 import { NetworkServices } from '../services/network-services.ts';
+import { NatService } from '../services/nat-service.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
@@ -26,6 +27,7 @@ export interface ControlPlane {
   api: FastifyInstance;
   reconciler: Reconciler;
   services: NetworkServices;
+  nat: NatService;
   close(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       underlay_address: cfg.underlay.address,
       ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
       api: apiUrl,
+      ...(cfg.uplink ? { nat_uplink: true } : {}),
     });
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
@@ -92,6 +95,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
+    const nat = new NatService({
+      engine, view, networks, host: cfg.host, log, floatingPool: cfg.floatingPool, uplink: cfg.uplink, capacity: cfg.nat?.capacity,
+    });
+    await nat.start();
     const links = link.links;
     const reconciler = new Reconciler({
       store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
@@ -103,16 +110,17 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           active: p.active,
         })))
         : undefined,
-      onApplied: (plan, ports) => services.apply(plan, ports),
+      onApplied: (plan, ports) => { services.apply(plan, ports); nat.apply(plan); },
     });
     reconcilerRef = reconciler;
     await reconciler.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api, reconciler, services,
+      store, hosts, api, reconciler, services, nat,
       async close() {
         await api.close().catch(() => undefined);
         await reconciler.close();
+        await nat.close();
         await services.close();
         await view.stop();
         await hosts.close();

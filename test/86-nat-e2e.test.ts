@@ -1,0 +1,98 @@
+// Egress NAT through the network node's uplink, end to end (docs/nat.md "Uplink and network node"):
+//
+//   instance ns <prefix>-a --TAP--> appnetd on h1 (store mode, uplink anup0) --NAT--> anup0
+//                                   h1's kernel: 198.19.0.0/24 dev anup0, forwarding on
+//                                   up0 198.18.250.1 <--veth--> eth0 198.18.250.2 in <prefix>-out
+//
+// The outside namespace knows only the floating pool (via h1): a reply can reach the instance only if
+// the engine translated its source to the network's floating gateway, and back.
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { portName } from '../control/reconcile/plan.ts';
+import { TestNet, tsharkFields, type Host, type Instance } from './helpers/testnet.ts';
+import { run, runIn } from './helpers/run.ts';
+import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+
+const OUTSIDE = '198.18.250.2';
+const POOL = '198.19.0.0/24';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 80): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The outside world: a namespace reachable from h1 only, which routes the floating pool back to h1. */
+async function addOutside(net: TestNet, h1: Host): Promise<Instance> {
+  const out = await net.addInstance('out');
+  await run('ip', ['-n', h1.ns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out.ns]);
+  await run('ip', ['-n', h1.ns, 'addr', 'add', '198.18.250.1/24', 'dev', 'up0']);
+  await run('ip', ['-n', h1.ns, 'link', 'set', 'up0', 'up']);
+  await run('ip', ['-n', out.ns, 'addr', 'add', `${OUTSIDE}/24`, 'dev', 'eth0']);
+  await run('ip', ['-n', out.ns, 'link', 'set', 'eth0', 'up']);
+  await run('ip', ['-n', out.ns, 'route', 'add', POOL, 'via', '198.18.250.1']);
+  return out;
+}
+
+/** Creates an instance on `host` in the network and gives it a default route via the gateway. */
+async function natInstance(net: TestNet, host: Host, name: string, network: any): Promise<{ ns: string; ipv4: string; iface: any }> {
+  const inst = await net.addInstance(name);
+  const created = await cliJson(host.ns, 'instance', 'create', name, '--host', host.name, '--netns', inst.ns, '--network', network.uuid);
+  const iface = created.interfaces[0];
+  const tap = portName(iface.uuid);
+  await until(`${name}'s TAP addressed`, async () => {
+    const r = await run('ip', ['-n', inst.ns, '-o', '-4', 'addr', 'show', 'dev', tap], { reject: false });
+    return r.stdout.includes(iface.ipv4) ? true : undefined;
+  });
+  const gw = network.netblock.replace(/\.0\/\d+$/, '.1');
+  await runIn(inst.ns, 'ip', ['route', 'replace', 'default', 'via', gw]);
+  return { ns: inst.ns, ipv4: iface.ipv4, iface };
+}
+
+test('an instance on the network node reaches the outside through the uplink, seen only as the floating gateway', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const net = await TestNet.create(t, { hosts: 1 });
+  const [h1] = net.hosts;
+  const out = await addOutside(net, h1);
+  const d1 = await net.startAppnetd(h1, { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' } });
+
+  // The daemon opened the uplink and routed the floating pool into it.
+  t.regex((await run('ip', ['-n', h1.ns, 'route', 'show', POOL])).stdout, /dev anup0/);
+
+  const network = await cliJson(h1.ns, 'network', 'create', 'natted', '198.18.130.0/24', '--no-dhcp');
+  t.is(network.provide_nat, true);
+  const a = await natInstance(net, h1, 'a', network);
+  const shown = await until('floating gateway allocated', async () => {
+    const n = await cliJson(h1.ns, 'network', 'show', network.uuid);
+    return n.floating_gateway ? n : undefined;
+  });
+  const fgw: string = shown.floating_gateway;
+  t.regex(fgw, /^198\.19\.0\.\d+$/);
+  const events = await cliJson(h1.ns, 'network', 'events', network.uuid);
+  t.true(events.some((e: any) => e.message === `floating gateway ${fgw} allocated by network node h1`), JSON.stringify(events));
+  const addresses = await cliJson(h1.ns, 'network', 'addresses', 'floating');
+  t.true(addresses.some((r: any) => r.address === fgw && r.type === 'floating'), JSON.stringify(addresses));
+
+  const cap = await net.capture(out.ns, 'eth0', { filter: 'ip' });
+  const p = await until('ping through the uplink', async () => {
+    const r = await net.ping(a.ns, OUTSIDE, { count: 3, interval: 0.2 });
+    return r.received > 0 ? r : undefined;
+  }, 20);
+  const p2 = await net.ping(a.ns, OUTSIDE, { count: 5, interval: 0.1 });
+  t.is(p2.received, 5, p2.output + d1.logTail(20));
+  t.true(p.received > 0);
+  const transfer = await net.tcpTransfer(a.ns, out.ns, OUTSIDE, 2_000_000);
+  t.is(transfer.receivedBytes, 2_000_000);
+  t.is(transfer.receivedSha256, transfer.sentSha256);
+  const file = await cap.stop();
+  const sources = new Set(tsharkFields(file, ['ip.src']).map((r) => r[0]));
+  t.deepEqual([...sources].sort(), [OUTSIDE, fgw].sort(), 'the outside sees only the floating gateway');
+  t.false(sources.has(a.ipv4));
+});
