@@ -55,7 +55,7 @@ async function natInstance(net: TestNet, host: Host, name: string, network: any)
   return { ns: inst.ns, ipv4: iface.ipv4, iface };
 }
 
-test('an instance on the network node reaches the outside through the uplink, seen only as the floating gateway', async (t) => {
+test.serial('an instance on the network node reaches the outside through the uplink, seen only as the floating gateway', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 1 });
@@ -95,4 +95,45 @@ test('an instance on the network node reaches the outside through the uplink, se
   const sources = new Set(tsharkFields(file, ['ip.src']).map((r) => r[0]));
   t.deepEqual([...sources].sort(), [OUTSIDE, fgw].sort(), 'the outside sees only the floating gateway');
   t.false(sources.has(a.ipv4));
+});
+
+/** Two hosts on one store, h1 with the uplink (the network node), and the outside behind h1. */
+async function twoHosts(t: any, extra: Record<string, unknown> = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const net = await TestNet.create(t, { hosts: 2 });
+  const [h1, h2] = net.hosts;
+  const out = await addOutside(net, h1);
+  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, ...extra };
+  const d1 = await net.startAppnetd(h1, { ...cp, uplink: { device: 'anup0' } });
+  const d2 = await net.startAppnetd(h2, cp);
+  return { net, h1, h2, out, d1, d2 };
+}
+
+async function floatingGateway(ns: string, uuid: string): Promise<string> {
+  const n = await until('floating gateway allocated', async () => {
+    const r = await cliJson(ns, 'network', 'show', uuid);
+    return r.floating_gateway ? r : undefined;
+  });
+  return n.floating_gateway;
+}
+
+test.serial('an instance on another host reaches the outside through the network node, which holds the VNI without a port', async (t) => {
+  const { net, h1, h2, out, d1 } = await twoHosts(t);
+  const network = await cliJson(h1.ns, 'network', 'create', 'remote', '198.18.131.0/24', '--no-dhcp');
+  const b = await natInstance(net, h2, 'b', network);
+  const fgw = await floatingGateway(h1.ns, network.uuid);
+
+  const cap = await net.capture(out.ns, 'eth0', { filter: 'ip' });
+  const first = await until('ping from h2 through h1', async () => {
+    const r = await net.ping(b.ns, OUTSIDE, { count: 3, interval: 0.2 });
+    return r.received > 0 ? r : undefined;
+  }, 20);
+  t.true(first.received > 0);
+  const p = await net.ping(b.ns, OUTSIDE, { count: 5, interval: 0.1 });
+  t.is(p.received, 5, p.output + d1.logTail(20));
+  const transfer = await net.tcpTransfer(b.ns, out.ns, OUTSIDE, 2_000_000);
+  t.is(transfer.receivedSha256, transfer.sentSha256);
+  const sources = new Set(tsharkFields(await cap.stop(), ['ip.src']).map((r) => r[0]));
+  t.deepEqual([...sources].sort(), [OUTSIDE, fgw].sort());
 });

@@ -97,11 +97,12 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     link.puntConsumers?.push((frames) => services.onPunts(frames));
     const nat = new NatService({
       engine, view, networks, host: cfg.host, log, floatingPool: cfg.floatingPool, uplink: cfg.uplink, capacity: cfg.nat?.capacity,
+      underlayMtu: cfg.underlay.mtu,
     });
     await nat.start();
     const links = link.links;
     const reconciler = new Reconciler({
-      store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
+      store, engine: nat.shareVnis(engine), networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
       // Only hosts registered in the store are authorised link peers.
       onLinkPeers: links
         ? (peers) => links.setPeers(peers.map((p) => ({

@@ -21,7 +21,8 @@ import { planNat, type NatPlan } from './nat-policy.ts';
 
 const run = promisify(execFile);
 
-export type NatEngine = Pick<Engine, 'setUplink' | 'setNat' | 'setGateway' | 'addNeighbour' | 'removeNeighbour' | 'addRouted' | 'removeRouted' | 'addFdb' | 'removeFdb'>;
+export type NatEngine = Pick<Engine, 'setUplink' | 'setNat' | 'setGateway' | 'addNeighbour' | 'removeNeighbour' | 'addRouted' | 'removeRouted' | 'addFdb' | 'removeFdb'
+  | 'addVni' | 'removeVni' | 'setFlood'>;
 
 export interface NatServiceOptions {
   engine: NatEngine;
@@ -33,7 +34,12 @@ export interface NatServiceOptions {
   /** The uplink TUN; absent: this host does no NAT (it still points gateway MACs at the network node). */
   uplink?: { device: string; mtu?: number };
   capacity?: number;
+  /** For the MTU of VNIs the network node holds without a local port (as plan.ts derives it). */
+  underlayMtu: number;
 }
+
+/** Bytes an encrypted link adds (control/reconcile/plan.ts LINK_OVERHEAD). */
+const LINK_OVERHEAD = 32;
 
 /** What is installed, by a key that changes whenever the installed value would. */
 interface Installed {
@@ -50,6 +56,10 @@ export class NatService {
   readonly table: NatTable;
   readonly #in: Installed = { gateways: new Map(), snat: new Map(), floats: new Map(), neighbours: new Map(), routes: new Map(), fdb: new Map() };
   readonly #allocating = new Set<string>();
+  /** VNIs the network node holds for NAT, with the hosts it floods to. */
+  readonly #held = new Map<number, string[]>();
+  /** VNIs the reconciler holds (through shareVnis), with its flood list. */
+  readonly #reconciled = new Map<number, string[]>();
   #last: NatPlan | undefined;
   #closed = false;
 
@@ -72,7 +82,39 @@ export class NatService {
     this.#o.log.info({ uplink: u.device, pool: this.#o.floatingPool }, 'uplink ready');
   }
 
-  /** After each reconcile pass: `plan.vnis` are the VNIs this host's engine has. */
+  /**
+   * The engine as the reconciler should see it: the network node holds every NAT network's VNI even
+   * without a local port, so a VNI is added once whoever asks first, removed when neither holds it,
+   * and floods to the union of both lists. Everything else goes straight to the engine.
+   */
+  shareVnis<T extends NatEngine>(engine: T): T {
+    return new Proxy(engine, {
+      get: (target, prop) => {
+        if (prop === 'addVni') {
+          return (vni: number, mtu: number, opts?: { encrypted?: boolean }) => {
+            if (!this.#held.has(vni)) target.addVni(vni, mtu, opts);
+            this.#reconciled.set(vni, []);
+          };
+        }
+        if (prop === 'setFlood') {
+          return (vni: number, remotes: string[]) => {
+            this.#reconciled.set(vni, remotes);
+            target.setFlood(vni, union(remotes, this.#held.get(vni) ?? []));
+          };
+        }
+        if (prop === 'removeVni') {
+          return (vni: number) => {
+            this.#reconciled.delete(vni);
+            if (!this.#held.has(vni)) target.removeVni(vni);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  }
+
+  /** After each reconcile pass: `plan.vnis` are the VNIs the reconciler has in the engine. */
   apply(plan: HostPlan): void {
     if (this.#closed) return;
     const v = this.#o.view;
@@ -83,12 +125,13 @@ export class NatService {
       interfaces: v.interfaces.values(),
     });
     this.#last = nat;
-    const present = new Set(plan.vnis.map((x) => x.vni));
     const e = this.#o.engine;
     const guard = (what: string, f: () => void) => {
       try { f(); } catch (err) { this.#o.log.warn({ err }, `NAT: ${what} failed; retrying on the next pass`); return false; }
       return true;
     };
+    this.#holdVnis(nat, guard);
+    const present = new Set([...plan.vnis.map((x) => x.vni), ...this.#held.keys()]);
 
     const want = {
       gateways: new Map(nat.gateways.filter((g) => present.has(g.vni)).map((g) => [g.vni, g] as const)),
@@ -142,6 +185,40 @@ export class NatService {
     }
   }
 
+  // The network node holds every NAT network's VNI, flooding to the hosts with ports on it (their
+  // instances' replies must find them); a VNI it no longer needs goes unless the reconciler has it.
+  #holdVnis(nat: NatPlan, guard: (what: string, f: () => void) => boolean): void {
+    const e = this.#o.engine;
+    const state = this.#o.view.state();
+    const want = new Map<number, string[]>();
+    for (const g of nat.gateways) {
+      const net = this.#o.view.networks.get(g.network);
+      if (!net || net.encrypt) continue;  // encrypted networks: only where the reconciler has them (docs/nat.md)
+      const flood: string[] = [];
+      for (const h of state.hostsOnNetwork(g.network)) {
+        const address = h === this.#o.host ? undefined : this.#o.view.hosts.get(h)?.underlay_address;
+        if (address !== undefined) flood.push(address);
+      }
+      want.set(g.vni, flood.sort());
+    }
+    for (const [vni] of this.#held) {
+      if (want.has(vni)) continue;
+      this.#held.delete(vni);
+      const rec = this.#reconciled.get(vni);
+      guard('VNI release', () => (rec ? e.setFlood(vni, rec) : e.removeVni(vni)));
+    }
+    for (const [vni, flood] of want) {
+      const had = this.#held.get(vni);
+      if (had && had.join() === flood.join()) continue;
+      const net = nat.gateways.find((g) => g.vni === vni)!;
+      const ok = guard('VNI hold', () => {
+        if (!had && !this.#reconciled.has(vni)) e.addVni(vni, this.#o.underlayMtu - 50 - (this.#o.view.networks.get(net.network)?.encrypt ? LINK_OVERHEAD : 0));
+        e.setFlood(vni, union(this.#reconciled.get(vni) ?? [], flood));
+      });
+      if (ok) this.#held.set(vni, flood);
+    }
+  }
+
   async #allocate(uuid: string): Promise<void> {
     if (this.#allocating.has(uuid)) return;
     this.#allocating.add(uuid);
@@ -177,4 +254,8 @@ export class NatService {
     const u = this.#o.uplink;
     if (u) await run('ip', ['route', 'del', this.#o.floatingPool, 'dev', u.device]).catch(() => undefined);
   }
+}
+
+function union(a: readonly string[], b: readonly string[]): string[] {
+  return [...new Set([...a, ...b])].sort();
 }
