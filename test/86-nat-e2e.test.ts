@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
 import { TestNet, tsharkFields, type Host, type Instance } from './helpers/testnet.ts';
 import { run, runIn } from './helpers/run.ts';
-import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
 const OUTSIDE = '198.18.250.2';
 const POOL = '198.19.0.0/24';
@@ -78,7 +78,7 @@ test.serial('an instance on the network node reaches the outside through the upl
   const events = await cliJson(h1.ns, 'network', 'events', network.uuid);
   t.true(events.some((e: any) => e.message === `floating gateway ${fgw} allocated by network node h1`), JSON.stringify(events));
   const addresses = await cliJson(h1.ns, 'network', 'addresses', 'floating');
-  t.true(addresses.some((r: any) => r.address === fgw && r.type === 'floating'), JSON.stringify(addresses));
+  t.true(addresses.some((r: any) => r.address === fgw && r.type === 'gateway'), JSON.stringify(addresses));
 
   const cap = await net.capture(out.ns, 'eth0', { filter: 'ip' });
   const p = await until('ping through the uplink', async () => {
@@ -136,4 +136,71 @@ test.serial('an instance on another host reaches the outside through the network
   t.is(transfer.receivedSha256, transfer.sentSha256);
   const sources = new Set(tsharkFields(await cap.stop(), ['ip.src']).map((r) => r[0]));
   t.deepEqual([...sources].sort(), [OUTSIDE, fgw].sort());
+});
+
+const u32 = (ip: string) => ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+
+test.serial('float and routed addresses: the outside reaches the instance while they exist, and not after', async (t) => {
+  const { net, h1, h2, out, d1 } = await twoHosts(t);
+  const network = await cliJson(h1.ns, 'network', 'create', 'fl', '198.18.132.0/24', '--no-dhcp');
+  const c = await natInstance(net, h2, 'c', network);
+  const fgw = await floatingGateway(h1.ns, network.uuid);
+  const nat = async () => (await apiCall(h1.ns, 'GET', '/nat', TEST_TOKEN)).body;
+
+  // Float: the instance answers at its floating address, and leaves from it (1:1 wins over SNAT).
+  const floated = await cliJson(h2.ns, 'interface', 'float', c.iface.uuid);
+  const fip: string = floated.floating;
+  t.regex(fip, /^198\.19\.0\.\d+$/);
+  t.not(fip, fgw);
+  const pool = await cliJson(h1.ns, 'network', 'addresses', 'floating');
+  t.true(pool.some((r: any) => r.address === fip && r.type === 'floating' && r.user?.[1] === c.iface.uuid), JSON.stringify(pool));
+  const cap = await net.capture(out.ns, 'eth0', { filter: 'ip' });
+  const reached = await until('outside pings the floating address', async () => {
+    const r = await net.ping(out.ns, fip, { count: 2, interval: 0.2 });
+    return r.received > 0 ? r : undefined;
+  }, 20);
+  t.true(reached.received > 0, d1.logTail(20));
+  const back = await net.tcpTransfer(out.ns, c.ns, fip, 500_000);
+  t.is(back.receivedSha256, back.sentSha256);
+  const fromInside = await net.ping(c.ns, OUTSIDE, { count: 3, interval: 0.1 });
+  t.is(fromInside.received, 3);
+  const sources = new Set(tsharkFields(await cap.stop(), ['ip.src']).map((r) => r[0]));
+  t.deepEqual([...sources].sort(), [OUTSIDE, fip].sort(), 'a floated instance is seen only at its floating address');
+  t.true((await nat()).rules.floats.some((f: any) => f.external === u32(fip)));
+
+  // Defloat: rule, flows and reservation gone; the outside no longer gets in.
+  const defloated = await cliJson(h2.ns, 'interface', 'defloat', c.iface.uuid);
+  t.is(defloated.floating, null);
+  const state = await until('1:1 rule removed', async () => {
+    const s = await nat();
+    return s.rules.floats.length === 0 ? s : undefined;
+  });
+  t.deepEqual(state.rules.floats, []);
+  const after = await net.ping(out.ns, fip, { count: 3, interval: 0.2 });
+  t.is(after.received, 0, after.output);
+  const flows = (await nat()).flowList as Array<{ external: number }>;
+  t.false(flows.some((f) => f.external === u32(fip)), JSON.stringify(flows));
+  const poolAfter = await cliJson(h1.ns, 'network', 'addresses', 'floating');
+  t.false(poolAfter.some((r: any) => r.address === fip && r.type === 'floating'), JSON.stringify(poolAfter));
+
+  // Routed: the address enters the network untranslated; the instance that configured it answers.
+  const routed: string = await cliJson(h1.ns, 'network', 'route', network.uuid);
+  t.regex(routed, /^198\.19\.0\.\d+$/);
+  const poolRouted = await cliJson(h1.ns, 'network', 'addresses', 'floating');
+  t.true(poolRouted.some((r: any) => r.address === routed && r.type === 'routed' && r.user?.[1] === network.uuid), JSON.stringify(poolRouted));
+  await runIn(c.ns, 'ip', ['addr', 'add', `${routed}/32`, 'dev', portName(c.iface.uuid)]);
+  const viaRoute = await until('outside pings the routed address', async () => {
+    const r = await net.ping(out.ns, routed, { count: 2, interval: 0.2 });
+    return r.received > 0 ? r : undefined;
+  }, 20);
+  t.true(viaRoute.received > 0);
+  const other = await cliJson(h1.ns, 'network', 'create', 'other', '198.18.133.0/24', '--no-dhcp');
+  const notOurs = await apiCall(h1.ns, 'DELETE', `/networks/${other.uuid}/route/${routed}`, TEST_TOKEN);
+  t.deepEqual([notOurs.status, notOurs.body.error], [403, 'address not routed by this network']);
+  const notRouted = await apiCall(h1.ns, 'DELETE', `/networks/${network.uuid}/route/${fgw}`, TEST_TOKEN);
+  t.deepEqual([notRouted.status, notRouted.body.error], [404, 'address not routed']);
+  await cliJson(h1.ns, 'network', 'unroute', network.uuid, routed);
+  await until('route removed', async () => ((await nat()).plan.routes.length === 0 ? true : undefined));
+  const gone = await net.ping(out.ns, routed, { count: 3, interval: 0.2 });
+  t.is(gone.received, 0, gone.output);
 });

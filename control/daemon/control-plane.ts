@@ -10,6 +10,7 @@ import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { registerDnsRoutes } from '../api/dns-route.ts';
 import { NetworkServices } from '../services/network-services.ts';
 import { NatService } from '../services/nat-service.ts';
+import { registerNatRoutes } from '../api/nat-routes.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
@@ -91,14 +92,15 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       },
     });
     registerDnsRoutes(api, { store, networks });
+    const nat = new NatService({
+      engine, view, store, networks, host: cfg.host, log, floatingPool: cfg.floatingPool, uplink: cfg.uplink, capacity: cfg.nat?.capacity,
+      underlayMtu: cfg.underlay.mtu,
+    });
+    registerNatRoutes(api, { store, networks, natStats: () => nat.stats() });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
-    const nat = new NatService({
-      engine, view, networks, host: cfg.host, log, floatingPool: cfg.floatingPool, uplink: cfg.uplink, capacity: cfg.nat?.capacity,
-      underlayMtu: cfg.underlay.mtu,
-    });
     await nat.start();
     const links = link.links;
     const reconciler = new Reconciler({

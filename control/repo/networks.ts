@@ -343,7 +343,7 @@ export class NetworkRepository {
       const current = JSON.parse(kv.value) as NetworkRecord;
       if (current.floatingGateway !== null) return current.floatingGateway;
       const { state, address } = allocate(JSON.parse(ipamKv.value) as IpamState, {
-        type: 'floating', holder: { kind: 'network', id: uuid }, now: this.now(), comment: 'floating gateway',
+        type: 'gateway', holder: { kind: 'network', id: uuid }, now: this.now(), comment: 'floating gateway',
       });
       const result = await this.store.txn({
         compare: [

@@ -15,7 +15,11 @@ import type { Logger } from 'pino';
 import type { Engine } from '../../dataplane/engine.ts';
 import { NatTable } from '../../dataplane/nat.ts';
 import type { HostPlan } from '../reconcile/plan.ts';
-import type { NetworkRepository } from '../repo/networks.ts';
+import { IPAM_PREFIX, type NetworkRepository } from '../repo/networks.ts';
+import { FLOATING_NETWORK_UUID } from '../networks/network.ts';
+import type { IpamState } from '../ipam/ipam.ts';
+import type { Store, Watcher } from '../store/store.ts';
+import { routedByNetwork } from '../api/nat-routes.ts';
 import type { StateView } from '../repo/state-view.ts';
 import { planNat, type NatPlan } from './nat-policy.ts';
 
@@ -27,6 +31,7 @@ export type NatEngine = Pick<Engine, 'setUplink' | 'setNat' | 'setGateway' | 'ad
 export interface NatServiceOptions {
   engine: NatEngine;
   view: StateView;
+  store: Store;
   networks: NetworkRepository;
   host: string;
   log: Logger;
@@ -61,6 +66,10 @@ export class NatService {
   /** VNIs the reconciler holds (through shareVnis), with its flood list. */
   readonly #reconciled = new Map<number, string[]>();
   #last: NatPlan | undefined;
+  #lastHostPlan: HostPlan | undefined;
+  /** Routed addresses by network, from the floating pool (followed). */
+  #routed = new Map<string, string[]>();
+  #poolWatch: Watcher | undefined;
   #closed = false;
 
   constructor(o: NatServiceOptions) {
@@ -73,6 +82,18 @@ export class NatService {
 
   /** Opens the uplink and routes the floating pool into it (this namespace forwards between its NICs). */
   async start(): Promise<void> {
+    // Routed addresses live in the floating pool, which the reconciler does not follow.
+    const key = IPAM_PREFIX + FLOATING_NETWORK_UUID;
+    const { kvs, revision } = await this.#o.store.range(key);
+    const onPool = (value: string | undefined) => {
+      this.#routed = value === undefined ? new Map() : routedByNetwork(JSON.parse(value) as IpamState);
+      if (this.#lastHostPlan) this.apply(this.#lastHostPlan);
+    };
+    onPool(kvs.find((kv) => kv.key === key)?.value);
+    this.#poolWatch = await this.#o.store.watch(key, {
+      fromRevision: revision + 1,
+      onError: (err) => this.#o.log.warn({ err }, 'floating pool watch ended; routed addresses stay as last seen until restart'),
+    }, (events) => { for (const e of events) if (e.kv.key === key) onPool(e.type === 'put' ? e.kv.value : undefined); });
     const u = this.#o.uplink;
     if (!u) return;
     this.#o.engine.setUplink(u.device, u.mtu ?? 1500);
@@ -117,12 +138,14 @@ export class NatService {
   /** After each reconcile pass: `plan.vnis` are the VNIs the reconciler has in the engine. */
   apply(plan: HostPlan): void {
     if (this.#closed) return;
+    this.#lastHostPlan = plan;
     const v = this.#o.view;
     const nat = planNat({
       host: this.#o.host,
       hosts: v.hosts.values(),
       networks: v.networks.values(),
       interfaces: v.interfaces.values(),
+      routed: this.#routed,
     });
     this.#last = nat;
     const e = this.#o.engine;
@@ -245,12 +268,13 @@ export class NatService {
   }
 
   /** NAT table counters and rules, for the admin API and tests. */
-  stats(): { plan: NatPlan | undefined; table: ReturnType<NatTable['stats']>; rules: ReturnType<NatTable['rules']>; flows: number } {
-    return { plan: this.#last, table: this.table.stats(), rules: this.table.rules(), flows: this.table.flows().length };
+  stats(): { plan: NatPlan | undefined; table: ReturnType<NatTable['stats']>; rules: ReturnType<NatTable['rules']>; flowList: ReturnType<NatTable['flows']> } {
+    return { plan: this.#last, table: this.table.stats(), rules: this.table.rules(), flowList: this.table.flows() };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#poolWatch?.cancel();
     const u = this.#o.uplink;
     if (u) await run('ip', ['route', 'del', this.#o.floatingPool, 'dev', u.device]).catch(() => undefined);
   }

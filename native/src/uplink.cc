@@ -110,6 +110,15 @@ bool Engine::nat_egress(Vni& v, uint8_t* frame, size_t len) {
   }
   size_t n = ipv4_packet_len(ip, len - kEthHdr);
   if (!n) { v.c.drop(kDropMalformed); return true; }
+  if (!routed_.empty()) {
+    // A routed address is held by whichever instance configured it: learn which one from its traffic.
+    uint32_t src = rd32(ip + 12);
+    auto it = routed_.find(src);
+    if (it != routed_.end() && it->second == v.id) {
+      std::lock_guard fl(v.fdb_mu);
+      v.neigh[src] = mac_key(frame + 6);
+    }
+  }
   if (uplink_fd_ < 0) { v.c.drop(kDropNoUplink); return true; }
   if (nat_) {
     nat::Verdict r = nat_->translate(nat::Dir::kEgress, v.id, ip, n, now_ms());
@@ -144,8 +153,16 @@ void Engine::uplink_ingress(uint8_t* ip, size_t len, Sender& out) {
   {
     std::lock_guard fl(v->fdb_mu);
     auto it = v->neigh.find(dst);
-    if (it == v->neigh.end()) { uplink_c_.drop(kDropNoNeighbour); return; }
-    mac = it->second;
+    if (it != v->neigh.end()) {
+      mac = it->second;
+    } else if (!found) {
+      // A routed address nobody has used yet: broadcast it, as IPv4 hosts accept unicast IP in a
+      // broadcast frame; the holder's first answer teaches us its MAC (nat_egress).
+      mac = 0xffffffffffffull;
+    } else {
+      uplink_c_.drop(kDropNoNeighbour);
+      return;
+    }
   }
   uint8_t* frame = ip - kEthHdr;
   mac_write(frame, mac);
