@@ -204,3 +204,68 @@ test.serial('float and routed addresses: the outside reaches the instance while 
   const gone = await net.ping(out.ns, routed, { count: 3, interval: 0.2 });
   t.is(gone.received, 0, gone.output);
 });
+
+test.serial('two networks with the same netblock stay apart while both reach the outside, each from its own floating gateway', async (t) => {
+  const { net, h1, h2, out } = await twoHosts(t);
+  const n1 = await cliJson(h1.ns, 'network', 'create', 'same1', '198.18.140.0/24', '--no-dhcp');
+  const n2 = await cliJson(h1.ns, 'network', 'create', 'same2', '198.18.140.0/24', '--no-dhcp');
+  t.not(n1.vxlan_id, n2.vxlan_id);
+  // One instance of each network on each host: the network node and a remote host both carry both.
+  const x1 = await natInstance(net, h1, 'x1', n1);
+  const x2 = await natInstance(net, h2, 'x2', n1);
+  const y1 = await natInstance(net, h1, 'y1', n2);
+  const y2 = await natInstance(net, h2, 'y2', n2);
+  const g1 = await floatingGateway(h1.ns, n1.uuid);
+  const g2 = await floatingGateway(h1.ns, n2.uuid);
+  t.not(g1, g2);
+
+  const cap = await net.capture(out.ns, 'eth0', { filter: 'icmp' });
+  for (const inst of [x1, x2, y1, y2]) {
+    const r = await until(`${inst.ipv4} pings the outside`, async () => {
+      const p = await net.ping(inst.ns, OUTSIDE, { count: 2, interval: 0.2 });
+      return p.received === 2 ? p : undefined;
+    }, 20);
+    t.is(r.received, 2);
+  }
+  const rows = tsharkFields(await cap.stop(), ['ip.src', 'ip.dst']);
+  t.deepEqual(new Set(rows.map((r) => r[0] === OUTSIDE ? r[1] : r[0])), new Set([g1, g2]));
+  // Within each network only its own instances answer: x1 reaches x2, never y2 (unless they share the address).
+  t.is((await net.ping(x1.ns, x2.ipv4, { count: 2, interval: 0.1 })).received, 2);
+  if (y2.ipv4 !== x2.ipv4 && y2.ipv4 !== x1.ipv4) t.is((await net.ping(x1.ns, y2.ipv4, { count: 2, interval: 0.1 })).received, 0);
+  if (x2.ipv4 !== y2.ipv4 && x2.ipv4 !== y1.ipv4) t.is((await net.ping(y1.ns, x2.ipv4, { count: 2, interval: 0.1 })).received, 0);
+});
+
+test.serial('conntrack full: new flows are dropped and counted, a flow that exists keeps working', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const net = await TestNet.create(t, { hosts: 1 });
+  const [h1] = net.hosts;
+  await addOutside(net, h1);
+  const d1 = await net.startAppnetd(h1, {
+    store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' }, nat: { capacity: 4 },
+  });
+  const network = await cliJson(h1.ns, 'network', 'create', 'small', '198.18.141.0/24', '--no-dhcp');
+  const a = await natInstance(net, h1, 'a', network);
+  await floatingGateway(h1.ns, network.uuid);
+  const nat = async () => (await apiCall(h1.ns, 'GET', '/nat', TEST_TOKEN)).body;
+  // One ICMP echo id is one flow: ping -e keeps the id across runs.
+  const pingId = (id: number) => runIn(a.ns, 'ping', ['-n', '-e', String(id), '-c', '3', '-i', '0.2', '-W', '2', OUTSIDE], { reject: false });
+  const first = await until('the first flow works', async () => ((await pingId(4242)).code === 0 ? true : undefined), 20);
+  t.true(first);
+  t.is((await nat()).table.capacity, 4);
+  // Six more flows (UDP to six ports): three fit, three do not.
+  for (let port = 2001; port <= 2006; port++) await runIn(a.ns, 'node', [new URL('./helpers/send-udp.mjs', import.meta.url).pathname, OUTSIDE, String(port), '1', '00']);
+  const full = await until('table full', async () => {
+    const s = await nat();
+    return s.table.drops.conntrack_full >= 3 ? s : undefined;
+  }, 20);
+  t.is(full.table.entries, 4);
+  t.is(full.table.drops.conntrack_full, 3);
+  const counters = await d1.get('/engine/counters');
+  t.is(counters.vnis[String(network.vxlan_id)].drops.nat, 3);
+  // A new flow (another echo id) is refused; the existing one still translates both ways.
+  t.not((await pingId(4343)).code, 0);
+  const again = await pingId(4242);
+  t.is(again.code, 0, again.stdout);
+  t.true((await nat()).table.drops.conntrack_full > 3);
+});
