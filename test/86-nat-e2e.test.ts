@@ -95,6 +95,20 @@ test.serial('an instance on the network node reaches the outside through the upl
   const sources = new Set(tsharkFields(file, ['ip.src']).map((r) => r[0]));
   t.deepEqual([...sources].sort(), [OUTSIDE, fgw].sort(), 'the outside sees only the floating gateway');
   t.false(sources.has(a.ipv4));
+
+  // Deleting the network returns its floating gateway to the pool and takes the SNAT rule away.
+  await cliJson(h1.ns, 'instance', 'delete', a.iface.instance_uuid);
+  t.is((await cliJson(h1.ns, 'network', 'delete', network.uuid)).state, 'deleted');
+  const pool = await until('floating gateway released', async () => {
+    const rows = await cliJson(h1.ns, 'network', 'addresses', 'floating');
+    return rows.some((r: any) => r.address === fgw && r.type === 'gateway') ? undefined : rows;
+  });
+  t.false(pool.some((r: any) => r.address === fgw && r.type === 'gateway'));
+  const nat = await until('SNAT rule removed', async () => {
+    const s = (await apiCall(h1.ns, 'GET', '/nat', TEST_TOKEN)).body;
+    return s.rules.snat.length === 0 ? s : undefined;
+  });
+  t.deepEqual(nat.rules.snat, []);
 });
 
 /** Two hosts on one store, h1 with the uplink (the network node), and the outside behind h1. */
