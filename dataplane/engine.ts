@@ -1,5 +1,6 @@
 // The typed face of the native packet engine. Validates arguments with messages that name the
 // field and the expected form, converts addresses, and hands punted frames to JS in batches.
+import type { NatTable } from './nat.ts';
 import { native, type NativeCounterBlock, type NativeEngine, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
 import { compilePortFilter, type PortFilter } from './wire/port-filter.ts';
@@ -9,8 +10,14 @@ export type { PortFilter } from './wire/port-filter.ts';
 
 export type PortKind = 'tap' | 'tun';
 /** filtered: refused by a port's filter (PortSpec.filter), counted on the port and on its VNI. */
-export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted' | 'filtered';
-export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered'];
+/**
+ * no_uplink: an off-net frame on a NAT network, on a host without an uplink. nat: the NAT table refused it
+ * (its stats say why, e.g. conntrack_full). no_neighbour: from the uplink to an address no instance holds.
+ */
+export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted' | 'filtered'
+  | 'no_uplink' | 'nat' | 'no_neighbour';
+export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered',
+  'no_uplink', 'nat', 'no_neighbour'];
 export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted';
 
 export interface CounterBlock {
@@ -47,6 +54,18 @@ export interface EngineCounters {
   offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number };
   /** Encrypted links, when enabled: drops that belong to no peer (unknown index, malformed). */
   links?: LinkCounters;
+  /** The uplink, when open: rx read from it (before NAT), tx written to it (after). */
+  uplink?: CounterBlock;
+}
+
+/** A NAT network's gateway as the engine's NAT stage sees it (docs/nat.md "Uplink and network node"). */
+export interface GatewaySpec {
+  /** The gateway address (.1) and the network's netblock, `a.b.c.d/p`. */
+  ip: string;
+  netblock: string;
+  mac: string;
+  /** Send off-net frames to the gateway MAC out of the uplink (this host is the network node). */
+  nat: boolean;
 }
 
 /** Link counters (rx/tx, keepalives, roams: times an authenticated packet moved the peer's endpoint). */
@@ -350,6 +369,44 @@ export class Engine {
     return this.#n.captureDrain(id);
   }
   captureStop(id: number): boolean { return this.#n.captureStop(id); }
+
+  // The uplink and the NAT stage (native/src/uplink.cc).
+
+  /** Opens the uplink TUN `name` in this process's namespace (null closes it). */
+  setUplink(name: string | null, mtu = 1500): void {
+    if (name !== null) check(IFNAME.test(name), `uplink name must be 1-15 characters of [A-Za-z0-9_.-], got '${name}'`);
+    checkMtu(mtu);
+    this.#n.setUplink(name, mtu);
+  }
+  /** The table the NAT stage translates through (shared: rules added to it apply at once); null: none. */
+  setNat(table: NatTable | null): void { this.#n.setNat(table === null ? null : table.nativeHandle()); }
+  /** The gateway of a NAT network on this host, or null to take the VNI out of the NAT stage. */
+  setGateway(vni: number, g: GatewaySpec | null): void {
+    checkVni(vni);
+    if (g === null) {
+      this.#n.setGateway(vni, null);
+      return;
+    }
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(g.netblock);
+    check(m !== null && Number(m[2]) <= 32, `gateway.netblock must be a.b.c.d/prefix, got '${g.netblock}'`);
+    const prefix = Number(m![2]);
+    const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+    const net = parseIpv4Address(m![1]);
+    check(((net & ~mask) >>> 0) === 0, `gateway.netblock ${g.netblock} has host bits set`);
+    this.#n.setGateway(vni, { ip: parseIpv4Address(g.ip), net, mask, mac: Buffer.from(parseMac(g.mac)), nat: g.nat });
+  }
+  /** Where packets from the uplink to `ip` go in the VNI. */
+  addNeighbour(vni: number, ip: string, mac: string): void {
+    checkVni(vni);
+    this.#n.addNeighbour(vni, parseIpv4Address(ip), Buffer.from(parseMac(mac)));
+  }
+  removeNeighbour(vni: number, ip: string): boolean { return this.#n.removeNeighbour(vni, parseIpv4Address(ip)); }
+  /** A routed address: packets from the uplink to it enter `vni` untranslated. */
+  addRouted(vni: number, ip: string): void {
+    checkVni(vni);
+    this.#n.addRouted(vni, parseIpv4Address(ip));
+  }
+  removeRouted(ip: string): boolean { return this.#n.removeRouted(parseIpv4Address(ip)); }
 
   // Encrypted links. A peer is another host, named by its registered underlay address.
 

@@ -201,6 +201,11 @@ export class NatTable {
     return this.t.rules();
   }
 
+  /** The native object, for Engine.setNat: the engine then translates through this same table. */
+  nativeHandle(): object {
+    return this.t;
+  }
+
   /** Benchmark only: ns for `iterations` translations of copies of `packet` inside native code. */
   benchTranslate(direction: NatDirection, vni: number, packet: Uint8Array, iterations: number, nowMs: number): number {
     return this.t.benchTranslate(direction, vni, packet, iterations, nowMs);

@@ -32,6 +32,7 @@ export interface NativeEngine {
     punt: { punted: number; dropped: number };
     offload: { udp_gso_fallbacks: number };
     links?: NativeLinkCounters;
+    uplink?: NativeCounterBlock;
   };
   addPuntRule(rule: { ethertype?: number; ipProto?: number; dstIp?: number; dstPort?: number; vni?: number; consume?: boolean }): number;
   removePuntRule(id: number): boolean;
@@ -60,6 +61,14 @@ export interface NativeEngine {
     filtered: number;
   };
   captureStop(id: number): boolean;
+  setUplink(name: string | null, mtu: number): void;
+  /** A NatTable (dataplane/nat.ts) object, or null. */
+  setNat(table: object | null): void;
+  setGateway(vni: number, g: { ip: number; net: number; mask: number; mac: Buffer; nat: boolean } | null): void;
+  addNeighbour(vni: number, ip: number, mac: Buffer): void;
+  removeNeighbour(vni: number, ip: number): boolean;
+  addRouted(vni: number, ip: number): void;
+  removeRouted(ip: number): boolean;
 }
 
 export interface NativeLinkCounters {

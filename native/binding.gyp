@@ -15,7 +15,8 @@
         "src/link_crypto.cc",
         "src/addon_link.cc",
         "src/nat.cc",
-        "src/addon_nat.cc"
+        "src/addon_nat.cc",
+        "src/uplink.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -79,6 +79,10 @@ export interface DaemonConfig {
   dnsZone?: string;
   /** `a.b.c.d[:port]` that names outside dnsZone are forwarded to; absent: they are REFUSED. */
   dnsUpstream?: string;
+  /** The TUN device NAT traffic leaves through (store mode, docs/nat.md); absent: this host does no NAT. */
+  uplink?: { device: string; mtu?: number };
+  /** The NAT table: at most `capacity` tracked flows (default 65536). */
+  nat?: { capacity: number };
 }
 
 export class ConfigError extends Error {
@@ -195,6 +199,8 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     link,
     dnsZone: c.dnsZone === undefined ? 'appnet.internal' : str(c.dnsZone, 'dnsZone', DNS_ZONE, 'a DNS name like appnet.internal'),
     ...(c.dnsUpstream === undefined ? {} : { dnsUpstream: upstream(c.dnsUpstream) }),
+    ...(c.uplink === undefined ? {} : { uplink: parseUplink(c.uplink) }),
+    ...(c.nat === undefined ? {} : { nat: { capacity: int(obj(c.nat, 'nat').capacity ?? 65536, 'nat.capacity', 1, 1 << 24) } }),
   };
 }
 
@@ -204,6 +210,12 @@ function linkPool(v: unknown): string {
   } catch (e) {
     throw new ConfigError('linkPool', (e as Error).message);
   }
+}
+
+function parseUplink(v: unknown): { device: string; mtu?: number } {
+  const u = obj(v, 'uplink');
+  const device = str(u.device, 'uplink.device', /^[A-Za-z0-9_.-]{1,15}$/, '1-15 characters of [A-Za-z0-9_.-]');
+  return u.mtu === undefined ? { device } : { device, mtu: int(u.mtu, 'uplink.mtu', 68, 9000) };
 }
 
 const DNS_ZONE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;

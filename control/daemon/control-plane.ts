@@ -11,6 +11,8 @@ import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { registerDnsRoutes } from '../api/dns-route.ts';
 import { NetworkServices } from '../services/network-services.ts';
+import { NatService } from '../services/nat-service.ts';
+import { registerNatRoutes } from '../api/nat-routes.ts';
 import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
 import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
@@ -34,6 +36,7 @@ export interface ControlPlane {
   reconciler: Reconciler;
   connectionReports: ConnectionReports;
   services: NetworkServices;
+  nat: NatService;
   close(): Promise<void>;
 }
 
@@ -72,6 +75,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       underlay_address: cfg.underlay.address,
       ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
       api: apiUrl,
+      ...(cfg.uplink ? { nat_uplink: true } : {}),
     });
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
@@ -99,10 +103,16 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       },
     });
     registerDnsRoutes(api, { store, networks });
+    const nat = new NatService({
+      engine, view, store, networks, host: cfg.host, log, floatingPool: cfg.floatingPool, uplink: cfg.uplink, capacity: cfg.nat?.capacity,
+      underlayMtu: cfg.underlay.mtu,
+    });
+    registerNatRoutes(api, { store, networks, natStats: () => nat.stats() });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
+    await nat.start();
     const links = link.links;
     const connectionReports = new ConnectionReports({
       store, host: cfg.host, log,
@@ -114,7 +124,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     });
     const netnsHosts = new NetnsHosts({ host: cfg.host, log });
     const reconciler = new Reconciler({
-      store, engine, networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
+      store, engine: nat.shareVnis(engine), networks, view, host: cfg.host, underlayMtu: cfg.underlay.mtu, log,
       // Only hosts registered in the store are authorised link peers.
       onLinkPeers: links
         ? (peers) => links.setPeers(peers.map((p) => ({
@@ -123,7 +133,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
           active: p.active,
         })))
         : undefined,
-      onApplied: (plan, ports) => services.apply(plan, ports),
+      onApplied: (plan, ports) => { services.apply(plan, ports); nat.apply(plan); },
       afterPass: async () => {
         await netnsHosts.apply(desiredHostsFiles(cfg.host, view.state()));
         await connectionReports.update();
@@ -134,12 +144,13 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     connectionReports.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
-      store, hosts, api, reconciler, services, connectionReports,
+      store, hosts, api, reconciler, services, nat, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
         await connectionReports.close();
         await reconciler.close();
         await netnsHosts.close();
+        await nat.close();
         await services.close();
         await view.stop();
         await hosts.close();

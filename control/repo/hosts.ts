@@ -19,6 +19,8 @@ export interface HostRecord {
   public_key?: string;
   /** Where this host's appnetd serves the REST API. */
   api?: string;
+  /** The host has an uplink and can serve NAT (control/services/nat-policy.ts). */
+  nat_uplink?: boolean;
   machine: string;
   pid: number;
   started_at: string;

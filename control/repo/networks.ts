@@ -42,7 +42,7 @@ import {
 } from '../networks/network.ts';
 import { transition } from '../networks/state-machine.ts';
 import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
-import { type IpamState, addressView, createIpam, listReservations } from '../ipam/ipam.ts';
+import { type IpamState, addressView, allocate, createIpam, listReservations, release } from '../ipam/ipam.ts';
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
 import type { KeyValue, Store, TxnOp } from '../store/store.ts';
 import type { StateView } from './state-view.ts';
@@ -326,6 +326,65 @@ export class NetworkRepository {
       { type: 'audit', message: `delete metadata key ${quote(key)}` },
     );
     return record.metadata;
+  }
+
+  /**
+   * The network node's part (control/services/nat-service.ts): reserve a floating-pool address held by
+   * the network, typed `floating`, and record it as the network's floating gateway, in one transaction.
+   * Returns the address (the existing one if another node got there first).
+   */
+  async allocateFloatingGateway(uuid: string, node: string): Promise<string> {
+    const key = NETWORKS_PREFIX + uuid;
+    const ipamKey = IPAM_PREFIX + FLOATING_NETWORK_UUID;
+    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+      const [kv, ipamKv] = await Promise.all([this.store.get(key), this.store.get(ipamKey)]);
+      if (kv === undefined) throw new NotFound(`network not found: ${quote(uuid)}`, { reason: 'not-found' });
+      if (ipamKv === undefined) throw new NotFound('the floating pool has no address management state', { reason: 'no-ipam' });
+      const current = JSON.parse(kv.value) as NetworkRecord;
+      if (current.floatingGateway !== null) return current.floatingGateway;
+      const { state, address } = allocate(JSON.parse(ipamKv.value) as IpamState, {
+        type: 'gateway', holder: { kind: 'network', id: uuid }, now: this.now(), comment: 'floating gateway',
+      });
+      const result = await this.store.txn({
+        compare: [
+          { key, target: 'modRevision', op: '==', value: kv.modRevision },
+          { key: ipamKey, target: 'modRevision', op: '==', value: ipamKv.modRevision },
+        ],
+        success: [
+          { type: 'put', key, value: JSON.stringify({ ...current, floatingGateway: address }) },
+          { type: 'put', key: ipamKey, value: JSON.stringify(state) },
+          await this.eventOp(uuid, 'audit', `floating gateway ${address} allocated by network node ${node}`, { floating_gateway: address, node }),
+        ],
+      });
+      if (result.succeeded) return address;
+    }
+    throw new Conflict(`network ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /** Returns a deleted network's floating gateway to the pool (with the usual hold-back). False if it had none. */
+  async releaseFloatingGateway(uuid: string): Promise<boolean> {
+    const key = NETWORKS_PREFIX + uuid;
+    const ipamKey = IPAM_PREFIX + FLOATING_NETWORK_UUID;
+    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+      const [kv, ipamKv] = await Promise.all([this.store.get(key), this.store.get(ipamKey)]);
+      if (kv === undefined || ipamKv === undefined) return false;
+      const current = JSON.parse(kv.value) as NetworkRecord;
+      if (current.floatingGateway === null) return false;
+      const state = release(JSON.parse(ipamKv.value) as IpamState, current.floatingGateway, this.now());
+      const result = await this.store.txn({
+        compare: [
+          { key, target: 'modRevision', op: '==', value: kv.modRevision },
+          { key: ipamKey, target: 'modRevision', op: '==', value: ipamKv.modRevision },
+        ],
+        success: [
+          { type: 'put', key, value: JSON.stringify({ ...current, floatingGateway: null }) },
+          { type: 'put', key: ipamKey, value: JSON.stringify(state) },
+          await this.eventOp(uuid, 'audit', `floating gateway ${current.floatingGateway} released`, null),
+        ],
+      });
+      if (result.succeeded) return true;
+    }
+    throw new Conflict(`network ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
   }
 
   // ---- internals -------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 namespace appnet {
 void RegisterLink(Napi::Env env, Napi::Object exports);  // addon_link.cc
 void RegisterNat(Napi::Env env, Napi::Object exports);   // addon_nat.cc
+std::shared_ptr<nat::NatTable> nat_table_of(const Napi::Value& v);  // addon_nat.cc
 namespace {
 
 template <typename F>
@@ -127,6 +128,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::InjectFromPort>("injectFromPort"),
       InstanceMethod<&EngineWrap::CaptureDrain>("captureDrain"),
       InstanceMethod<&EngineWrap::CaptureStop>("captureStop"),
+      InstanceMethod<&EngineWrap::SetUplink>("setUplink"),
+      InstanceMethod<&EngineWrap::SetNat>("setNat"),
+      InstanceMethod<&EngineWrap::SetGateway>("setGateway"),
+      InstanceMethod<&EngineWrap::AddNeighbour>("addNeighbour"),
+      InstanceMethod<&EngineWrap::RemoveNeighbour>("removeNeighbour"),
+      InstanceMethod<&EngineWrap::AddRouted>("addRouted"),
+      InstanceMethod<&EngineWrap::RemoveRouted>("removeRouted"),
     });
   }
 
@@ -275,7 +283,50 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     offload.Set("tap_gro_fallbacks", double(engine_->gro_fallbacks()));
     out.Set("offload", offload);
     if (engine_->links_enabled()) out.Set("links", link_counters(env, engine_->links().global()));
+    if (engine_->has_uplink()) out.Set("uplink", counters_object(env, engine_->uplink_counters()));
     return out;
+  }
+
+  // setUplink(name | null, mtu)
+  Napi::Value SetUplink(const Napi::CallbackInfo& info) {
+    std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    guard(info.Env(), [&] { engine_->set_uplink(name, i32(info[1])); });
+    return info.Env().Undefined();
+  }
+  // setNat(NatTable | null)
+  Napi::Value SetNat(const Napi::CallbackInfo& info) {
+    std::shared_ptr<nat::NatTable> t;
+    if (!info[0].IsNull() && !info[0].IsUndefined()) t = nat_table_of(info[0]);
+    engine_->set_nat(std::move(t));
+    return info.Env().Undefined();
+  }
+  // setGateway(vni, { ip, net, mask: u32, mac: Buffer(6), nat: bool } | null)
+  Napi::Value SetGateway(const Napi::CallbackInfo& info) {
+    NatGateway g;
+    if (info[1].IsObject()) {
+      Napi::Object o = info[1].As<Napi::Object>();
+      g.ip = u32(o.Get("ip"));
+      g.net = u32(o.Get("net"));
+      g.mask = u32(o.Get("mask"));
+      g.nat = o.Get("nat").ToBoolean().Value();
+      guard(info.Env(), [&] { mac_write(g.mac, mac_of(o.Get("mac"))); });
+    }
+    guard(info.Env(), [&] { engine_->set_gateway(u32(info[0]), g); });
+    return info.Env().Undefined();
+  }
+  Napi::Value AddNeighbour(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->add_neighbour(u32(info[0]), u32(info[1]), mac_of(info[2])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoveNeighbour(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->remove_neighbour(u32(info[0]), u32(info[1])));
+  }
+  Napi::Value AddRouted(const Napi::CallbackInfo& info) {
+    guard(info.Env(), [&] { engine_->add_routed(u32(info[0]), u32(info[1])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value RemoveRouted(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_->remove_routed(u32(info[0])));
   }
 
   // captureStart({ points: u32 mask, vni?, port?, snaplen?, ring?, filter?: string }) -> id

@@ -56,6 +56,9 @@ Napi::Object counters_object(Napi::Env env, const nat::RuleCounters& c) {
   return o;
 }
 
+// Marks NatTable objects, so that Engine.setNat can tell one from any other object it is given.
+constexpr napi_type_tag kNatTableTag = {0x6170706e65744e41ull, 0x545461626c653031ull};
+
 const char* action_name(nat::Action a) {
   switch (a) {
     case nat::Action::kTranslated: return "translated";
@@ -107,8 +110,11 @@ class NatTableWrap : public Napi::ObjectWrap<NatTableWrap> {
     t.udp = get("udp");
     t.udp_assured = get("udpAssured");
     t.icmp = get("icmp");
-    table_ = guard(env, [&] { return std::make_unique<nat::NatTable>(capacity, t, seed); });
+    table_ = guard(env, [&] { return std::make_shared<nat::NatTable>(capacity, t, seed); });
+    napi_type_tag_object(env, info.This(), &kNatTableTag);
   }
+
+  std::shared_ptr<nat::NatTable> table() const { return table_; }
 
  private:
   // addSnat(vni, insideNet, prefix, external, portMin, portMax)
@@ -256,10 +262,18 @@ class NatTableWrap : public Napi::ObjectWrap<NatTableWrap> {
     return Napi::Number::New(env, double(b.tv_sec - a.tv_sec) * 1e9 + double(b.tv_nsec - a.tv_nsec));
   }
 
-  std::unique_ptr<nat::NatTable> table_;
+  // Shared with the engine once attached (Engine.setNat): it lives while either holds it.
+  std::shared_ptr<nat::NatTable> table_;
 };
 
 }  // namespace
+
+std::shared_ptr<nat::NatTable> nat_table_of(const Napi::Value& v) {
+  bool tagged = false;
+  if (v.IsObject()) napi_check_object_type_tag(v.Env(), v, &kNatTableTag, &tagged);
+  if (!tagged) throw Napi::TypeError::New(v.Env(), "nat must be a NatTable");
+  return NatTableWrap::Unwrap(v.As<Napi::Object>())->table();
+}
 
 void RegisterNat(Napi::Env env, Napi::Object exports) { exports.Set("NatTable", NatTableWrap::Define(env)); }
 

@@ -16,13 +16,16 @@ enum Drop : int {
   kDropNoSession,    // encrypted VNI, but no usable session to the peer
   kDropUnencrypted,  // clear VXLAN arrived for an encrypted VNI
   kDropFiltered,     // refused by the port's filter (port_filter.h), either direction
+  kDropNoUplink,     // for the uplink (off-net on a NAT network) but this host has none
+  kDropNat,          // the NAT table refused it: the reason is counted in the table's stats
+  kDropNoNeighbour,  // from the uplink to an address no instance of the network holds
   kDropCount
 };
 
 inline const char* drop_name(int d) {
   static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
                                           "queue_full", "oversize", "no_session", "unencrypted",
-                                          "filtered"};
+                                          "filtered", "no_uplink", "nat", "no_neighbour"};
   return names[d];
 }
 

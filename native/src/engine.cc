@@ -174,6 +174,10 @@ void Engine::stop() {
     p.reset();
   }
   for (auto& [id, v] : vnis_) v->ports.clear();
+  if (uplink_fd_ >= 0) {
+    close(uplink_fd_);
+    uplink_fd_ = -1;
+  }
 }
 
 void Engine::add_vni(uint32_t vni, int mtu, bool encrypted) {

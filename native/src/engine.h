@@ -23,6 +23,7 @@
 #include "device.h"
 #include "gro.h"
 #include "links.h"
+#include "nat.h"
 #include "port_filter.h"
 #include "punt.h"
 #include "wire.h"
@@ -86,6 +87,14 @@ struct FdbEntry {
   bool is_static;
 };
 
+// A network's gateway as the NAT stage sees it (uplink.cc): frames to `mac` whose IPv4 destination
+// is outside net/mask leave through the uplink when `nat` is set. Unset (ip == 0): no NAT stage.
+struct NatGateway {
+  uint32_t ip = 0, net = 0, mask = 0;  // host order
+  uint8_t mac[6] = {};
+  bool nat = false;
+};
+
 struct Vni {
   uint32_t id;
   int mtu;
@@ -94,6 +103,9 @@ struct Vni {
   std::vector<int> ports;       // local ports in this VNI
   std::mutex fdb_mu;
   std::unordered_map<uint64_t, FdbEntry> fdb;
+  NatGateway gw;  // written under the configuration lock held exclusively
+  // IPv4 -> MAC of the network's instances, for packets from the uplink (guarded by fdb_mu).
+  std::unordered_map<uint32_t, uint64_t> neigh;
   Counters c;
 };
 
@@ -235,6 +247,20 @@ class Engine {
   LinkTable& links() { return links_; }
   uint16_t link_port() const;
 
+  // The uplink and NAT stage (uplink.cc, docs/nat.md "Uplink and network node").
+  // Opens (or, with an empty name, closes) the uplink TUN device in the engine's own namespace.
+  void set_uplink(const std::string& name, int mtu);
+  bool has_uplink() const { return uplink_fd_ >= 0; }
+  // The table every NAT VNI translates through; null: packets to the uplink pass untranslated.
+  void set_nat(std::shared_ptr<nat::NatTable> t);
+  void set_gateway(uint32_t vni, const NatGateway& g);
+  void add_neighbour(uint32_t vni, uint32_t ip, uint64_t mac);
+  bool remove_neighbour(uint32_t vni, uint32_t ip);
+  // A routed address: packets from the uplink to `ip` go into `vni` untranslated.
+  void add_routed(uint32_t vni, uint32_t ip);
+  bool remove_routed(uint32_t ip);
+  Counters& uplink_counters() { return uplink_c_; }
+
   // Capture sessions (capture.h).
   uint32_t capture_add(CaptureSpec spec);
   bool capture_remove(uint32_t id);
@@ -275,6 +301,12 @@ class Engine {
   // Answers an oversize DF packet from port `p` with ICMP "fragmentation needed".
   void reply_frag_needed(Port& p, const uint8_t* frame, size_t len, int mtu);
 
+  // NAT stage. nat_egress: true when the frame was for the uplink (sent, or dropped and counted).
+  bool nat_egress(Vni& v, uint8_t* frame, size_t len);
+  // One IPv4 packet read from the uplink at `ip`, with kVxlanHdr + kEthHdr bytes of headroom.
+  void uplink_ingress(uint8_t* ip, size_t len, Sender& out);
+  void nat_sweep();
+
   Port* port_by_id(int id) {
     return id >= 0 && size_t(id) < ports_.size() ? ports_[id].get() : nullptr;
   }
@@ -297,6 +329,11 @@ class Engine {
   LinkTable links_;
   CaptureTable captures_;
   uint16_t tx_ports_[kTxSockets] = {};  // source ports of tx_fds_, for wire capture records
+  int uplink_fd_ = -1;        // the uplink TUN (IFF_NO_PI): IPv4 packets both ways
+  int uplink_mtu_ = 1500;
+  Counters uplink_c_;         // rx: read from the uplink; tx: written to it
+  std::shared_ptr<nat::NatTable> nat_;
+  std::unordered_map<uint32_t, uint32_t> routed_;  // routed address -> VNI
   int link_fd_ = -1;          // bound to 0.0.0.0:link_port (follows address changes)
   int rx_fd_ = -1;            // bound to underlay_ip:underlay_port
   int tx_fds_[kTxSockets];    // bound to underlay_ip:ephemeral, one per flow-hash bucket

@@ -180,6 +180,7 @@ class RxPipeline {
     v->c.rx(flen);
     e_.learn(*v, frame + 6, -1, remote);
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
+    if (v->gw.nat && e_.nat_egress(*v, frame, flen)) return;  // off-net, from a host without the uplink
 
     FdbEntry fe;
     if (!mac_is_group(frame) && e_.lookup(*v, frame, &fe)) {

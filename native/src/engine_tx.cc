@@ -32,6 +32,7 @@
 
 #include "engine.h"
 #include "offload.h"
+#include "uplink.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103  // linux/udp.h; glibc headers may lack it
@@ -221,6 +222,10 @@ class TxPipeline {
             (void)!read(e_.wake_fd_, &drain, sizeof(drain));
             continue;
           }
+          if (key == kUplinkEpollKey) {
+            read_uplink();
+            continue;
+          }
           Port* p = e_.port_by_id(int(key & 0xffffffff));
           if (p && p->gen == uint32_t(key >> 32)) read_port(*p);
         }
@@ -230,6 +235,7 @@ class TxPipeline {
       uint64_t now = Engine::now_ms();
       if (now >= next_age) {
         e_.age_fdb();
+        e_.nat_sweep();
         next_age = now + 1000;
       }
     }
@@ -282,6 +288,21 @@ class TxPipeline {
     }
   }
 
+  // Packets the kernel routed into the uplink, each behind room for the Ethernet and VXLAN headers.
+  void read_uplink() {
+    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
+    for (int i = 0; i < kBatch; i++) {
+      int fd = e_.uplink_fd_;
+      if (fd < 0) break;
+      uint8_t* ip = slot() + kVxlanHdr + kEthHdr;
+      ssize_t n = read(fd, ip, room);
+      if (n <= 0) break;
+      int before = out_.pending();
+      e_.uplink_ingress(ip, size_t(n), out_);
+      if (out_.pending() != before) used_++;
+    }
+  }
+
   void segment(Port& p, const uint8_t* f, size_t len, size_t mss) {
     Tcp4Gso g;
     if (!tcp4_gso_parse(f, len, mss, &g) || g.hlen + g.mss > kSlotSize - kVxlanHdr) {
@@ -318,6 +339,10 @@ class TxPipeline {
       return;
     }
     if (e_.punt_frame(v->id, p.id, 0, frame, len)) return;
+    if (v->gw.nat) {
+      e_.learn(*v, frame + 6, p.id, 0);  // replies from the uplink find the instance without a flood
+      if (e_.nat_egress(*v, frame, len)) return;
+    }
     e_.forward_from_local(*v, &p, frame, len, out_);
   }
 

@@ -120,6 +120,19 @@ export function networkCommand(): Command {
       ),
     );
 
+  withJson(network.command('route'))
+    .description('route a floating-pool address to the network, untranslated (an instance must configure it)')
+    .argument('<ref>', 'network UUID or name')
+    .action(async (ref: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.post<string>(`/networks/${seg(ref)}/route`), (a) => `${a}\n`));
+
+  withJson(network.command('unroute'))
+    .description('stop routing an address to the network; it returns to the pool')
+    .argument('<ref>', 'network UUID or name')
+    .argument('<address>', 'the routed address')
+    .action(async (ref: string, address: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.delete<null>(`/networks/${seg(ref)}/route/${seg(address)}`), () => `${address} no longer routed to ${ref}\n`));
+
   withJson(network.command('events'))
     .description('events of a network, newest first')
     .argument('<ref>', 'network UUID or name')
