@@ -13,7 +13,7 @@ import { connectionMac, connectionPortName, nextStatus, statusApplier, type Endp
 import { outboundHostname } from '../control/connections/env.ts';
 import { desiredState, planHost } from '../control/reconcile/plan.ts';
 import { desiredReports } from '../control/reconcile/connection-reports.ts';
-import { NetnsHosts, desiredHostsFiles } from '../control/reconcile/netns-hosts.ts';
+import { NetnsHosts, desiredHostsFiles, localNetns } from '../control/reconcile/netns-hosts.ts';
 import { parseDaemonConfig } from '../control/daemon/config.ts';
 import { DEFAULT_LINK_POOL } from '../control/connections/link-pool.ts';
 
@@ -140,11 +140,15 @@ test('hosts files: the source instance resolves its outbound name to the inbound
   const hosts = new NetnsHosts({ host: 'h1', log, root });
   await hosts.apply(files);
   t.is(readFileSync(path.join(root, 'ns-src', 'hosts'), 'utf8'), text);
-  // A restarted daemon adopts its files and removes the ones no longer wanted.
+  // A restarted daemon adopts its files in its own instances' namespaces and removes the ones no longer
+  // wanted; a file with its host name in a namespace that is not one of its instances' is another store's.
+  mkdirSync(path.join(root, 'elsewhere'));
+  writeFileSync(path.join(root, 'elsewhere', 'hosts'), '# written by appnetd on host h1: x\n');
   const restarted = new NetnsHosts({ host: 'h1', log, root });
-  await restarted.apply(new Map());
+  await restarted.apply(new Map(), localNetns('h1', twoHosts(connection())));
   t.false(existsSync(path.join(root, 'ns-src')));
   t.true(existsSync(path.join(root, 'other', 'hosts')));
+  t.true(existsSync(path.join(root, 'elsewhere', 'hosts')));
   await restarted.apply(files);
   await restarted.close();
   t.false(existsSync(path.join(root, 'ns-src')));

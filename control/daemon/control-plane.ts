@@ -19,7 +19,7 @@ import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import { ConnectionReports } from '../reconcile/connection-reports.ts';
-import { NetnsHosts, desiredHostsFiles } from '../reconcile/netns-hosts.ts';
+import { NetnsHosts, desiredHostsFiles, localNetns } from '../reconcile/netns-hosts.ts';
 import { ConnectionRepository } from '../repo/connections.ts';
 import { InstanceRepository } from '../repo/instances.ts';
 import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
@@ -135,7 +135,8 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
         : undefined,
       onApplied: (plan, ports) => { services.apply(plan, ports); nat.apply(plan); },
       afterPass: async () => {
-        await netnsHosts.apply(desiredHostsFiles(cfg.host, view.state()));
+        const state = view.state();
+        await netnsHosts.apply(desiredHostsFiles(cfg.host, state), localNetns(cfg.host, state));
         await connectionReports.update();
       },
     });

@@ -5,9 +5,11 @@
 // address only on the connection record, so both survive re-establishment and daemon restarts.
 //
 // A file this daemon writes starts with a marker naming its host; a daemon only ever changes or
-// removes files with its own marker, and on its first pass adopts the ones a previous run left, so
-// a connection removed while it was down loses its name once it is back.
-import { mkdir, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+// removes files with its own marker. On its first pass it adopts the ones a previous run left in the
+// namespaces of instances the store places on this host (only those: another appnetd on the machine,
+// for another store, may use the same host name), so a connection removed while it was down loses its
+// name once it is back.
+import { mkdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { hostsEntries } from '../connections/env.ts';
@@ -52,6 +54,16 @@ export function desiredHostsFiles(host: string, state: DesiredState): Map<string
   return files;
 }
 
+/** The namespaces of the instances placed on `host`: the only ones whose files a restarted daemon adopts. */
+export function localNetns(host: string, state: DesiredState): Set<string> {
+  const out = new Set<string>();
+  for (const uuid of state.instancesOnHost(host)) {
+    const ns = state.instances.get(uuid)?.netns;
+    if (ns !== undefined && NETNS_NAME.test(ns)) out.add(ns);
+  }
+  return out;
+}
+
 /** Writes and removes this host's hosts files so that they match the desired ones. */
 export class NetnsHosts {
   readonly #written = new Map<string, string>(); // netns -> text on disk
@@ -61,9 +73,10 @@ export class NetnsHosts {
 
   get #root(): string { return this.o.root ?? ETC_NETNS; }
 
-  async apply(files: ReadonlyMap<string, string>): Promise<void> {
+  /** `local`: the namespaces of this host's instances (localNetns), where files of a previous run are adopted. */
+  async apply(files: ReadonlyMap<string, string>, local: ReadonlySet<string> = new Set(files.keys())): Promise<void> {
     if (!this.#adopted) {
-      await this.#adopt();
+      await this.#adopt(local);
       this.#adopted = true;
     }
     for (const [ns, text] of files) {
@@ -91,14 +104,8 @@ export class NetnsHosts {
   }
 
   /** Files a previous run of this host left behind become this run's to keep or remove. */
-  async #adopt(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.#root);
-    } catch {
-      return; // no /etc/netns yet
-    }
-    for (const ns of names) {
+  async #adopt(local: ReadonlySet<string>): Promise<void> {
+    for (const ns of local) {
       const text = await readFile(path.join(this.#root, ns, 'hosts'), 'utf8').catch(() => undefined);
       if (text !== undefined && MARKER.exec(text)?.[1] === this.o.host) this.#written.set(ns, text);
     }
