@@ -1,0 +1,98 @@
+// Egress NAT throughput: iperf3 from an instance to an "outside" host through the network node's uplink,
+// translated (SNAT to the network's floating gateway) against the same path untranslated (a routed address,
+// which the engine passes through), in the same run, plus the conntrack table's state afterwards.
+//
+//   instance a (198.18.140.x) --TAP--> appnetd h1 --SNAT--> anup0 --h1 kernel--> up0 --veth--> outside
+//   instance b (routed 198.19.0.y/32)  appnetd h1 --as is--> anup0 --h1 kernel--> up0 --veth--> outside
+//
+// Both instances sit on the network node itself, so the figures isolate the NAT stage and the uplink (no VXLAN).
+// `node --import tsx bench/run.ts nat [--json] [--duration=S]`. Traffic stays in the namespaces built here.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { portName } from '../control/reconcile/plan.ts';
+import { apiCall, cliJson, TEST_TOKEN } from '../test/helpers/api-in-ns.ts';
+import { iperf3 } from '../test/helpers/iperf.ts';
+import { run as exec, runIn } from '../test/helpers/run.ts';
+import { TestNet } from '../test/helpers/testnet.ts';
+import { benchLog, benchSeconds, r2, shim } from './path-measure.ts';
+
+const log = benchLog('nat');
+const OUTSIDE = '198.18.250.2';
+const POOL = '198.19.0.0/24';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 120): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await sleep(250);
+  }
+  throw new Error(`nat bench: timed out waiting for ${what}`);
+}
+
+export async function run(opts: { json: boolean }): Promise<Record<string, number | string | null>> {
+  const seconds = benchSeconds('nat');
+  const cleanups: Array<() => unknown> = [];
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-bench-nat-'));
+  const f: Record<string, number | string | null> = {};
+  try {
+    const net = await TestNet.create(shim(cleanups), { hosts: 1 });
+    const [h1] = net.hosts;
+    const out = await net.addInstance('out');
+    await exec('ip', ['-n', h1.ns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out.ns]);
+    await exec('ip', ['-n', h1.ns, 'addr', 'add', '198.18.250.1/24', 'dev', 'up0']);
+    await exec('ip', ['-n', h1.ns, 'link', 'set', 'up0', 'up']);
+    await exec('ip', ['-n', out.ns, 'addr', 'add', `${OUTSIDE}/24`, 'dev', 'eth0']);
+    await exec('ip', ['-n', out.ns, 'link', 'set', 'eth0', 'up']);
+    await exec('ip', ['-n', out.ns, 'route', 'add', POOL, 'via', '198.18.250.1']);
+    await net.startAppnetd(h1, { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' } });
+
+    const network = await cliJson(h1.ns, 'network', 'create', 'natted', '198.18.140.0/24', '--no-dhcp');
+    const instance = async (name: string) => {
+      const ns = (await net.addInstance(name)).ns;
+      const created = await cliJson(h1.ns, 'instance', 'create', name, '--host', h1.name, '--netns', ns, '--network', network.uuid);
+      const iface = created.interfaces[0];
+      await until(`${name}'s TAP addressed`, async () =>
+        (await exec('ip', ['-n', ns, '-o', '-4', 'addr', 'show', 'dev', portName(iface.uuid)], { reject: false })).stdout.includes(iface.ipv4) ? true : undefined);
+      await runIn(ns, 'ip', ['route', 'replace', 'default', 'via', '198.18.140.1']);
+      return { ns, iface };
+    };
+    const a = await instance('a');
+    const b = await instance('b');
+    await until('floating gateway allocated', async () => ((await cliJson(h1.ns, 'network', 'show', network.uuid)).floating_gateway ? true : undefined));
+    const routed: string = await cliJson(h1.ns, 'network', 'route', network.uuid);
+    await runIn(b.ns, 'ip', ['addr', 'add', `${routed}/32`, 'dev', portName(b.iface.uuid)]);
+    await until('the outside reaches the routed address', async () => ((await net.ping(out.ns, routed, { count: 1, interval: 0.2 })).received > 0 ? true : undefined));
+    await until('the outside reached through NAT', async () => ((await net.ping(a.ns, OUTSIDE, { count: 1, interval: 0.2 })).received > 0 ? true : undefined));
+
+    log(`iperf3 ${seconds} s: untranslated (routed ${routed}) -> ${OUTSIDE}`);
+    const plain = await iperf3(net, b.ns, out.ns, OUTSIDE, ['-B', routed], seconds);
+    log(`iperf3 ${seconds} s: through SNAT (${a.iface.ipv4}) -> ${OUTSIDE}`);
+    const nat = await iperf3(net, a.ns, out.ns, OUTSIDE, [], seconds);
+    log(`iperf3 ${seconds} s: untranslated again`);
+    const plain2 = await iperf3(net, b.ns, out.ns, OUTSIDE, ['-B', routed], seconds);
+    f.plain_tcp_gbps = r2(plain.end.sum_received.bits_per_second / 1e9);
+    f.nat_tcp_gbps = r2(nat.end.sum_received.bits_per_second / 1e9);
+    f.plain2_tcp_gbps = r2(plain2.end.sum_received.bits_per_second / 1e9);
+    f.ratio = r2((f.nat_tcp_gbps as number) / (((f.plain_tcp_gbps as number) + (f.plain2_tcp_gbps as number)) / 2));
+    f.nat_retransmits = nat.end.sum_sent.retransmits ?? null;
+    const stats = (await apiCall(h1.ns, 'GET', '/nat', TEST_TOKEN)).body;
+    f.conntrack_entries = stats.table?.entries ?? null;
+    f.conntrack_full = stats.table?.drops?.conntrack_full ?? null;
+  } finally {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch((e) => log(`cleanup: ${(e as Error).message}`));
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (!opts.json) {
+    console.log(`\n## nat: iperf3 TCP from an instance to an outside host through the network node's uplink (${seconds} s each)`);
+    console.log('| path | Gbit/s |');
+    console.log('|---|---|');
+    console.log(`| untranslated (routed address), before | ${f.plain_tcp_gbps} |`);
+    console.log(`| SNAT to the floating gateway | ${f.nat_tcp_gbps} |`);
+    console.log(`| untranslated, after | ${f.plain2_tcp_gbps} |`);
+    console.log(`| ratio NAT / untranslated (mean) | ${f.ratio} |`);
+    console.log(`conntrack after the run: ${f.conntrack_entries} entries, ${f.conntrack_full} refused for a full table`);
+  }
+  return f;
+}
