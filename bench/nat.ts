@@ -10,26 +10,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
 import { apiCall, cliJson, TEST_TOKEN } from '../test/helpers/api-in-ns.ts';
 import { iperf3 } from '../test/helpers/iperf.ts';
 import { run as exec, runIn } from '../test/helpers/run.ts';
 import { TestNet } from '../test/helpers/testnet.ts';
 import { benchLog, benchSeconds, r2, shim } from './path-measure.ts';
+import { until } from '../test/helpers/until.ts';
 
 const log = benchLog('nat');
 const OUTSIDE = '198.18.250.2';
 const POOL = '198.19.0.0/24';
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 120): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`nat bench: timed out waiting for ${what}`);
-}
 
 export async function run(opts: { json: boolean }): Promise<Record<string, number | string | null>> {
   const seconds = benchSeconds('nat');

@@ -5,21 +5,13 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
 import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { until } from './helpers/until.ts';
 
 
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 60): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('a network made with the CLI carries ping between instances on two hosts; delete waits for interfaces', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-e2e-'));

@@ -9,7 +9,6 @@ import test from 'ava';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
 import { leaseKey } from '../control/repo/dhcp-leases.ts';
 import { gatewayMac } from '../control/services/gateway.ts';
@@ -17,6 +16,7 @@ import { openStore } from '../control/store/index.ts';
 import { TestNet } from './helpers/testnet.ts';
 import { run, runIn, spawnIn, stopProcess } from './helpers/run.ts';
 import { apiCall, cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { until } from './helpers/until.ts';
 
 const NETBLOCK = '198.18.120.0/24';
 const GATEWAY = '198.18.120.1';
@@ -46,14 +46,6 @@ s.on('message', (q, r) => {
 s.bind(5353, '127.0.0.1', () => console.log('listening'));
 `;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 80): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('appnetd serves DHCP, gateway and DNS to an instance; leases survive a restart; strangers and garbage get nothing', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-svc-'));

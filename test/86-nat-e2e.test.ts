@@ -10,23 +10,15 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
 import { TestNet, tsharkFields, type Host, type Instance } from './helpers/testnet.ts';
 import { run, runIn } from './helpers/run.ts';
 import { apiCall, cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { until } from './helpers/until.ts';
 
 const OUTSIDE = '198.18.250.2';
 const POOL = '198.19.0.0/24';
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 80): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** The outside world: a namespace reachable from h1 only, which routes the floating pool back to h1. */
 async function addOutside(net: TestNet, h1: Host): Promise<Instance> {

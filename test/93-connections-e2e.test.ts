@@ -13,21 +13,13 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, type Daemon } from './helpers/testnet.ts';
 import { runIn, spawnIn } from './helpers/run.ts';
 import { cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { until } from './helpers/until.ts';
 
 const APPNET = new URL('../bin/appnet.js', import.meta.url).pathname;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 120): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** `appnet ...` expected to fail: its exit code and stderr. */
 async function cliFails(ns: string, ...args: string[]): Promise<{ code: number | null; stderr: string }> {

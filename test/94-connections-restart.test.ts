@@ -11,21 +11,13 @@ import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, tsharkFields } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
 import { apiCall, cliJson, startCliCapture, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { until } from './helpers/until.ts';
 
 const LINK_PORT = 51830;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 160): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const nameOf = (uuid: string) => `db.${uuid.replace(/-/g, '').slice(0, 8)}.appnet`;
 

@@ -4,9 +4,10 @@ import type { ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, type Daemon, type DaemonConfigInput, type Host, type Instance } from './testnet.ts';
 import { cliJson, TEST_TOKEN } from './api-in-ns.ts';
+import { until } from './until.ts';
+export { until } from './until.ts';
 
 export interface LinkNet {
   net: TestNet;
@@ -25,14 +26,6 @@ export interface LinkNet {
   ifaceB: string;
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 80, everyMs = 250): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Both daemons report a current session with each other. */
 export async function linkUp(d1: Daemon, d2: Daemon): Promise<void> {
