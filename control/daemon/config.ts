@@ -79,6 +79,8 @@ export interface DaemonConfig {
   dnsZone?: string;
   /** `a.b.c.d[:port]` that names outside dnsZone are forwarded to; absent: they are REFUSED. */
   dnsUpstream?: string;
+  /** Seconds between usage events of each network with local ports (store mode); 0: none. Parsing fills in 60. */
+  usageIntervalSeconds?: number;
 }
 
 export class ConfigError extends Error {
@@ -195,6 +197,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     link,
     dnsZone: c.dnsZone === undefined ? 'appnet.internal' : str(c.dnsZone, 'dnsZone', DNS_ZONE, 'a DNS name like appnet.internal'),
     ...(c.dnsUpstream === undefined ? {} : { dnsUpstream: upstream(c.dnsUpstream) }),
+    usageIntervalSeconds: c.usageIntervalSeconds === undefined ? 60 : int(c.usageIntervalSeconds, 'usageIntervalSeconds', 0, 86400),
   };
 }
 
