@@ -221,7 +221,10 @@ export class NetworkServices {
     this.#runs.set(id, { vni: s.vni, run });
     const now = () => performance.now();
     try {
-      for (let sent = run.probe(now()); sent; sent = run.probe(now())) {
+      for (let first = true; !run.sentAll; first = false) {
+        if (!first) await sleep(PING_INTERVAL_MS);
+        const sent = run.probe(now());
+        if (!sent) continue;
         try {
           if (local && !sent.broadcast) this.#o.engine.injectToPort(local.id, sent.frame);
           else if (this.#o.engine.injectToVni) this.#o.engine.injectToVni(s.vni, sent.frame);
@@ -230,7 +233,6 @@ export class NetworkServices {
           this.#stats.injectFailed++;
           this.#o.log.debug({ err, network, address }, 'ping probe not injected');
         }
-        await sleep(PING_INTERVAL_MS);
       }
       for (let waited = 0; !run.complete && waited < PING_LINGER_MS && !this.#closed; waited += 20) await sleep(20);
       return run.output(now());

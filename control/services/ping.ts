@@ -184,6 +184,9 @@ export class PingRun {
 
   get id(): number { return this.#o.id; }
 
+  /** `count` probes went out. */
+  get sentAll(): boolean { return this.#seq >= this.#o.count; }
+
   /** Every probe sent, and each echo answered (or known unanswerable): no need to linger. */
   get complete(): boolean {
     if (this.#seq < this.#o.count) return false;
@@ -192,7 +195,7 @@ export class PingRun {
     return true;
   }
 
-  /** The frame of the next probe, or null once `count` probes went out. */
+  /** The frame of the next probe; null when there is nothing to send (all sent, or the gateway itself). */
   probe(now: number): PingSend | null {
     if (this.#seq >= this.#o.count) return null;
     const seq = ++this.#seq;
