@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   'link-crypto': './link-crypto.ts',
   capture: './capture.ts',
   connections: './connections.ts',
+  dhcp: './dhcp.ts',
 };
 
 const args = process.argv.slice(2);
