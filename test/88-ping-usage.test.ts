@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
 import { TestNet } from './helpers/testnet.ts';
-import { run } from './helpers/run.ts';
+import { run, runIn } from './helpers/run.ts';
 import { apiCall, cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
 const NETBLOCK = '198.18.124.0/24';
@@ -102,4 +102,43 @@ test('the ping API pings an instance from the gateway, reports silence as 0 rece
   t.is((await usage()).length > 1, true);
   // A network without local ports gets none.
   t.deepEqual((await apiCall(h1.ns, 'GET', `/networks/${gone.uuid}/events?event_type=usage`, TEST_TOKEN)).body, []);
+});
+
+/** An API call from inside `ns` to the daemon listening at `address` (not only loopback). */
+async function apiAt(ns: string, address: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const script = `
+const [url, method, token, body] = process.argv.slice(1);
+const r = await fetch(url, { method, headers: { authorization: 'Bearer ' + token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body || undefined });
+process.stdout.write(JSON.stringify({ status: r.status, body: await r.json().catch(() => null) }));`;
+  const r = await runIn(ns, 'node', ['--input-type=module', '-e', script, `http://${address}:7878${p}`, method, TEST_TOKEN, body === undefined ? '' : JSON.stringify(body)]);
+  return JSON.parse(r.stdout);
+}
+
+test('a host without a port on the network forwards the ping to the host that holds the address', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-ping2-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const net = await TestNet.create(t, { hosts: 2 });
+  const [h1, h2] = net.hosts;
+  const store = `sqlite:${path.join(dir, 'appnet.db')}`;
+  // Each API on the host's underlay address, which its host record advertises to the other.
+  const [d1] = [await net.startAppnetd(h1, { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: h1.underlayIp, port: 7878 } })];
+  await net.startAppnetd(h2, { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: h2.underlayIp, port: 7878 } });
+  const b = await net.addInstance('b');
+  const created = await apiAt(h1.ns, h1.underlayIp, 'POST', '/networks', { name: 'far', netblock: '198.18.126.0/24', provide_dhcp: false });
+  t.is(created.status, 200, JSON.stringify(created.body));
+  const network = created.body;
+  const inst = await apiAt(h1.ns, h1.underlayIp, 'POST', '/instances', { name: 'far', host: 'h2', netns: b.ns, interfaces: [{ network: network.uuid }] });
+  t.is(inst.status, 200, JSON.stringify(inst.body));
+  const iface = inst.body.interfaces[0];
+  await until('instance on h2 addressed', async () => {
+    const r = await run('ip', ['-n', b.ns, '-o', '-4', 'addr', 'show', 'dev', portName(iface.uuid)], { reject: false });
+    return r.stdout.includes(`inet ${iface.ipv4}/`) ? true : undefined;
+  });
+  const ping = await apiAt(h1.ns, h1.underlayIp, 'GET', `/networks/${network.uuid}/ping/${iface.ipv4}?count=3`);
+  t.is(ping.status, 200, JSON.stringify(ping.body));
+  t.is(ping.body.stdout.filter((l: string) => l.startsWith(`64 bytes from ${iface.ipv4}:`)).length, 3, ping.body.stdout.join('\n'));
+  t.true(ping.body.stdout.some((l: string) => l.startsWith('3 packets transmitted, 3 received, 0% packet loss')), ping.body.stdout.join('\n'));
+  // h1 itself never joined the network: it sent nothing and holds no VNI for it.
+  const h1Counters = await d1.get('/engine/counters');
+  t.deepEqual(h1Counters.ports, []);
 });
