@@ -8,6 +8,7 @@ import type { PortCounters } from '../dataplane/engine.ts';
 import { answerGateway } from '../control/services/gateway.ts';
 import { PingRun, buildArpRequest, buildEchoRequest, formatRtt, pingOutput, readPingFrame } from '../control/services/ping.ts';
 import { usageByNetwork, usageEvent } from '../control/services/usage.ts';
+import { parseDaemonConfig } from '../control/daemon/config.ts';
 
 const GW = { ipv4: '198.18.130.1', mac: '02:61:6e:00:00:2a' };
 const TARGET = '198.18.130.5';
@@ -167,4 +168,11 @@ test('usage sums the counters of each network\'s own ports; a vanished port coun
     timestamp: 1_700_000_000.5, fqdn: 'h1', duration: null, message: 'usage', type: 'usage',
     extra: { host: 'h1', ports: 2, rx: { packets: 8, bytes: 800, dropped: 2 }, tx: { packets: 10, bytes: 10000 } },
   });
+});
+
+test('usageIntervalSeconds: 60 by default, 0 turns usage events off, anything else outside 0..86400 is refused by name', (t) => {
+  const base = { underlay: { address: '198.18.0.10' } };
+  t.is(parseDaemonConfig(base).usageIntervalSeconds, 60);
+  t.is(parseDaemonConfig({ ...base, usageIntervalSeconds: 0 }).usageIntervalSeconds, 0);
+  t.throws(() => parseDaemonConfig({ ...base, usageIntervalSeconds: 1.5 }), { message: 'config: usageIntervalSeconds: must be an integer in 0..86400, got 1.5' });
 });
