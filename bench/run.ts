@@ -9,6 +9,7 @@ const BENCHES: Record<string, string> = {
   capture: './capture.ts',
   connections: './connections.ts',
   nat: './nat.ts',
+  dhcp: './dhcp.ts',
 };
 
 const args = process.argv.slice(2);

@@ -83,6 +83,8 @@ export interface DaemonConfig {
   uplink?: { device: string; mtu?: number };
   /** The NAT table: at most `capacity` tracked flows (default 65536). */
   nat?: { capacity: number };
+  /** Seconds between usage events of each network with local ports (store mode); 0: none. Parsing fills in 60. */
+  usageIntervalSeconds?: number;
 }
 
 export class ConfigError extends Error {
@@ -201,6 +203,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.dnsUpstream === undefined ? {} : { dnsUpstream: upstream(c.dnsUpstream) }),
     ...(c.uplink === undefined ? {} : { uplink: parseUplink(c.uplink) }),
     ...(c.nat === undefined ? {} : { nat: { capacity: int(obj(c.nat, 'nat').capacity ?? 65536, 'nat.capacity', 1, 1 << 24) } }),
+    usageIntervalSeconds: c.usageIntervalSeconds === undefined ? 60 : int(c.usageIntervalSeconds, 'usageIntervalSeconds', 0, 86400),
   };
 }
 

@@ -10,6 +10,8 @@ import { buildApi } from '../api/app.ts';
 import { registerHostRoutes } from '../api/hosts-route.ts';
 import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { registerDnsRoutes } from '../api/dns-route.ts';
+import { registerServicesRoutes } from '../api/services-routes.ts';
+import { UsageReporter } from '../services/usage.ts';
 import { NetworkServices } from '../services/network-services.ts';
 import { NatService } from '../services/nat-service.ts';
 import { registerNatRoutes } from '../api/nat-routes.ts';
@@ -108,8 +110,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       underlayMtu: cfg.underlay.mtu,
     });
     registerNatRoutes(api, { store, networks, natStats: () => nat.stats() });
-    await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    // Routes register before listen (fastify refuses them after); services exists by the first request.
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
+    registerServicesRoutes(api, { networks, view, services, host: cfg.host });
+    await api.listen({ host: cfg.api.address, port: cfg.api.port });
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
     await nat.start();
@@ -143,11 +147,14 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     reconcilerRef = reconciler;
     await reconciler.start();
     connectionReports.start();
+    const usage = new UsageReporter({ store, engine, localPorts: () => services.localPorts(), host: cfg.host, intervalSeconds: cfg.usageIntervalSeconds ?? 60, log });
+    usage.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
       store, hosts, api, reconciler, services, nat, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
+        await usage.close();
         await connectionReports.close();
         await reconciler.close();
         await netnsHosts.close();

@@ -10,6 +10,7 @@
 // ports, docs/services.md). Frames of a rule that arrive from the wire are counted and ignored.
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { ETHERTYPE_ARP, IPPROTO_ICMP, IPPROTO_UDP } from '../../dataplane/wire/index.ts';
@@ -23,6 +24,7 @@ import { buildDhcpReplyFrame, type UdpFrame } from './dhcp-frames.ts';
 import { DhcpServer, type DhcpBinding, type DhcpCounters } from './dhcp-server.ts';
 import { DnsResponder, buildDnsReplyFrame, staticRecordSource, type DnsCounters, type DnsEntry } from './dns-responder.ts';
 import { answerGateway, gatewayAddress, gatewayMac, type GatewayIdentity } from './gateway.ts';
+import { PING_INTERVAL_MS, PING_LINGER_MS, PingRun, type PingOutput } from './ping.ts';
 
 /** Extra DNS entries: /appnet/dns/<network uuid>/<name> = {name, address} (control/api/dns-route.ts). */
 export const DNS_ENTRIES_PREFIX = '/appnet/dns/';
@@ -35,7 +37,8 @@ const FORWARD_TIMEOUT_MS = 5000;
 type RuleKind = 'arp' | 'icmp' | 'dhcp' | 'dns';
 
 export interface NetworkServicesOptions {
-  engine: Pick<Engine, 'addPuntRule' | 'removePuntRule' | 'injectToPort'>;
+  /** injectToVni: the ping API's probes to addresses no local port holds (absent: they are not sent). */
+  engine: Pick<Engine, 'addPuntRule' | 'removePuntRule' | 'injectToPort'> & Partial<Pick<Engine, 'injectToVni'>>;
   store: Store;
   view: StateView;
   host: string;
@@ -95,6 +98,8 @@ export class NetworkServices {
   #stats: ServiceStats = emptyStats();
   /** Counters of cores already discarded (their network left this host). */
   #retired: { dhcp: DhcpCounters[]; dns: DnsCounters[] } = { dhcp: [], dns: [] };
+  /** Ping API runs in progress, by echo id (replies come back through the ICMP and ARP rules). */
+  readonly #runs = new Map<number, { vni: number; run: PingRun }>();
   #closed = false;
 
   constructor(o: NetworkServicesOptions) {
@@ -158,6 +163,8 @@ export class NetworkServices {
     for (const f of frames) {
       const rule = this.#rules.get(f.rule);
       if (!rule) continue;
+      // A ping run's replies: echo replies from local ports, ARP replies from anywhere on the VNI.
+      if ((rule.kind === 'icmp' || rule.kind === 'arp') && this.#runs.size > 0 && this.#toRuns(rule.vni, f.frame) && rule.kind === 'icmp') continue;
       if (f.port === null) { this.#stats.fromWire++; continue; }
       const s = this.#served.get(rule.vni);
       if (!s) continue;
@@ -179,6 +186,65 @@ export class NetworkServices {
   /** Leases this host holds in memory for a network (what the store has, plus writes in flight). */
   leases(network: string) {
     return this.#leases.leases(network);
+  }
+
+  /** Whether this host serves the network (it has a local port on it). */
+  serves(network: string): boolean {
+    for (const s of this.#served.values()) if (s.network === network) return true;
+    return false;
+  }
+
+  /** The engine port ids of each served network's local ports (for usage events). */
+  localPorts(): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const s of this.#served.values()) out.set(s.network, [...s.ports.values()].map((p) => p.id));
+    return out;
+  }
+
+  /**
+   * Pings `address` from the network's gateway, one probe per PING_INTERVAL_MS, and waits for the
+   * last replies up to PING_LINGER_MS. undefined when this host does not serve the network. A local
+   * port holding the address gets the probes directly; anything else is asked for by ARP on the VNI.
+   */
+  async ping(network: string, address: string, count: number): Promise<PingOutput | undefined> {
+    const s = [...this.#served.values()].find((x) => x.network === network);
+    if (!s) return undefined;
+    let local: LocalPort | undefined;
+    let mac: string | undefined;
+    for (const [m, p] of s.ports) {
+      if (this.#o.view.interfaces.get(p.iface)?.ipv4 === address) { local = p; mac = m; }
+    }
+    let id = randomInt(0x10000);
+    for (let tries = 0; this.#runs.has(id) && tries < 64; tries++) id = randomInt(0x10000);
+    if (this.#runs.has(id)) throw new Error('no free echo identifier: too many pings in progress');
+    const run = new PingRun({ gw: s.gw, address, mac, id, count });
+    this.#runs.set(id, { vni: s.vni, run });
+    const now = () => performance.now();
+    try {
+      for (let first = true; !run.sentAll; first = false) {
+        if (!first) await sleep(PING_INTERVAL_MS);
+        const sent = run.probe(now());
+        if (!sent) continue;
+        try {
+          if (local && !sent.broadcast) this.#o.engine.injectToPort(local.id, sent.frame);
+          else if (this.#o.engine.injectToVni) this.#o.engine.injectToVni(s.vni, sent.frame);
+          else this.#stats.injectFailed++;
+        } catch (err) {
+          this.#stats.injectFailed++;
+          this.#o.log.debug({ err, network, address }, 'ping probe not injected');
+        }
+      }
+      for (let waited = 0; !run.complete && waited < PING_LINGER_MS && !this.#closed; waited += 20) await sleep(20);
+      return run.output(now());
+    } finally {
+      this.#runs.delete(id);
+    }
+  }
+
+  #toRuns(vni: number, frame: Buffer): boolean {
+    const t = performance.now();
+    for (const r of this.#runs.values()) if (r.vni === vni && r.run.receive(frame, t)) return true;
+    return false;
   }
 
   async close(): Promise<void> {

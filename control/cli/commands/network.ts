@@ -184,6 +184,22 @@ export function networkCommand(): Command {
       ),
     );
 
+  withJson(network.command('ping'))
+    .description('ping an address from the network\'s gateway (.1): ping -c 10 output, whether or not it answers')
+    .argument('<ref>', 'network UUID or name')
+    .argument('<address>', 'IPv4 address inside the network block')
+    .option('--count <n>', 'probes to send (default 10, at most 100)', positiveInt)
+    .action(async (ref: string, address: string, opts: { count?: number }, cmd: Command) =>
+      emit(
+        cmd,
+        (c) => c.get<{ stdout: string[]; stderr: string[] }>(`/networks/${seg(ref)}/ping/${seg(address)}`, opts.count !== undefined ? { count: opts.count } : undefined),
+        (r) => {
+          for (const line of r.stderr) process.stderr.write(line + '\n');
+          return r.stdout.map((line) => line + '\n').join('');
+        },
+      ),
+    );
+
   network.addCommand(metadataCommand('/networks', 'network'));
   network.addCommand(dnsCommand());
   return network;
