@@ -4,7 +4,7 @@ import {
   ETHERTYPE_ARP, ETHERTYPE_IPV4, IPPROTO_ICMP, emitArp, emitEthernet, emitIcmpv4, emitIpv4, icmpv4BufferLen,
   parseArp, parseEthernet, parseIcmpv4, parseIpv4, parseIpv4Address, parseMac, formatMac,
 } from '../dataplane/wire/index.ts';
-import type { PortCounters } from '../dataplane/engine.ts';
+import { DROP_REASONS, type DropReason, type PortCounters } from '../dataplane/engine.ts';
 import { answerGateway } from '../control/services/gateway.ts';
 import { PingRun, buildArpRequest, buildEchoRequest, formatRtt, pingOutput, readPingFrame } from '../control/services/ping.ts';
 import { usageByNetwork, usageEvent } from '../control/services/usage.ts';
@@ -155,7 +155,7 @@ test('the gateway pinging itself answers at once; bad counts and ids are refused
 function port(id: number, rx: number, tx: number, dropped = 0): PortCounters {
   return {
     id, name: `p${id}`, vni: 1, rx_packets: rx, rx_bytes: rx * 100, tx_packets: tx, tx_bytes: tx * 1000,
-    drops: { malformed: dropped, unknown_vni: 0, no_destination: 0, queue_full: 0, oversize: 0, no_session: 0, unencrypted: 0, filtered: 0 },
+    drops: { ...Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>, malformed: dropped },
     gro_merged: 0, gro_writes: 0,
   };
 }
