@@ -13,7 +13,7 @@
 
 import type { ExecutionContext } from 'ava';
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -500,6 +500,16 @@ export class Capture {
   ) {}
 
   async stop(): Promise<string> {
+    // Let tcpdump drain its socket first: on a busy machine the last packets of an exchange can still be
+    // queued to it when the caller is done, and SIGINT would drop them. -U writes each packet at once, so
+    // the file stops growing when the queue is empty (or after 2 s of steady traffic).
+    let last = -1;
+    for (let i = 0; i < 20; i++) {
+      const size = statSync(this.file, { throwIfNoEntry: false })?.size ?? 0;
+      if (size === last) break;
+      last = size;
+      await sleep(100);
+    }
     const exit = await stopProcess(this.child, { signal: 'SIGINT', graceMs: 5000 });
     if (exit.code !== 0 && exit.signal !== 'SIGINT') throw new Error(`tcpdump failed (${exit.code ?? exit.signal}): ${this.out.stderr.trim()}`);
     return this.file;
