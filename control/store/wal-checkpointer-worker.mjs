@@ -21,6 +21,8 @@ const Database = require('better-sqlite3');
 
 const { path, intervalMs, idleMs, truncateBusyMs } = workerData;
 const db = new Database(path, { timeout: 0 });
+// Checkpoints copy frames from the WAL file to the database file without the page cache: keep it small.
+db.pragma('cache_size = -256');
 let lastLog = -1;
 let lastCheckpointed = -1;
 let activeAt = Date.now();

@@ -37,7 +37,10 @@ export interface WalCheckpointerOptions {
   pollMs?: number;
   /** How often the worker checkpoints while it runs. Default 100 ms. */
   intervalMs?: number;
-  /** How long the WAL must be quiet before the worker truncates it and stops. Default 3000 ms. */
+  /**
+   * How long the WAL must be quiet before the worker truncates it and stops. Default 2000 ms: below the
+   * host lease's keep-alive period (3.3 s), so an idle daemon's keep-alives do not keep the worker alive.
+   */
   idleMs?: number;
   /** WAL length (frames) past which writes wait for a catch-up checkpoint (contract 4). Default 4096 (16 MB of 4 KB pages). */
   restartFrames?: number;
@@ -84,7 +87,7 @@ export class WalCheckpointer {
       restartFrames: options.restartFrames ?? 4096,
       pollMs: options.pollMs ?? 100,
       intervalMs: options.intervalMs ?? 100,
-      idleMs: options.idleMs ?? 3000,
+      idleMs: options.idleMs ?? 2000,
       truncateBusyMs: options.truncateBusyMs ?? 20,
       onFailure: options.onFailure,
     };
@@ -182,7 +185,11 @@ export class WalCheckpointer {
 
   #start(): void {
     const { intervalMs, idleMs, truncateBusyMs } = this.#o;
-    const worker = new Worker(workerFile(), { workerData: { path: this.#dbPath, intervalMs, idleMs, truncateBusyMs }, stdout: false });
+    const worker = new Worker(workerFile(), {
+      workerData: { path: this.#dbPath, intervalMs, idleMs, truncateBusyMs },
+      // Its heap holds a few numbers; small limits keep its share of the daemon's RSS small.
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
+    });
     this.#worker = worker;
     this.#stats.starts++;
     worker.unref();
