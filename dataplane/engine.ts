@@ -1,7 +1,7 @@
 // The typed face of the native packet engine. Validates arguments with messages that name the
 // field and the expected form, converts addresses, and hands punted frames to JS in batches.
 import type { NatTable } from './nat.ts';
-import { native, type NativeCounterBlock, type NativeEngine, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
+import { native, type NativeCounterBlock, type NativeEngine, type NativePortSpec, type NativeLinkCounters, type NativeLinkSession } from './native.ts';
 import { formatIpv4Address, formatMac, parseIpv4Address, parseMac } from './wire/address.ts';
 import { compilePortFilter, type PortFilter } from './wire/port-filter.ts';
 import { CAPTURE_POINTS, unpackCaptureRecords, type CaptureRecord, type CapturePointName } from './capture-records.ts';
@@ -269,24 +269,21 @@ export class Engine {
     this.#n.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
   }
 
+  /** Creates the device (in spec.netns if given), configures it and registers it; blocks this thread meanwhile. */
   addPort(spec: PortSpec): number {
-    check(IFNAME.test(spec.name), `port name must be 1-15 characters of [A-Za-z0-9_.-], got '${spec.name}'`);
-    check(spec.kind === 'tap' || spec.kind === 'tun', `port kind must be 'tap' or 'tun', got '${spec.kind}'`);
-    checkVni(spec.vni);
-    checkMtu(spec.mtu);
-    if (spec.kind === 'tun') check(spec.ipv4 !== undefined, `tun port ${spec.name} needs ipv4 (the address the engine answers ARP for)`);
-    const filter = spec.filter === undefined ? undefined : compilePortFilter(spec.filter, `port ${spec.name}: filter`);
-    return this.#n.addPort({
-      name: spec.name,
-      kind: spec.kind,
-      vni: spec.vni,
-      mac: Buffer.from(parseMac(spec.mac)),
-      mtu: spec.mtu,
-      ipv4: spec.ipv4 === undefined ? undefined : parseIpv4Address(spec.ipv4),
-      netns: spec.netns,
-      filter,
-      addresses: spec.addresses?.map((a, i) => parseInterfaceCidr(a, `port ${spec.name} addresses.${i}`)),
-    });
+    return this.#n.addPort(nativePortSpec(spec));
+  }
+
+  /**
+   * addPort with the device created and configured on a libuv pool thread, so the kernel's RTNL lock
+   * (1-80 ms per device under load) never blocks the event loop. Rejects with addPort's errors.
+   */
+  addPortAsync(spec: PortSpec): Promise<number> {
+    try {
+      return this.#n.addPortAsync(nativePortSpec(spec));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
   removePort(id: number): void { this.#n.removePort(id); }
 
@@ -450,3 +447,24 @@ export class Engine {
 }
 
 export type { NativeCounterBlock };
+
+/** Validates a port spec and converts it to the addon's form. */
+function nativePortSpec(spec: PortSpec): NativePortSpec {
+  check(IFNAME.test(spec.name), `port name must be 1-15 characters of [A-Za-z0-9_.-], got '${spec.name}'`);
+  check(spec.kind === 'tap' || spec.kind === 'tun', `port kind must be 'tap' or 'tun', got '${spec.kind}'`);
+  checkVni(spec.vni);
+  checkMtu(spec.mtu);
+  if (spec.kind === 'tun') check(spec.ipv4 !== undefined, `tun port ${spec.name} needs ipv4 (the address the engine answers ARP for)`);
+  const filter = spec.filter === undefined ? undefined : compilePortFilter(spec.filter, `port ${spec.name}: filter`);
+  return {
+    name: spec.name,
+    kind: spec.kind,
+    vni: spec.vni,
+    mac: Buffer.from(parseMac(spec.mac)),
+    mtu: spec.mtu,
+    ipv4: spec.ipv4 === undefined ? undefined : parseIpv4Address(spec.ipv4),
+    netns: spec.netns,
+    filter,
+    addresses: spec.addresses?.map((a, i) => parseInterfaceCidr(a, `port ${spec.name} addresses.${i}`)),
+  };
+}

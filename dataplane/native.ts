@@ -14,13 +14,20 @@ export interface NativeCounterBlock {
   drops: Record<string, number>;
 }
 
+export interface NativePortSpec {
+  name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string;
+  filter?: CompiledPortFilter; addresses?: Array<[number, number]>;
+}
+
 export interface NativeEngine {
   start(): void;
   stop(): void;
   addVni(vni: number, mtu: number): void;
   removeVni(vni: number): void;
   setFlood(vni: number, remotes: number[]): void;
-  addPort(spec: { name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string; filter?: CompiledPortFilter; addresses?: Array<[number, number]> }): number;
+  addPort(spec: NativePortSpec): number;
+  /** addPort with the device made on a libuv pool thread; rejects with the same errors. */
+  addPortAsync(spec: NativePortSpec): Promise<number>;
   removePort(id: number): void;
   addFdb(vni: number, mac: Buffer, port: number, remote: number): void;
   removeFdb(vni: number, mac: Buffer): boolean;

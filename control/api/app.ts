@@ -28,6 +28,7 @@ import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
 import { registerConnectionRoutes } from './connections-route.ts';
+import { ListCache } from './list-cache.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument, routeDocOf } from './schemas.ts';
 
 export interface BuildApiOptions {
@@ -51,6 +52,7 @@ export interface BuildApiOptions {
 
 type Handler = (ctx: {
   req: FastifyRequest;
+  reply: FastifyReply;
   namespace: string;
   repo: NetworkRepository;
   instances: InstanceRepository;
@@ -160,7 +162,10 @@ function handlers(namespaces: ReadonlySet<string>): Record<string, Handler> {
   };
 }
 
-function instanceHandlers(namespaces: ReadonlySet<string>, connections: ConnectionRepository): Record<string, Handler> {
+/** Serialised lists (list-cache.ts) and the view they are built from. */
+interface Lists { view: StateView; cache: ListCache }
+
+function instanceHandlers(namespaces: ReadonlySet<string>, connections: ConnectionRepository, lists: Lists): Record<string, Handler> {
   const show = async (instances: InstanceRepository, ref: string, namespace: string) => {
     const record = await instances.resolve(ref, namespace);
     return instanceView(record, (await instances.interfacesOf(record)).map(interfaceView));
@@ -171,8 +176,13 @@ function instanceHandlers(namespaces: ReadonlySet<string>, connections: Connecti
       return instanceView(instance, interfaces.map(interfaceView));
     },
 
-    'GET /instances': async ({ namespace, instances }) =>
-      (await instances.listWithInterfaces(namespace)).map(({ instance, interfaces }) => instanceView(instance, interfaces.map(interfaceView))),
+    // Served from the list cache: ~310 KB for 200 instances, the same bytes until the view changes.
+    'GET /instances': async ({ reply, namespace, instances }) => {
+      await lists.view.sync();
+      const body = await lists.cache.json(`instances ${namespace}`, async () =>
+        (await instances.listWithInterfaces(namespace)).map(({ instance, interfaces }) => instanceView(instance, interfaces.map(interfaceView))));
+      return reply.type('application/json; charset=utf-8').send(body);
+    },
 
     'GET /instances/:ref': async ({ req, namespace, instances }) => show(instances, (req.params as Params).ref, namespace),
 
@@ -288,6 +298,8 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     if (!options.view) await view.start();
   });
   if (!options.view) app.addHook('onClose', async () => view.stop());
+  const lists: Lists = { view, cache: new ListCache(view) };
+  app.addHook('onClose', async () => lists.cache.close());
 
   app.addHook('onRequest', async (req, reply) => {
     if (req.routeOptions.url === OPENAPI_URL) return;
@@ -314,7 +326,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
 
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`));
 
-  const table = { ...handlers(namespaces), ...instanceHandlers(namespaces, connectionRepo) };
+  const table = { ...handlers(namespaces), ...instanceHandlers(namespaces, connectionRepo, lists) };
   for (const route of ALL_ROUTES as readonly RouteDoc[]) {
     const handler = table[`${route.method} ${route.url}`];
     if (handler === undefined) throw new Error(`no handler for ${route.method} ${route.url}`);
@@ -322,7 +334,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
       method: route.method,
       url: route.url,
       schema: route.schema,
-      handler: async (req) => handler({ req, namespace: callers.get(req) as string, repo, instances: instanceRepo }),
+      handler: async (req, reply) => handler({ req, reply, namespace: callers.get(req) as string, repo, instances: instanceRepo }),
     });
   }
   registerConnectionRoutes(app, connectionRepo);

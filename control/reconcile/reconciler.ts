@@ -75,7 +75,7 @@ export class Reconciler {
   #closed = false;
   #idle: Promise<void> = Promise.resolve();
   #soon = false;
-  /** The last port creation's turn: creations take one turn of the event loop each (see #createPorts). */
+  /** The last port creation: one at a time, each started in its own turn of the event loop (see #createPorts). */
   #portTurn: Promise<void> = Promise.resolve();
   #observed = '';
 
@@ -235,14 +235,18 @@ export class Reconciler {
       return;
     }
     for (const p of ports) {
-      // addPort blocks this thread (~1-2 ms): one port per turn of the event loop, whichever namespace
-      // it is for, so the API's requests get in between ports instead of behind NETNS_PARALLEL of them.
-      const turn = this.#portTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
-      this.#portTurn = turn;
-      await turn;
+      // The device is made on a pool thread (addPortAsync: its RTNL waits, 1-80 ms, never block the loop).
+      // Still one port at a time, whichever namespace it is for, each started in its own turn of the event
+      // loop: one pool thread for ports at most, so the store's WAL syncs (also on the pool) never queue
+      // behind NETNS_PARALLEL device creations.
+      const addresses = p.cidr ? [p.cidr] : undefined;
+      const spec = { name: p.name, kind: 'tap' as const, vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns, addresses, ...(p.filter ? { filter: p.filter } : {}) };
+      const created = this.#portTurn
+        .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+        .then(() => engine.addPortAsync(spec));
+      this.#portTurn = created.then(() => undefined, () => undefined);
       try {
-        const addresses = p.cidr ? [p.cidr] : undefined;
-        const id = engine.addPort({ name: p.name, kind: 'tap', vni: p.vni, mac: p.mac, mtu: p.mtu, netns: p.netns, addresses, ...(p.filter ? { filter: p.filter } : {}) });
+        const id = await created;
         this.#ports.set(p.iface, { id, spec: p });
         states.set(p.iface, 'created');
         log.info({ port: p.name, iface: p.iface, netns, cidr: p.cidr, vni: p.vni }, 'port created');

@@ -33,6 +33,13 @@
 //      revision the file no longer has; nothing acknowledged is lost. A process crash loses nothing
 //      either way: the frames are in the page cache. 'normal' skips the fdatasync (power loss may take
 //      the last acknowledged commits).
+//   8. Checkpoints run on a worker thread with its own connection (wal-checkpointer.ts): this connection
+//      has `wal_autocheckpoint = 0`, so no COMMIT copies the WAL into the database file on the event loop
+//      (10-50 ms each under load). PASSIVE checkpoints never hold up this connection's reads or writes; the
+//      WAL is truncated only after seconds without writes. Once the WAL is long (16 MB), the next group
+//      waits (off the loop) for a checkpoint that catches up, so that its BEGIN restarts the WAL: with the
+//      writer never pausing, it would grow without bound. If the thread fails, automatic checkpoints are
+//      turned back on. Other processes on the file run their own; checkpoints are serialised by SQLite.
 //
 // Lease expiry uses the wall clock (Date.now()); all processes sharing the file share that clock.
 
@@ -47,6 +54,7 @@ import type {
   DeleteResult, KeyValue, LeaseId, PutOptions, RangeOptions, RangeResult, Revision, Store,
   TxnOp, TxnOpResult, TxnRequest, TxnResult, WatchEvent, WatchHandler, WatchOptions, Watcher,
 } from './store.ts';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
 
 // better-sqlite3 ships no types; this is the part of its API we use.
@@ -82,6 +90,8 @@ export interface SqliteStoreOptions {
 const SCHEMA_VERSION = 1;
 /** How long one group commit may apply writes before it commits and leaves the rest to the next. */
 const FLUSH_BUDGET_MS = 5;
+/** SQLite's default automatic checkpoint, restored if the checkpoint thread fails (contract 8). */
+const AUTOCHECKPOINT_PAGES = 1000;
 /** Revisions a watcher reads per query; a revision's events are never split. */
 const WATCH_WINDOW = 1000;
 
@@ -153,11 +163,16 @@ export class SqliteStore implements Store {
   private readonly readTxn: Transaction<[() => unknown], unknown>;
   /** Syncs the WAL before writes are acknowledged ('full'); undefined for 'normal' and ':memory:'. */
   private readonly walSync: WalSync | undefined;
+  /** Copies the WAL into the database from a worker thread (contract 8); undefined for ':memory:'. */
+  private readonly checkpointer: WalCheckpointer | undefined;
   private closed = false;
   private dataVersion = -1;
   private localDirty = true;
   private nextExpiry: number | null = null;
   private kickScheduled = false;
+  /** Writes wait for a catch-up checkpoint (contract 8). */
+  private draining = false;
+  private drained = false;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -168,6 +183,16 @@ export class SqliteStore implements Store {
     } catch (err) {
       this.db.close();
       throw new StoreError('EOPEN', `cannot open SQLite store ${path}: its WAL file: ${(err as Error).message}`, { cause: err });
+    }
+    if (path !== ':memory:' && path !== '') {
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = new WalCheckpointer(path, {
+        onFailure: (err) => {
+          if (this.closed) return;
+          this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+          process.emitWarning(new StoreError('ECHECKPOINT', `SQLite store ${path}: ${err.message}; checkpoints run on the event loop again`, { cause: err }));
+        },
+      });
     }
     const prep = (sql: string) => this.db.prepare(sql);
     this.s = {
@@ -330,13 +355,16 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.draining = false; // close does not wait for a catch-up checkpoint
     while (this.queue.length > 0) this.flush(Infinity); // writes already accepted are committed, not dropped
     this.closed = true;
     clearInterval(this.timer);
     for (const w of this.watchers) w.cancelled = true;
     this.watchers.clear();
     await this.walSync?.close(); // the groups committed above are acknowledged once synced
+    await this.checkpointer?.stop();
     this.db.close();
+    this.checkpointer?.close(); // after the connection: SQLite's locks on the -shm file are gone with it
   }
 
   // ---- Writes: each runs inside writeTxn, after expired leases are reaped ---------------------------
@@ -496,7 +524,18 @@ export class SqliteStore implements Store {
   /** Commits queued writes in one transaction (contract 6: for up to budgetMs), then settles their promises. */
   private flush(budgetMs = FLUSH_BUDGET_MS): void {
     const queued = this.queue;
-    if (queued.length === 0) return;
+    if (queued.length === 0 || this.draining) return;
+    if (budgetMs !== Infinity && !this.drained && this.checkpointer?.shouldDrain()) {
+      // The WAL is long: let the checkpoint thread catch up first, so this group's BEGIN restarts it (contract 8).
+      this.draining = true;
+      void this.checkpointer.drain().then(() => {
+        this.draining = false;
+        this.drained = true; // the header still shows the long WAL until this group's BEGIN restarts it
+        this.flush();
+      });
+      return;
+    }
+    this.drained = false;
     this.queue = [];
     let applied: number;
     try {

@@ -94,6 +94,43 @@ Napi::Buffer<uint8_t> mac_buffer(Napi::Env env, uint64_t k) {
   return b;
 }
 
+// addPortAsync's pool-thread half. Holds a reference to the Engine's JS object, so the engine outlives it.
+class AddPortWorker : public Napi::AsyncWorker {
+ public:
+  AddPortWorker(Napi::Env env, Napi::Object owner, Engine* engine, Engine::PortSpec spec)
+      : Napi::AsyncWorker(env, "appnet-add-port"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        owner_(Napi::Persistent(owner)),
+        engine_(engine),
+        spec_(std::move(spec)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      id_ = engine_->add_port(spec_);
+    } catch (const std::invalid_argument& e) {
+      range_error_ = true;  // as guard() does for the synchronous call: the caller's input
+      SetError(e.what());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), id_)); }
+  void OnError(const Napi::Error& e) override {
+    if (range_error_) deferred_.Reject(Napi::RangeError::New(Env(), e.Message()).Value());
+    else deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference owner_;
+  Engine* engine_;
+  Engine::PortSpec spec_;
+  int id_ = -1;
+  bool range_error_ = false;
+};
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -104,6 +141,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::RemoveVni>("removeVni"),
       InstanceMethod<&EngineWrap::SetFlood>("setFlood"),
       InstanceMethod<&EngineWrap::AddPort>("addPort"),
+      InstanceMethod<&EngineWrap::AddPortAsync>("addPortAsync"),
       InstanceMethod<&EngineWrap::RemovePort>("removePort"),
       InstanceMethod<&EngineWrap::AddFdb>("addFdb"),
       InstanceMethod<&EngineWrap::RemoveFdb>("removeFdb"),
@@ -199,7 +237,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
   // addPort({ name, kind: 'tap'|'tun', vni, mac: Buffer(6), mtu, ipv4: u32, netns?, filter?, addresses?: [u32, prefix][] }) -> id
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
-    Napi::Object o = info[0].As<Napi::Object>();
+    Engine::PortSpec s = port_spec_of(info[0].As<Napi::Object>());
+    int id = guard(info.Env(), [&] { return engine_->add_port(s); });
+    return Napi::Number::New(info.Env(), id);
+  }
+  // addPortAsync(spec as addPort) -> Promise<id>. The device is created and configured on a libuv pool
+  // thread: under the kernel's RTNL lock (shared with every namespace and device on the machine) that
+  // takes 1-80 ms, which the synchronous addPort spent on the event loop. Engine::add_port takes the
+  // config lock itself for the registration, so it is safe off the JS thread.
+  Napi::Value AddPortAsync(const Napi::CallbackInfo& info) {
+    Engine::PortSpec s = port_spec_of(info[0].As<Napi::Object>());
+    auto* worker = new AddPortWorker(info.Env(), info.This().As<Napi::Object>(), engine_.get(), std::move(s));
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+  static Engine::PortSpec port_spec_of(const Napi::Object& o) {
     Engine::PortSpec s;
     s.name = o.Get("name").As<Napi::String>().Utf8Value();
     s.kind = o.Get("kind").As<Napi::String>().Utf8Value() == "tun" ? DeviceKind::kTun : DeviceKind::kTap;
@@ -219,8 +272,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         s.addresses.push_back({u32(pair.Get(0u)), i32(pair.Get(1u))});
       }
     }
-    int id = guard(info.Env(), [&] { return engine_->add_port(s); });
-    return Napi::Number::New(info.Env(), id);
+    return s;
   }
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     guard(info.Env(), [&] { engine_->remove_port(i32(info[0])); });

@@ -1,0 +1,63 @@
+// Serialised list responses, reused while the state view they were built from has not changed.
+//
+// Why: GET /instances for a tenant with 200 instances is ~310 KB of JSON, rebuilt and serialised on
+// every request (~2 ms of the event loop, most of it JSON.stringify; fast-json-stringify with the route's
+// schema measured no faster on this shape). With 8 requests in flight that made its p50 ~15-45 ms. Lists
+// are polled far more often than the records under them change.
+//
+// Contracts:
+//   1. The view's onChange fires after every change it applies (and after a re-read), so a counter of
+//      those calls names a state of the view. An entry is served only if the counter has not moved
+//      since it was built; the caller syncs the view first, so "not moved" means nothing was committed
+//      since (StateView.sync's guarantee), and a cached list is never staler than a rebuilt one.
+//   2. A body is cached only if the counter did not move while it was built (the build awaits the
+//      view's sync, during which changes may be applied): an entry never mixes two states.
+//   3. Bounded: at most maxChars of bodies (oldest dropped first); a larger body is not cached.
+import type { StateView } from '../repo/state-view.ts';
+
+interface Entry { version: number; body: string }
+
+export class ListCache {
+  #version = 0;
+  #chars = 0;
+  readonly #entries = new Map<string, Entry>();
+  readonly #maxChars: number;
+  readonly #unfollow: () => void;
+
+  constructor(view: StateView, options: { maxChars?: number } = {}) {
+    this.#maxChars = options.maxChars ?? 2 * 1024 * 1024;
+    this.#unfollow = view.onChange(() => { this.#version++; });
+  }
+
+  /** The JSON of build()'s result for `key`, or the cached JSON (contract 1: sync the view before calling). */
+  async json(key: string, build: () => Promise<unknown>): Promise<string> {
+    const before = this.#version;
+    const hit = this.#entries.get(key);
+    if (hit !== undefined && hit.version === before) return hit.body;
+    const body = JSON.stringify(await build());
+    if (this.#version === before) this.#set(key, { version: before, body });
+    return body;
+  }
+
+  /** Stops following the view and drops every entry. */
+  close(): void {
+    this.#unfollow();
+    this.#entries.clear();
+    this.#chars = 0;
+  }
+
+  #set(key: string, entry: Entry): void {
+    this.#drop(key);
+    if (entry.body.length > this.#maxChars) return;
+    while (this.#chars + entry.body.length > this.#maxChars) this.#drop(this.#entries.keys().next().value as string);
+    this.#entries.set(key, entry);
+    this.#chars += entry.body.length;
+  }
+
+  #drop(key: string): void {
+    const old = this.#entries.get(key);
+    if (old === undefined) return;
+    this.#entries.delete(key);
+    this.#chars -= old.body.length;
+  }
+}
