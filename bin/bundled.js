@@ -49,6 +49,9 @@ export async function bundle(entry, name) {
       target: 'node20',
       packages: 'external',
       sourcemap: 'inline',
+      // Maps name files and lines only: the sources are in the checkout, and a daemon that embedded them
+      // would hold a second copy of its code in memory once Node parses the map.
+      sourcesContent: false,
       logLevel: 'error',
     });
     renameSync(tmp, out);

@@ -58,7 +58,12 @@ interface Installed {
 
 export class NatService {
   readonly #o: NatServiceOptions;
-  readonly table: NatTable;
+  /**
+   * Only a host with an uplink translates (it may become the network node), so only it holds a table:
+   * `capacity` entries are allocated up front (~6 MB at the default), which every other sidecar would carry
+   * for nothing.
+   */
+  readonly table: NatTable | undefined;
   readonly #in: Installed = { gateways: new Map(), snat: new Map(), floats: new Map(), neighbours: new Map(), routes: new Map(), fdb: new Map() };
   readonly #allocating = new Set<string>();
   /** VNIs the network node holds for NAT, with the hosts it floods to. */
@@ -74,7 +79,7 @@ export class NatService {
 
   constructor(o: NatServiceOptions) {
     this.#o = o;
-    this.table = new NatTable({ capacity: o.capacity });
+    this.table = o.uplink ? new NatTable({ capacity: o.capacity }) : undefined;
   }
 
   get hasUplink(): boolean { return this.#o.uplink !== undefined; }
@@ -97,7 +102,7 @@ export class NatService {
     const u = this.#o.uplink;
     if (!u) return;
     this.#o.engine.setUplink(u.device, u.mtu ?? 1500);
-    this.#o.engine.setNat(this.table);
+    this.#o.engine.setNat(this.table!);
     await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
     await run('ip', ['route', 'replace', this.#o.floatingPool, 'dev', u.device]);
     this.#o.log.info({ uplink: u.device, pool: this.#o.floatingPool }, 'uplink ready');
@@ -171,8 +176,8 @@ export class NatService {
       const g = want.gateways.get(vni);
       if (!g || JSON.stringify(g) !== key) { guard('gateway removal', () => { if (present.has(vni)) e.setGateway(vni, null); }); inst.gateways.delete(vni); }
     }
-    for (const [k, r] of inst.snat) if (!want.snat.has(k)) { this.table.removeSnat(r.vni, r.insideNet, r.prefix); inst.snat.delete(k); }
-    for (const [k, external] of inst.floats) if (!want.floats.has(k)) { this.table.removeFloat(external); inst.floats.delete(k); }
+    for (const [k, r] of inst.snat) if (!want.snat.has(k)) { this.table?.removeSnat(r.vni, r.insideNet, r.prefix); inst.snat.delete(k); }
+    for (const [k, external] of inst.floats) if (!want.floats.has(k)) { this.table?.removeFloat(external); inst.floats.delete(k); }
     for (const [k, n] of inst.neighbours) if (!want.neighbours.has(k)) { guard('neighbour removal', () => e.removeNeighbour(n.vni, n.ip)); inst.neighbours.delete(k); }
     for (const [k, address] of inst.routes) if (!want.routes.has(k)) { guard('route removal', () => e.removeRouted(address)); inst.routes.delete(k); }
     for (const [k, f] of inst.fdb) if (!want.fdb.has(k)) { guard('FDB removal', () => e.removeFdb(f.vni, f.mac)); inst.fdb.delete(k); }
@@ -183,11 +188,11 @@ export class NatService {
     }
     for (const [k, r] of want.snat) {
       if (inst.snat.has(k)) continue;
-      if (guard('SNAT rule', () => this.table.addSnat({ vni: r.vni, insideNet: r.insideNet, prefix: r.prefix, external: r.external }))) inst.snat.set(k, r);
+      if (this.table && guard('SNAT rule', () => this.table!.addSnat({ vni: r.vni, insideNet: r.insideNet, prefix: r.prefix, external: r.external }))) inst.snat.set(k, r);
     }
     for (const [k, r] of want.floats) {
       if (inst.floats.has(k)) continue;
-      if (guard('1:1 rule', () => this.table.addFloat({ vni: r.vni, inside: r.inside, external: r.external }))) inst.floats.set(k, r.external);
+      if (this.table && guard('1:1 rule', () => this.table!.addFloat({ vni: r.vni, inside: r.inside, external: r.external }))) inst.floats.set(k, r.external);
     }
     for (const [k, n] of want.neighbours) {
       if (inst.neighbours.has(k)) continue;
@@ -268,8 +273,9 @@ export class NatService {
   }
 
   /** NAT table counters and rules, for the admin API and tests. */
-  stats(): { plan: NatPlan | undefined; table: ReturnType<NatTable['stats']>; rules: ReturnType<NatTable['rules']>; flowList: ReturnType<NatTable['flows']> } {
-    return { plan: this.#last, table: this.table.stats(), rules: this.table.rules(), flowList: this.table.flows() };
+  stats(): { plan: NatPlan | undefined; table: ReturnType<NatTable['stats']> | null; rules: ReturnType<NatTable['rules']> | null; flowList: ReturnType<NatTable['flows']> } {
+    const t = this.table;
+    return { plan: this.#last, table: t?.stats() ?? null, rules: t?.rules() ?? null, flowList: t?.flows() ?? [] };
   }
 
   async close(): Promise<void> {
