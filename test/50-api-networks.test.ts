@@ -279,3 +279,23 @@ test('concurrent metadata writes through two repositories both land (compare-and
   await Promise.all([other.setMetadata(n.uuid, 'a', '1'), mine.setMetadata(n.uuid, 'b', '2'), other.setMetadata(n.uuid, 'c', '3')]);
   t.deepEqual((await call('GET', `/networks/${n.uuid}/metadata`, 'tok-a')).body, { a: '1', b: '2', c: '3' });
 });
+
+test('cached lists never lag a write: networks and instances appear, change and go at once, per namespace', async (t) => {
+  const { call } = await setup(t);
+  const names = async (url: string, token: string) => (await call('GET', url, token)).body.map((x: any) => `${x.name}:${x.state}`).sort();
+  t.deepEqual(await names('/networks', 'tok-a'), []);
+  const n1 = (await call('POST', '/networks', 'tok-a', { netblock: '198.18.4.0/24', name: 'one' })).body;
+  t.deepEqual(await names('/networks', 'tok-a'), ['one:initial']);
+  t.deepEqual(await names('/networks', 'tok-b'), [], 'another namespace does not get alpha\'s cached list');
+  t.deepEqual(await names('/networks?all', 'tok-sys'), ['one:initial']);
+  await call('POST', '/networks', 'tok-b', { netblock: '198.18.5.0/24', name: 'two' });
+  t.deepEqual(await names('/networks?all', 'tok-sys'), ['one:initial', 'two:initial']);
+  await call('DELETE', `/networks/${n1.uuid}`, 'tok-a');
+  t.deepEqual(await names('/networks', 'tok-a'), [], 'the deleted network is not served from the cache');
+
+  t.deepEqual(await names('/instances', 'tok-a'), []);
+  await call('POST', '/instances', 'tok-a', { name: 'vm1', host: 'h1' });
+  t.deepEqual((await names('/instances', 'tok-a')).map((s: string) => s.split(':')[0]), ['vm1']);
+  await call('DELETE', '/instances/vm1', 'tok-a');
+  t.deepEqual(await names('/instances', 'tok-a'), []);
+});
