@@ -26,6 +26,8 @@ import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type
 const run = promisify(execFile);
 
 const RESYNC_MS = 5000;
+/** How long a change waits for others before the pass that applies them (see start()). */
+const PASS_GATHER_MS = 20;
 /** Namespaces configured at once: `ip` processes overlap, the engine calls stay serial (synchronous). */
 const NETNS_PARALLEL = 4;
 /**
@@ -95,7 +97,10 @@ export class Reconciler {
       this.#view.onChange(() => {
         if (this.#soon) return;
         this.#soon = true;
-        setImmediate(() => { this.#soon = false; this.schedule(); });
+        // A short delay gathers a burst of writes (an API client with requests in flight) into one pass: each
+        // pass plans the whole host, ~1,000 ports on a busy one, and a pass per write took the event loop
+        // from the API's own requests.
+        setTimeout(() => { this.#soon = false; this.schedule(); }, PASS_GATHER_MS);
       }),
       this.#view.onWatchError((err) => this.#o.log.warn({ err }, 'desired-state watch ended; reading the store again')),
     ];
