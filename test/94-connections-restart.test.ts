@@ -9,6 +9,7 @@
 //   h2: s2 --ao-------------------------ai-- sink     (one host: never on the wire)
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { TestNet, tsharkFields } from './helpers/testnet.ts';
@@ -83,7 +84,10 @@ test('kill -9 of the sink host: WAITING, then ESTABLISHED again with the same ad
   const after = await until('both ESTABLISHED again', () => statuses('ESTABLISHED'));
   t.deepEqual(linkOf(after), linkOf(before), 'the link addresses changed');
   for (const [ns, src] of [[s1Ns.ns, s1.uuid], [s2Ns.ns, s2.uuid]]) {
-    const resolved = (await runIn(ns, 'getent', ['hosts', nameOf(src)])).stdout.trim().split(/\s+/)[0];
+    const lookup = await runIn(ns, 'getent', ['hosts', nameOf(src)], { reject: false });
+    const file = await readFile(`/etc/netns/${ns}/hosts`, 'utf8').catch((e) => `(unreadable: ${e.message})`);
+    t.is(lookup.code, 0, `getent hosts ${nameOf(src)} in ${ns} failed (${lookup.code}: ${lookup.stderr}); /etc/netns/${ns}/hosts:\n${file}`);
+    const resolved = lookup.stdout.trim().split(/\s+/)[0];
     t.is(resolved, addressOf(before, src));
     const r = await net.tcpTransfer(ns, sinkNs.ns, resolved, 256 * 1024, 5201, { timeoutMs: 20_000 });
     t.is(r.receivedSha256, r.sentSha256, `traffic from ${src} after the restart`);
