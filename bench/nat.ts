@@ -7,51 +7,31 @@
 //
 // Both instances sit on the network node itself, so the figures isolate the NAT stage and the uplink (no VXLAN).
 // `node --import tsx bench/run.ts nat [--json] [--duration=S]`. Traffic stays in the namespaces built here.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { portName } from '../control/reconcile/plan.ts';
-import { apiCall, cliJson, TEST_TOKEN } from '../test/helpers/api-in-ns.ts';
+import { apiCall, cliJson, controlPlaneConfig, TEST_TOKEN } from '../test/helpers/api-in-ns.ts';
 import { iperf3 } from '../test/helpers/iperf.ts';
-import { run as exec, runIn } from '../test/helpers/run.ts';
+import { runIn } from '../test/helpers/run.ts';
 import { TestNet } from '../test/helpers/testnet.ts';
 import { benchLog, benchSeconds, r2, shim } from './path-measure.ts';
 import { until } from '../test/helpers/until.ts';
+import { addOutside, natInstance, OUTSIDE } from '../test/helpers/nat-net.ts';
 
 const log = benchLog('nat');
-const OUTSIDE = '198.18.250.2';
-const POOL = '198.19.0.0/24';
 
 
 export async function run(opts: { json: boolean }): Promise<Record<string, number | string | null>> {
   const seconds = benchSeconds('nat');
   const cleanups: Array<() => unknown> = [];
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-bench-nat-'));
   const f: Record<string, number | string | null> = {};
   try {
     const net = await TestNet.create(shim(cleanups), { hosts: 1 });
     const [h1] = net.hosts;
-    const out = await net.addInstance('out');
-    await exec('ip', ['-n', h1.ns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out.ns]);
-    await exec('ip', ['-n', h1.ns, 'addr', 'add', '198.18.250.1/24', 'dev', 'up0']);
-    await exec('ip', ['-n', h1.ns, 'link', 'set', 'up0', 'up']);
-    await exec('ip', ['-n', out.ns, 'addr', 'add', `${OUTSIDE}/24`, 'dev', 'eth0']);
-    await exec('ip', ['-n', out.ns, 'link', 'set', 'eth0', 'up']);
-    await exec('ip', ['-n', out.ns, 'route', 'add', POOL, 'via', '198.18.250.1']);
-    await net.startAppnetd(h1, { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' } });
+    const out = await addOutside(net, h1);
+    await net.startAppnetd(h1, await controlPlaneConfig(net, { uplink: { device: 'anup0' } }));
 
     const network = await cliJson(h1.ns, 'network', 'create', 'natted', '198.18.140.0/24', '--no-dhcp');
-    const instance = async (name: string) => {
-      const ns = (await net.addInstance(name)).ns;
-      const created = await cliJson(h1.ns, 'instance', 'create', name, '--host', h1.name, '--netns', ns, '--network', network.uuid);
-      const iface = created.interfaces[0];
-      await until(`${name}'s TAP addressed`, async () =>
-        (await exec('ip', ['-n', ns, '-o', '-4', 'addr', 'show', 'dev', portName(iface.uuid)], { reject: false })).stdout.includes(iface.ipv4) ? true : undefined);
-      await runIn(ns, 'ip', ['route', 'replace', 'default', 'via', '198.18.140.1']);
-      return { ns, iface };
-    };
-    const a = await instance('a');
-    const b = await instance('b');
+    const a = await natInstance(net, h1, 'a', network);
+    const b = await natInstance(net, h1, 'b', network);
     await until('floating gateway allocated', async () => ((await cliJson(h1.ns, 'network', 'show', network.uuid)).floating_gateway ? true : undefined));
     const routed: string = await cliJson(h1.ns, 'network', 'route', network.uuid);
     await runIn(b.ns, 'ip', ['addr', 'add', `${routed}/32`, 'dev', portName(b.iface.uuid)]);
@@ -74,7 +54,6 @@ export async function run(opts: { json: boolean }): Promise<Record<string, numbe
     f.conntrack_full = stats.table?.drops?.conntrack_full ?? null;
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch((e) => log(`cleanup: ${(e as Error).message}`));
-    rmSync(dir, { recursive: true, force: true });
   }
   if (!opts.json) {
     console.log(`\n## nat: iperf3 TCP from an instance to an outside host through the network node's uplink (${seconds} s each)`);

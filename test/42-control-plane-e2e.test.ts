@@ -2,23 +2,15 @@
 // creates a network and an instance on each host; appnetd converges its engine to the store,
 // and the instances ping each other. Deleting the network waits for the interfaces to go.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
-import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { cliJson, controlPlaneConfig } from './helpers/api-in-ns.ts';
 import { until } from './helpers/until.ts';
 
-
-
-
 test('a network made with the CLI carries ping between instances on two hosts; delete waits for interfaces', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-e2e-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
+  const cp = await controlPlaneConfig(net);
   await net.startAppnetd(h1, cp);
   await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');

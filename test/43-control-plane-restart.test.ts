@@ -2,13 +2,10 @@
 // interfaces and addresses; the restarted daemon rebuilds its TAP with the same MAC and address,
 // exactly once, and traffic resumes.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
-import { cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { cliJson, controlPlaneConfig } from './helpers/api-in-ns.ts';
 
 
 
@@ -18,11 +15,9 @@ async function taps(ns: string): Promise<string[]> {
 }
 
 test('kill -9 during traffic and restart: state intact, one TAP with the same MAC and address, traffic resumes', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-restart-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
+  const cp = await controlPlaneConfig(net);
   await net.startAppnetd(h1, cp);
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');

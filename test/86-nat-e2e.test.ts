@@ -1,62 +1,22 @@
-// Egress NAT through the network node's uplink, end to end (docs/nat.md "Uplink and network node"):
-//
-//   instance ns <prefix>-a --TAP--> appnetd on h1 (store mode, uplink anup0) --NAT--> anup0
-//                                   h1's kernel: 198.19.0.0/24 dev anup0, forwarding on
-//                                   up0 198.18.250.1 <--veth--> eth0 198.18.250.2 in <prefix>-out
-//
-// The outside namespace knows only the floating pool (via h1): a reply can reach the instance only if
-// the engine translated its source to the network's floating gateway, and back.
+// Egress NAT through the network node's uplink, end to end (docs/nat.md "Uplink and network node"), on the
+// topology of test/helpers/nat-net.ts: h1 is the network node, the outside namespace is reachable only
+// through its uplink and knows only the floating pool.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { portName } from '../control/reconcile/plan.ts';
-import { TestNet, tsharkFields, type Host, type Instance } from './helpers/testnet.ts';
+import { TestNet, tsharkFields } from './helpers/testnet.ts';
 import { run, runIn } from './helpers/run.ts';
-import { apiCall, cliJson, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { until } from './helpers/until.ts';
-
-const OUTSIDE = '198.18.250.2';
-const POOL = '198.19.0.0/24';
-
-
-/** The outside world: a namespace reachable from h1 only, which routes the floating pool back to h1. */
-async function addOutside(net: TestNet, h1: Host): Promise<Instance> {
-  const out = await net.addInstance('out');
-  await run('ip', ['-n', h1.ns, 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out.ns]);
-  await run('ip', ['-n', h1.ns, 'addr', 'add', '198.18.250.1/24', 'dev', 'up0']);
-  await run('ip', ['-n', h1.ns, 'link', 'set', 'up0', 'up']);
-  await run('ip', ['-n', out.ns, 'addr', 'add', `${OUTSIDE}/24`, 'dev', 'eth0']);
-  await run('ip', ['-n', out.ns, 'link', 'set', 'eth0', 'up']);
-  await run('ip', ['-n', out.ns, 'route', 'add', POOL, 'via', '198.18.250.1']);
-  return out;
-}
-
-/** Creates an instance on `host` in the network and gives it a default route via the gateway. */
-async function natInstance(net: TestNet, host: Host, name: string, network: any): Promise<{ ns: string; ipv4: string; iface: any }> {
-  const inst = await net.addInstance(name);
-  const created = await cliJson(host.ns, 'instance', 'create', name, '--host', host.name, '--netns', inst.ns, '--network', network.uuid);
-  const iface = created.interfaces[0];
-  const tap = portName(iface.uuid);
-  await until(`${name}'s TAP addressed`, async () => {
-    const r = await run('ip', ['-n', inst.ns, '-o', '-4', 'addr', 'show', 'dev', tap], { reject: false });
-    return r.stdout.includes(iface.ipv4) ? true : undefined;
-  });
-  const gw = network.netblock.replace(/\.0\/\d+$/, '.1');
-  await runIn(inst.ns, 'ip', ['route', 'replace', 'default', 'via', gw]);
-  return { ns: inst.ns, ipv4: iface.ipv4, iface };
-}
+import { addOutside, FLOATING_POOL, natInstance, OUTSIDE } from './helpers/nat-net.ts';
 
 test.serial('an instance on the network node reaches the outside through the uplink, seen only as the floating gateway', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 1 });
   const [h1] = net.hosts;
   const out = await addOutside(net, h1);
-  const d1 = await net.startAppnetd(h1, { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' } });
+  const d1 = await net.startAppnetd(h1, await controlPlaneConfig(net, { uplink: { device: 'anup0' } }));
 
   // The daemon opened the uplink and routed the floating pool into it.
-  t.regex((await run('ip', ['-n', h1.ns, 'route', 'show', POOL])).stdout, /dev anup0/);
+  t.regex((await run('ip', ['-n', h1.ns, 'route', 'show', FLOATING_POOL])).stdout, /dev anup0/);
 
   const network = await cliJson(h1.ns, 'network', 'create', 'natted', '198.18.130.0/24', '--no-dhcp');
   t.is(network.provide_nat, true);
@@ -105,12 +65,10 @@ test.serial('an instance on the network node reaches the outside through the upl
 
 /** Two hosts on one store, h1 with the uplink (the network node), and the outside behind h1. */
 async function twoHosts(t: any, extra: Record<string, unknown> = {}) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
   const out = await addOutside(net, h1);
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, ...extra };
+  const cp = await controlPlaneConfig(net, extra);
   const d1 = await net.startAppnetd(h1, { ...cp, uplink: { device: 'anup0' } });
   const d2 = await net.startAppnetd(h2, cp);
   return { net, h1, h2, out, d1, d2 };
@@ -242,14 +200,10 @@ test.serial('two networks with the same netblock stay apart while both reach the
 });
 
 test.serial('conntrack full: new flows are dropped and counted, a flow that exists keeps working', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-nat-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 1 });
   const [h1] = net.hosts;
   await addOutside(net, h1);
-  const d1 = await net.startAppnetd(h1, {
-    store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' }, uplink: { device: 'anup0' }, nat: { capacity: 4 },
-  });
+  const d1 = await net.startAppnetd(h1, await controlPlaneConfig(net, { uplink: { device: 'anup0' }, nat: { capacity: 4 } }));
   const network = await cliJson(h1.ns, 'network', 'create', 'small', '198.18.141.0/24', '--no-dhcp');
   const a = await natInstance(net, h1, 'a', network);
   await floatingGateway(h1.ns, network.uuid);

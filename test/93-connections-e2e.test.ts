@@ -10,12 +10,10 @@
 //   h2: s4 s5 ----ao---- (local, no link) -ai x2-+
 import test from 'ava';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
 import { TestNet, type Daemon } from './helpers/testnet.ts';
 import { runIn, spawnIn } from './helpers/run.ts';
-import { cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { cliJson, cliRun, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { until } from './helpers/until.ts';
 
 const APPNET = new URL('../bin/appnet.js', import.meta.url).pathname;
@@ -54,11 +52,9 @@ async function filtered(daemons: Daemon[]): Promise<number> {
 }
 
 test('five sources on two hosts reach one sink port by name, nothing else; a required outbound needs --force to remove', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-conn-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
+  const cp = await controlPlaneConfig(net);
   const daemons = [await net.startAppnetd(h1, cp), await net.startAppnetd(h2, cp)];
 
   const sinkNs = await net.addInstance('sink');

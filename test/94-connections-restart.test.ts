@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { TestNet, tsharkFields } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
-import { apiCall, cliJson, startCliCapture, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, startCliCapture, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { until } from './helpers/until.ts';
 
 const LINK_PORT = 51830;
@@ -27,7 +27,7 @@ test('kill -9 of the sink host: WAITING, then ESTABLISHED again with the same ad
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TEST_TOKEN]: 'system' } };
+  const cp = await controlPlaneConfig(net);
   await net.startAppnetd(h1, cp);
   const d2 = await net.startAppnetd(h2, cp);
 

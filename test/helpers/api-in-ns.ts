@@ -1,6 +1,7 @@
 // Calls a daemon's REST API from inside its host namespace (each host has its own loopback).
 import type { ChildProcess } from 'node:child_process';
 import { runIn, spawnIn } from './run.ts';
+import type { DaemonConfigInput, TestNet } from './testnet.ts';
 
 const SCRIPT = `
 const [url, method, token, body] = process.argv.slice(1);
@@ -17,6 +18,11 @@ export async function apiCall(ns: string, method: string, path: string, token: s
 /** The system token the control-plane tests configure their daemons with. */
 export const TEST_TOKEN = 'test-system-token-0123456789';
 const APPNET = new URL('../../bin/appnet.js', import.meta.url).pathname;
+
+/** What control-plane tests start every daemon of a net with: one shared SQLite store and the test token. */
+export async function controlPlaneConfig(net: TestNet, extra: DaemonConfigInput = {}): Promise<DaemonConfigInput> {
+  return { store: await net.storeUrl(), tokens: { [TEST_TOKEN]: 'system' }, ...extra };
+}
 
 /** Runs `appnet ... --json` inside a host namespace against that host's API; returns the JSON. */
 export async function cliJson(ns: string, ...args: string[]): Promise<any> {

@@ -1,11 +1,8 @@
 // Two test hosts in store mode with one encrypted network (created with the CLI) and one instance
 // on each host: the set-up every encrypted-link test starts from.
 import type { ExecutionContext } from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { TestNet, type Daemon, type DaemonConfigInput, type Host, type Instance } from './testnet.ts';
-import { cliJson, TEST_TOKEN } from './api-in-ns.ts';
+import { cliJson, controlPlaneConfig } from './api-in-ns.ts';
 import { until } from './until.ts';
 export { until } from './until.ts';
 
@@ -37,12 +34,10 @@ export async function linkUp(d1: Daemon, d2: Daemon): Promise<void> {
 }
 
 export async function buildLinkNet(t: ExecutionContext, opts: { daemon?: DaemonConfigInput; hosts?: number; encrypt?: boolean; onlyH1?: DaemonConfigInput } = {}): Promise<LinkNet> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-link-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const net = await TestNet.create(t, { hosts: opts.hosts ?? 2 });
   const [h1, h2] = net.hosts;
-  const store = `sqlite:${path.join(dir, 'appnet.db')}`;
-  const cp: DaemonConfigInput = { store, tokens: { [TEST_TOKEN]: 'system' }, ...opts.daemon };
+  const cp = await controlPlaneConfig(net, opts.daemon);
+  const store = cp.store!;
   const d1 = await net.startAppnetd(h1, { ...cp, ...opts.onlyH1 });
   const d2 = await net.startAppnetd(h2, cp);
   const a = await net.addInstance('a');

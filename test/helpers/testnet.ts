@@ -387,6 +387,11 @@ export class TestNet {
     await ip('-n', ns, 'link', 'set', 'lo', 'up');
   }
 
+  /** A SQLite store URL in this net's work dir: removed with the net, kept (with the logs) when the test failed. */
+  async storeUrl(): Promise<string> {
+    return `sqlite:${path.join(await this.workDir(), 'appnet.db')}`;
+  }
+
   private workDir(): Promise<string> {
     this.dir ??= mkdtemp(path.join(os.tmpdir(), `appnet-${this.prefix}-`)).then((d) => (this.dirPath = d));
     return this.dir;
