@@ -14,13 +14,12 @@ import { allocate, getReservation, release, type IpamState } from '../ipam/ipam.
 import type { InterfaceRecord } from '../instances/interface.ts';
 import { requireReady } from '../networks/state-machine.ts';
 import { INTERFACES_PREFIX, InterfaceRepository } from '../repo/interfaces.ts';
-import { IPAM_PREFIX, type NetworkRepository } from '../repo/networks.ts';
-import type { Store, TxnOp } from '../store/store.ts';
+import { withFloatingPool } from '../repo/floating-pool.ts';
+import type { NetworkRepository } from '../repo/networks.ts';
+import type { Store } from '../store/store.ts';
 import { callerNamespace } from './app.ts';
-import { FLOATING_NETWORK_UUID, SYSTEM_NAMESPACE } from '../networks/network.ts';
+import { SYSTEM_NAMESPACE } from '../networks/network.ts';
 
-const TRIES = 8;
-const FLOATING_IPAM = IPAM_PREFIX + FLOATING_NETWORK_UUID;
 
 export interface NatRoutesOptions {
   store: Store;
@@ -30,27 +29,6 @@ export interface NatRoutesOptions {
   now?: () => number;
 }
 
-/**
- * One compare-and-swap round over the floating pool (and optionally one more record): `change` gets the
- * pool and returns the new pool plus extra ops, or null for "nothing to do". Retried on lost races.
- */
-async function withPool<T>(
-  store: Store,
-  extraKey: string | null,
-  change: (pool: IpamState, extra: string | undefined) => { pool: IpamState; ops: TxnOp[]; result: T } | { result: T },
-): Promise<T> {
-  for (let i = 0; i < TRIES; i++) {
-    const [poolKv, extraKv] = await Promise.all([store.get(FLOATING_IPAM), extraKey ? store.get(extraKey) : undefined]);
-    if (poolKv === undefined) throw new NotFound('the floating pool has no address management state', { reason: 'no-ipam' });
-    const out = change(JSON.parse(poolKv.value) as IpamState, extraKv?.value);
-    if (!('pool' in out)) return out.result;
-    const compare = [{ key: FLOATING_IPAM, target: 'modRevision' as const, op: '==' as const, value: poolKv.modRevision }];
-    if (extraKey) compare.push({ key: extraKey, target: 'modRevision', op: '==', value: extraKv?.modRevision ?? 0 });
-    const r = await store.txn({ compare, success: [{ type: 'put', key: FLOATING_IPAM, value: JSON.stringify(out.pool) }, ...out.ops] });
-    if (r.succeeded) return out.result;
-  }
-  throw new Error('the floating pool is being changed concurrently; retry the request');
-}
 
 export function registerNatRoutes(app: FastifyInstance, o: NatRoutesOptions): void {
   const now = o.now ?? Date.now;
@@ -60,7 +38,7 @@ export function registerNatRoutes(app: FastifyInstance, o: NatRoutesOptions): vo
     const { uuid } = req.params;
     await interfaces.get(uuid, callerNamespace(req));
     const key = INTERFACES_PREFIX + uuid;
-    await withPool(o.store, key, (pool, value) => {
+    await withFloatingPool(o.store, key, (pool, value) => {
       if (value === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
       const iface = JSON.parse(value) as InterfaceRecord;
       if (iface.floating !== null) return { result: null };  // already floated: idempotent, like the reference
@@ -74,7 +52,7 @@ export function registerNatRoutes(app: FastifyInstance, o: NatRoutesOptions): vo
     const { uuid } = req.params;
     await interfaces.get(uuid, callerNamespace(req));
     const key = INTERFACES_PREFIX + uuid;
-    await withPool(o.store, key, (pool, value) => {
+    await withFloatingPool(o.store, key, (pool, value) => {
       if (value === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
       const iface = JSON.parse(value) as InterfaceRecord;
       if (iface.floating === null) return { result: null };
@@ -90,7 +68,7 @@ export function registerNatRoutes(app: FastifyInstance, o: NatRoutesOptions): vo
   app.post<{ Params: { ref: string } }>('/networks/:ref/route', async (req, reply) => {
     const net = await o.networks.resolve(req.params.ref, callerNamespace(req));
     requireReady(net);
-    const address = await withPool(o.store, null, (pool) => {
+    const address = await withFloatingPool(o.store, null, (pool) => {
       const a = allocate(pool, { type: 'routed', holder: { kind: 'network', id: net.uuid }, now: now(), comment: `routed to ${net.name}` });
       return { pool: a.state, ops: [], result: a.address };
     });
@@ -102,7 +80,7 @@ export function registerNatRoutes(app: FastifyInstance, o: NatRoutesOptions): vo
     const net = await o.networks.resolve(req.params.ref, callerNamespace(req));
     requireReady(net);
     const { address } = req.params;
-    await withPool(o.store, null, (pool) => {
+    await withFloatingPool(o.store, null, (pool) => {
       let r;
       try {
         r = getReservation(pool, address, now());

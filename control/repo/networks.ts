@@ -46,6 +46,7 @@ import { type IpamState, addressView, allocate, createIpam, listReservations, re
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
 import type { KeyValue, Store, TxnOp } from '../store/store.ts';
 import type { StateView } from './state-view.ts';
+import { withFloatingPool } from './floating-pool.ts';
 
 export const NETWORKS_PREFIX = '/appnet/networks/';
 export const IPAM_PREFIX = '/appnet/ipam/';
@@ -335,56 +336,37 @@ export class NetworkRepository {
    */
   async allocateFloatingGateway(uuid: string, node: string): Promise<string> {
     const key = NETWORKS_PREFIX + uuid;
-    const ipamKey = IPAM_PREFIX + FLOATING_NETWORK_UUID;
-    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
-      const [kv, ipamKv] = await Promise.all([this.store.get(key), this.store.get(ipamKey)]);
-      if (kv === undefined) throw new NotFound(`network not found: ${quote(uuid)}`, { reason: 'not-found' });
-      if (ipamKv === undefined) throw new NotFound('the floating pool has no address management state', { reason: 'no-ipam' });
-      const current = JSON.parse(kv.value) as NetworkRecord;
-      if (current.floatingGateway !== null) return current.floatingGateway;
-      const { state, address } = allocate(JSON.parse(ipamKv.value) as IpamState, {
-        type: 'gateway', holder: { kind: 'network', id: uuid }, now: this.now(), comment: 'floating gateway',
-      });
-      const result = await this.store.txn({
-        compare: [
-          { key, target: 'modRevision', op: '==', value: kv.modRevision },
-          { key: ipamKey, target: 'modRevision', op: '==', value: ipamKv.modRevision },
-        ],
-        success: [
+    return withFloatingPool(this.store, key, async (pool, value) => {
+      if (value === undefined) throw new NotFound(`network not found: ${quote(uuid)}`, { reason: 'not-found' });
+      const current = JSON.parse(value) as NetworkRecord;
+      if (current.floatingGateway !== null) return { result: current.floatingGateway };
+      const { state, address } = allocate(pool, { type: 'gateway', holder: { kind: 'network', id: uuid }, now: this.now(), comment: 'floating gateway' });
+      return {
+        pool: state,
+        ops: [
           { type: 'put', key, value: JSON.stringify({ ...current, floatingGateway: address }) },
-          { type: 'put', key: ipamKey, value: JSON.stringify(state) },
           await this.eventOp(uuid, 'audit', `floating gateway ${address} allocated by network node ${node}`, { floating_gateway: address, node }),
         ],
-      });
-      if (result.succeeded) return address;
-    }
-    throw new Conflict(`network ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+        result: address,
+      };
+    });
   }
 
   /** Returns a deleted network's floating gateway to the pool (with the usual hold-back). False if it had none. */
   async releaseFloatingGateway(uuid: string): Promise<boolean> {
     const key = NETWORKS_PREFIX + uuid;
-    const ipamKey = IPAM_PREFIX + FLOATING_NETWORK_UUID;
-    for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
-      const [kv, ipamKv] = await Promise.all([this.store.get(key), this.store.get(ipamKey)]);
-      if (kv === undefined || ipamKv === undefined) return false;
-      const current = JSON.parse(kv.value) as NetworkRecord;
-      if (current.floatingGateway === null) return false;
-      const state = release(JSON.parse(ipamKv.value) as IpamState, current.floatingGateway, this.now());
-      const result = await this.store.txn({
-        compare: [
-          { key, target: 'modRevision', op: '==', value: kv.modRevision },
-          { key: ipamKey, target: 'modRevision', op: '==', value: ipamKv.modRevision },
-        ],
-        success: [
+    return withFloatingPool(this.store, key, async (pool, value) => {
+      const current = value === undefined ? undefined : (JSON.parse(value) as NetworkRecord);
+      if (current === undefined || current.floatingGateway === null) return { result: false };
+      return {
+        pool: release(pool, current.floatingGateway, this.now()),
+        ops: [
           { type: 'put', key, value: JSON.stringify({ ...current, floatingGateway: null }) },
-          { type: 'put', key: ipamKey, value: JSON.stringify(state) },
           await this.eventOp(uuid, 'audit', `floating gateway ${current.floatingGateway} released`, null),
         ],
-      });
-      if (result.succeeded) return true;
-    }
-    throw new Conflict(`network ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+        result: true,
+      };
+    });
   }
 
   // ---- internals -------------------------------------------------------------------------
