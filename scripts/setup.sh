@@ -8,8 +8,13 @@ cd "$(dirname "$0")/.."
 # Build: make, g++, python3 (node-gyp). dnsmasq and udhcpc: the DHCP replay test's real server and client.
 # Tests and benchmarks: ping, tcpdump, tshark (and editcap), iperf3, ethtool, iptables (link attack tests),
 # wireguard-go/wg (the link benchmark's anchor).
-PKGS=(iproute2 iputils-ping procps psmisc libsodium-dev libpcap-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables
-      wireguard-go wireguard-tools dnsmasq-base udhcpc)
+# Many machines and workloads: etcd (the store's cluster and etcdctl), podman with runc, the CNI plugins and
+# busybox-static (containers on a local image), Prometheus (scrapes /metrics), Chromium (the status page),
+# python3-requests (Shaken Fist's client exchanges), clang and llvm (libFuzzer, ASan, UBSan).
+PKGS=(iproute2 iputils-ping procps psmisc util-linux libsodium-dev libpcap-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables
+      wireguard-go wireguard-tools dnsmasq-base udhcpc
+      etcd-server etcd-client podman runc containernetworking-plugins busybox-static prometheus chromium python3-requests
+      clang llvm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
