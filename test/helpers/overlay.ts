@@ -27,17 +27,17 @@ export const instanceMac = (host: number, vni: number, n = 0): string =>
  */
 export async function buildOverlay(
   t: ExecutionContext,
-  opts: { hosts: number; vnis?: number[]; ageingSeconds?: number; offloads?: Partial<DaemonConfig['offloads']>; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
+  opts: { hosts: number; machines?: boolean; vnis?: number[]; ageingSeconds?: number; offloads?: Partial<DaemonConfig['offloads']>; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
 ): Promise<Overlay> {
   const vnis = opts.vnis ?? [42];
-  const net = await TestNet.create(t, { hosts: opts.hosts });
+  const net = await TestNet.create(t, { hosts: opts.hosts, machines: opts.machines });
   const instances: OverlayInstance[] = [];
   const daemons: Daemon[] = [];
   for (const h of net.hosts) {
     const ports: PortConfig[] = [];
     const mine: OverlayInstance[] = [];
     for (const vni of vnis) {
-      const inst = await net.addInstance(`${h.name}v${vni}`);
+      const inst = await net.addInstance(`${h.name}v${vni}`, { host: h });
       const mac = instanceMac(h.index, vni);
       ports.push({ name: `tap${vni}`, kind: 'tap', vni, mac, netns: inst.ns });
       mine.push({ host: h, inst, mac, addr: opts.addr ? opts.addr(h.index, vni) : `198.18.${vni & 0xff}.${h.index}` });

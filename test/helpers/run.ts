@@ -1,7 +1,8 @@
 // Promise wrappers around child_process for tests: one-shot commands (`run`, `runIn`) and long-running
 // processes (`spawnIn`) inside network namespaces, plus the stop/kill helpers that TestNet's teardown uses.
 //
-// `ip netns exec NS CMD` execs CMD in place (no fork), so the pid we get back is CMD's own pid.
+// `ip netns exec NS CMD` and `nsenter -t PID -n -m -u CMD` exec CMD in place (no fork), so the pid we get
+// back is CMD's own pid.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -91,7 +92,42 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
 
 /** `ip netns exec <ns> <cmd> <args...>`. */
 export function runIn(ns: string, cmd: string, args: readonly string[], opts?: RunOptions): Promise<RunResult> {
-  return run('ip', ['netns', 'exec', ns, cmd, ...args], opts);
+  const [c, a] = enter(ns, cmd, args);
+  return run(c, a, opts);
+}
+
+// Machines (TestNet.create with `machines: true`): a host namespace whose commands also run in the mount and
+// UTS namespaces that a holder process pins, so each host has its own /var/lib/appnet, /run/appnet, /tmp and
+// /etc/netns. An instance placed on a machine is entered from inside that machine, so it sees the files its
+// host's daemon wrote for it (its /etc/netns/<ns>/hosts) and nothing of another host's.
+const machineHolders = new Map<string, number>(); // host namespace -> holder pid
+const instanceHosts = new Map<string, string>(); // instance namespace -> host namespace
+
+export function registerMachine(hostNs: string, holderPid: number): void {
+  machineHolders.set(hostNs, holderPid);
+}
+
+export function placeInstance(instanceNs: string, hostNs: string): void {
+  instanceHosts.set(instanceNs, hostNs);
+}
+
+export function forgetNamespace(ns: string): void {
+  machineHolders.delete(ns);
+  instanceHosts.delete(ns);
+}
+
+/** The holder pid of the machine `ns` is (or whose instance it is), if any. */
+export function machineOf(ns: string): number | undefined {
+  return machineHolders.get(ns) ?? machineHolders.get(instanceHosts.get(ns) ?? '');
+}
+
+/** The command line that runs `cmd` in `ns`: `ip netns exec`, or nsenter into the machine first. */
+function enter(ns: string, cmd: string, args: readonly string[]): [string, string[]] {
+  const holder = machineHolders.get(ns);
+  if (holder !== undefined) return ['nsenter', ['-t', String(holder), '-n', '-m', '-u', '--', cmd, ...args]];
+  const host = machineHolders.get(instanceHosts.get(ns) ?? '');
+  if (host !== undefined) return ['nsenter', ['-t', String(host), '-m', '-u', '--', 'ip', 'netns', 'exec', ns, cmd, ...args]];
+  return ['ip', ['netns', 'exec', ns, cmd, ...args]];
 }
 
 export interface SpawnInOptions {
@@ -105,13 +141,13 @@ export interface SpawnInOptions {
  * anything it forks. The caller owns it: stop it with `stopProcess`, or register it with a TestNet.
  */
 export function spawnIn(ns: string, cmd: string, args: readonly string[], opts: SpawnInOptions = {}): ChildProcess {
-  const argv = ['netns', 'exec', ns, cmd, ...args];
+  const [c, argv] = enter(ns, cmd, args);
   if (opts.logFile === undefined) {
-    return spawn('ip', argv, { env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    return spawn(c, argv, { env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   }
   const fd = openSync(opts.logFile, 'a');
   try {
-    return spawn('ip', argv, { env: opts.env, detached: true, stdio: ['ignore', fd, fd] });
+    return spawn(c, argv, { env: opts.env, detached: true, stdio: ['ignore', fd, fd] });
   } finally {
     closeSync(fd); // the child holds its own copy
   }

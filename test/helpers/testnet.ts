@@ -21,15 +21,28 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from '../../control/daemon/config.ts';
-import { formatCommand, hasExited, run, runIn, signalGroup, spawnIn, stopProcess, waitExit, type ExitStatus } from './run.ts';
+import {
+  forgetNamespace, formatCommand, hasExited, placeInstance, registerMachine, run, runIn, signalGroup, spawnIn, stopProcess, waitExit,
+  type ExitStatus,
+} from './run.ts';
 
 const APPNETD = fileURLToPath(new URL('../../bin/appnetd.js', import.meta.url));
 const TCP_TRANSFER = fileURLToPath(new URL('./tcp-transfer.mjs', import.meta.url));
 const STALE_NS = /^an(\d+)x\d+/;
 const MAX_SOCKET_PATH = 107; // sun_path is 108 bytes including the NUL
 
-export interface Host { name: string; ns: string; underlayIp: string; index: number }
-export interface Instance { name: string; ns: string }
+export interface Host {
+  name: string;
+  ns: string;
+  underlayIp: string;
+  index: number;
+  /** With `machines: true`: the pid of the process that pins this host's mount and UTS namespaces. */
+  machine?: number;
+}
+export interface Instance { name: string; ns: string; host?: Host }
+
+/** A machine's private directories (tmpfs each): nothing in them is seen by another host or the test's root. */
+export const MACHINE_PRIVATE_DIRS = ['/var/lib/appnet', '/run/appnet', '/tmp', '/etc/netns'];
 
 export interface KernelVtepOptions {
   vni: number;
@@ -142,7 +155,13 @@ export class TestNet {
   }
 
   /** Build the topology. Call from a test (ava forbids t.teardown in hooks). */
-  static async create(t: ExecutionContext, opts: { hosts: number; underlayMtu?: number }): Promise<TestNet> {
+  /**
+   * With `machines: true` each host is a separate machine as far as appnetd can tell: its own network
+   * namespace, and its own mount and UTS namespaces (hostname `<prefix>-<host>`) with private tmpfs on
+   * MACHINE_PRIVATE_DIRS. Its daemon keeps config, keys, tokens and sockets there; the test reaches the admin
+   * socket through /proc/<holder>/root, as an operator on that machine would through its own filesystem.
+   */
+  static async create(t: ExecutionContext, opts: { hosts: number; underlayMtu?: number; machines?: boolean }): Promise<TestNet> {
     if (!Number.isInteger(opts.hosts) || opts.hosts < 1 || opts.hosts > 244) {
       throw new Error(`TestNet.create: hosts must be an integer in 1..244 (underlay 198.18.0.11-254), got ${opts.hosts}`);
     }
@@ -163,9 +182,36 @@ export class TestNet {
       await ip('-n', net.underlayNs, 'link', 'set', host.name, 'master', 'br0', 'up');
       await ip('-n', host.ns, 'addr', 'add', `${host.underlayIp}/24`, 'dev', 'ul0');
       await ip('-n', host.ns, 'link', 'set', 'ul0', 'up');
+      if (opts.machines) host.machine = await net.startMachine(host);
       net.hosts.push(host);
     }
     return net;
+  }
+
+  /**
+   * The holder of a host's machine: `unshare` new mount and UTS namespaces inside the host's network namespace,
+   * mount tmpfs on the private directories, set the hostname, and sleep. Propagation is slave so that namespaces
+   * the test adds under /run/netns (instances) still appear inside, while nothing mounted inside leaks out.
+   */
+  private async startMachine(host: Host): Promise<number> {
+    await run('mkdir', ['-p', ...MACHINE_PRIVATE_DIRS]);
+    const script = [
+      'set -e',
+      ...MACHINE_PRIVATE_DIRS.map((d) => `mount -t tmpfs -o mode=${d === '/tmp' ? '1777' : '0755'} machine ${d}`),
+      `hostname "$0"`,
+      'echo ready',
+      'exec sleep infinity',
+    ].join('; ');
+    const holder = this.track(spawnIn(host.ns, 'unshare', ['--mount', '--uts', '--propagation', 'slave', '--', 'sh', '-c', script, `${this.prefix}-${host.name}`]));
+    const out = collectOutput(holder);
+    await waitForText(holder, out, 'stdout', /^ready$/m, 10_000, `machine holder of ${host.name}`);
+    registerMachine(host.ns, holder.pid!);
+    return holder.pid!;
+  }
+
+  /** A path inside `host`'s machine, as the test process reaches it (its own filesystem without machines). */
+  machinePath(host: Host, p: string): string {
+    return host.machine === undefined ? p : `/proc/${host.machine}/root${p}`;
   }
 
   /** Every namespace this net has created and not yet deleted. */
@@ -173,14 +219,17 @@ export class TestNet {
     return [...this.namespaces];
   }
 
-  /** An empty namespace `<prefix>-<name>` with lo up. */
-  /** An empty instance namespace with lo up and IPv6 off. */
-  async addInstance(name: string): Promise<Instance> {
+  /**
+   * An empty instance namespace `<prefix>-<name>` with lo up and IPv6 off. On a net of machines, `host` places
+   * it: commands in it then run from inside that host's machine (and see its /etc/netns files).
+   */
+  async addInstance(name: string, opts: { host?: Host } = {}): Promise<Instance> {
     if (!/^[A-Za-z0-9_.-]{1,32}$/.test(name) || this.instances.has(name)) {
       throw new Error(`addInstance: name must be unique and match [A-Za-z0-9_.-]{1,32}, got "${name}"`);
     }
-    const inst: Instance = { name, ns: `${this.prefix}-${name}` };
+    const inst: Instance = { name, ns: `${this.prefix}-${name}`, host: opts.host };
     await this.addNamespace(inst.ns);
+    if (opts.host?.machine !== undefined) placeInstance(inst.ns, opts.host.ns);
     // Tests count frames: IPv6 would add router solicitations and MLD reports of its own.
     await runIn(inst.ns, 'sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     this.instances.set(name, inst);
@@ -240,11 +289,13 @@ export class TestNet {
    * bin/appnetd.js (a stub or another build); `opts.args` are appended to its command line.
    */
   async startAppnetd(host: Host, config: DaemonConfigInput = {}, opts: { entry?: string; args?: string[] } = {}): Promise<Daemon> {
-    const dir = await mkdtemp(path.join(await this.workDir(), `${host.name}-`));
+    // On a machine, everything the daemon keeps is in the machine's private directories.
+    const dir = host.machine !== undefined ? '/var/lib/appnet' : await mkdtemp(path.join(await this.workDir(), `${host.name}-`));
+    const logFile = host.machine !== undefined ? path.join(await this.workDir(), `${host.name}-appnetd.log`) : path.join(dir, 'appnetd.log');
     const full: DaemonConfig = {
       host: host.name,
       underlay: { address: host.underlayIp, port: 4789, mtu: this.underlayMtu },
-      adminSocket: path.join(dir, 'admin.sock'),
+      adminSocket: host.machine !== undefined ? '/run/appnet/admin.sock' : path.join(dir, 'admin.sock'),
       ageingSeconds: 300,
       offloads: { udpGso: true, udpGro: true, tapOffload: true },
       // Store mode is off unless the test gives `store`; these are its defaults then.
@@ -262,9 +313,9 @@ export class TestNet {
       throw new Error(`startAppnetd: admin socket path is longer than ${MAX_SOCKET_PATH} bytes: ${full.adminSocket} (set TMPDIR shorter)`);
     }
     const configFile = path.join(dir, 'appnetd.json');
-    await writeFile(configFile, JSON.stringify(full, null, 2));
+    await writeFile(this.machinePath(host, configFile), JSON.stringify(full, null, 2));
     const argv = [opts.entry ?? APPNETD, '--config', configFile, ...(opts.args ?? [])];
-    const daemon = new Daemon(this, host, full, argv, path.join(dir, 'appnetd.log'));
+    const daemon = new Daemon(this, host, full, argv, logFile, this.machinePath(host, full.adminSocket));
     this.daemons.push(daemon);
     await daemon.start();
     return daemon;
@@ -344,6 +395,7 @@ export class TestNet {
     for (const ns of [...this.namespaces].reverse()) {
       const r = await run('ip', ['netns', 'delete', ns], { reject: false });
       if (r.code !== 0) errors.push(`ip netns delete ${ns}: ${r.stderr.trim()}`);
+      forgetNamespace(ns);
       this.namespaces.splice(this.namespaces.indexOf(ns), 1); // one by one: destroySync may still need the rest
     }
     liveNets.delete(this);
@@ -410,6 +462,8 @@ export class Daemon {
     /** Arguments to node: the entry script, --config <file>, extra args. */
     readonly argv: string[],
     readonly logFile: string,
+    /** The admin socket as the test reaches it (through the machine's root on a net of machines). */
+    readonly adminSocket: string = config.adminSocket,
   ) {}
 
   get pid(): number | undefined {
@@ -436,7 +490,7 @@ export class Daemon {
       if (hasExited(child)) {
         throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before /healthz answered; last 40 log lines:\n${this.logTail(40)}`);
       }
-      const status = await unixRequest(this.config.adminSocket, 'GET', '/healthz', undefined, 1000).then((r) => r.status, () => 0);
+      const status = await unixRequest(this.adminSocket, 'GET', '/healthz', undefined, 1000).then((r) => r.status, () => 0);
       if (status === 200) return;
       if (Date.now() > deadline) {
         await stopProcess(child, { group: true, graceMs: 1000 });
@@ -448,7 +502,7 @@ export class Daemon {
 
   /** Any method; never throws on HTTP status. */
   request(method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: string }> {
-    return unixRequest(this.config.adminSocket, method, urlPath, body, 10_000);
+    return unixRequest(this.adminSocket, method, urlPath, body, 10_000);
   }
 
   async get<T = any>(urlPath: string): Promise<T> {
