@@ -62,8 +62,14 @@ export interface DaemonConfig {
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
   store?: string;
-  /** Where the REST API listens (store mode); loopback by default. */
-  api: { address: string; port: number };
+  /**
+   * Where the REST API listens (store mode); loopback by default. `advertise` is the address other hosts
+   * reach it at (forwarded requests): by default `address`, or the underlay address when listening on
+   * 0.0.0.0. A loopback API cannot be reached from another machine: use 0.0.0.0 or the underlay address there.
+   */
+  api: { address: string; port: number; advertise?: string };
+  /** Pruning of append-only events (store mode): older than maxAgeSeconds, or beyond maxPerObject newest. */
+  events?: { maxAgeSeconds: number; maxPerObject: number; pruneIntervalSeconds: number };
   /** The floating pool's netblock (store mode). */
   floatingPool: string;
   /**
@@ -186,7 +192,9 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     api: {
       address: api.address === undefined ? '127.0.0.1' : str(api.address, 'api.address', IPV4, 'an IPv4 address'),
       port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
+      ...(api.advertise === undefined ? {} : { advertise: str(api.advertise, 'api.advertise', IPV4, 'an IPv4 address') }),
     },
+    events: parseEvents(c.events),
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
@@ -282,4 +290,26 @@ export function defaultMac(host: string, port: string): string {
   for (const ch of `${host}/${port}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193) >>> 0;
   const b = [0x02, 0x00, (h >>> 24) & 0xff, (h >>> 16) & 0xff, (h >>> 8) & 0xff, h & 0xff];
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Defaults: a week of events, at most 1,000 per object, pruned every 5 minutes. */
+export const DEFAULT_EVENTS = { maxAgeSeconds: 7 * 86400, maxPerObject: 1000, pruneIntervalSeconds: 300 };
+
+function parseEvents(raw: unknown): NonNullable<DaemonConfig['events']> {
+  if (raw === undefined) return { ...DEFAULT_EVENTS };
+  const e = obj(raw, 'events');
+  for (const k of Object.keys(e)) {
+    if (!(k in DEFAULT_EVENTS)) throw new ConfigError(`events.${k}`, 'unknown field; known: maxAgeSeconds, maxPerObject, pruneIntervalSeconds');
+  }
+  return {
+    maxAgeSeconds: e.maxAgeSeconds === undefined ? DEFAULT_EVENTS.maxAgeSeconds : int(e.maxAgeSeconds, 'events.maxAgeSeconds', 1, 10 * 365 * 86400),
+    maxPerObject: e.maxPerObject === undefined ? DEFAULT_EVENTS.maxPerObject : int(e.maxPerObject, 'events.maxPerObject', 1, 1_000_000),
+    pruneIntervalSeconds: e.pruneIntervalSeconds === undefined ? DEFAULT_EVENTS.pruneIntervalSeconds : int(e.pruneIntervalSeconds, 'events.pruneIntervalSeconds', 1, 86400),
+  };
+}
+
+/** The API URL other hosts use for this host (its host record's `api`). */
+export function advertisedApiUrl(cfg: Pick<DaemonConfig, 'api' | 'underlay'>): string {
+  const host = cfg.api.advertise ?? (cfg.api.address === '0.0.0.0' ? cfg.underlay.address : cfg.api.address);
+  return `http://${host}:${cfg.api.port}`;
 }

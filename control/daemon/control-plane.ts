@@ -12,6 +12,7 @@ import { registerCaptureRoutes } from '../api/captures-route.ts';
 import { registerDnsRoutes } from '../api/dns-route.ts';
 import { registerServicesRoutes } from '../api/services-routes.ts';
 import { UsageReporter } from '../services/usage.ts';
+import { EventPruner } from '../repo/event-pruner.ts';
 import { NetworkServices } from '../services/network-services.ts';
 import { NatService } from '../services/nat-service.ts';
 import { registerNatRoutes } from '../api/nat-routes.ts';
@@ -28,7 +29,7 @@ import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
 import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
-import type { DaemonConfig } from './config.ts';
+import { DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface ControlPlane {
@@ -70,7 +71,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
-  const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
+  const apiUrl = advertisedApiUrl(cfg);
   try {
     await hosts.register({
       name: cfg.host,
@@ -149,12 +150,19 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     connectionReports.start();
     const usage = new UsageReporter({ store, engine, localPorts: () => services.localPorts(), host: cfg.host, intervalSeconds: cfg.usageIntervalSeconds ?? 60, log });
     usage.start();
+    const events = cfg.events ?? DEFAULT_EVENTS;
+    const pruner = new EventPruner({
+      store, log, limits: events, intervalSeconds: events.pruneIntervalSeconds,
+      isPruner: () => [...view.hosts.keys()].sort()[0] === cfg.host,
+    });
+    pruner.start();
     log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
       store, hosts, api, reconciler, services, nat, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
         await usage.close();
+        await pruner.close();
         await connectionReports.close();
         await reconciler.close();
         await netnsHosts.close();

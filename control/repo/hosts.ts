@@ -2,8 +2,10 @@
 // hosts the store lists are the ones whose daemon is running (a dead daemon's record expires).
 //
 // A restarted daemon may find its own previous record still there (kill -9 leaves it until the
-// lease runs out). It takes the record over when the previous owner was on this machine and its
-// process is gone; otherwise it refuses, naming who holds the name.
+// lease runs out). It takes the record over when the record carries its own public key (a host is its
+// key: hosts on other machines share no pid space or hostname to tell by), or, for a host without
+// links, when the previous owner was on this machine and its process is gone; otherwise it refuses,
+// naming who holds the name.
 import os from 'node:os';
 import { Conflict } from '../errors.ts';
 import { LeaseNotFoundError, type LeaseId, type Store } from '../store/store.ts';
@@ -49,7 +51,9 @@ export class HostRegistry {
     const existing = await this.store.get(key);
     if (existing) {
       const prev = JSON.parse(existing.value) as HostRecord;
-      const ours = prev.machine === record.machine && (prev.pid === process.pid || processGone(prev.pid));
+      const ours = prev.public_key !== undefined
+        ? prev.public_key === record.public_key
+        : prev.machine === record.machine && (prev.pid === process.pid || processGone(prev.pid));
       if (!ours) {
         throw new Conflict(
           `host ${record.name} is already registered by pid ${prev.pid} on ${prev.machine} since ${prev.started_at}; ` +
