@@ -15,8 +15,12 @@ test.serial('an instance on the network node reaches the outside through the upl
   const out = await addOutside(net, h1);
   const d1 = await net.startAppnetd(h1, await controlPlaneConfig(net, { uplink: { device: 'anup0' } }));
 
-  // The daemon opened the uplink and routed the floating pool into it.
-  t.regex((await run('ip', ['-n', h1.ns, 'route', 'show', FLOATING_POOL])).stdout, /dev anup0/);
+  // The daemon opened the uplink and, as the network node, routed the floating pool into it.
+  const poolRoute = await until('floating pool routed into the uplink', async () => {
+    const r = (await run('ip', ['-n', h1.ns, 'route', 'show', FLOATING_POOL])).stdout;
+    return /dev anup0/.test(r) ? r : undefined;
+  });
+  t.regex(poolRoute, /dev anup0/);
 
   const network = await cliJson(h1.ns, 'network', 'create', 'natted', '198.18.130.0/24', '--no-dhcp');
   t.is(network.provide_nat, true);

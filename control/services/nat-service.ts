@@ -76,6 +76,9 @@ export class NatService {
   #routed = new Map<string, string[]>();
   #poolWatch: Watcher | undefined;
   #closed = false;
+  /** Whether the floating pool is routed into the uplink here: only while this host is the network node. */
+  #poolRouted = false;
+  #routing: Promise<void> = Promise.resolve();
 
   constructor(o: NatServiceOptions) {
     this.#o = o;
@@ -85,7 +88,11 @@ export class NatService {
   get hasUplink(): boolean { return this.#o.uplink !== undefined; }
   get lastPlan(): NatPlan | undefined { return this.#last; }
 
-  /** Opens the uplink and routes the floating pool into it (this namespace forwards between its NICs). */
+  /**
+   * Opens the uplink and turns forwarding on. The floating pool is routed into the uplink only while this
+   * host is the network node (apply): a standby node's kernel then neither forwards to nor proxy-ARPs for
+   * addresses another node translates, and when it takes over the route appears with the role.
+   */
   async start(): Promise<void> {
     // Routed addresses live in the floating pool, which the reconciler does not follow.
     const key = IPAM_PREFIX + FLOATING_NETWORK_UUID;
@@ -104,7 +111,6 @@ export class NatService {
     this.#o.engine.setUplink(u.device, u.mtu ?? 1500);
     this.#o.engine.setNat(this.table!);
     await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    await run('ip', ['route', 'replace', this.#o.floatingPool, 'dev', u.device]);
     this.#o.log.info({ uplink: u.device, pool: this.#o.floatingPool }, 'uplink ready');
   }
 
@@ -207,6 +213,7 @@ export class NatService {
       if (guard('gateway FDB entry', () => e.addFdb(f.vni, f.mac, { remote: f.remote }))) inst.fdb.set(k, f);
     }
 
+    if (this.#o.uplink && nat.isNatNode !== this.#poolRouted) this.#routePool(nat.isNatNode);
     if (nat.isNatNode) {
       for (const uuid of nat.needGateway) void this.#allocate(uuid);
       for (const n of v.networks.values()) if (n.state === 'deleted' && n.floatingGateway !== null) void this.#release(n.uuid);
@@ -247,6 +254,21 @@ export class NatService {
     }
   }
 
+  /** Adds or removes the floating pool's route into the uplink, in order, retrying on the next pass on failure. */
+  #routePool(on: boolean): void {
+    this.#poolRouted = on;
+    const { floatingPool: pool, uplink, log } = this.#o;
+    this.#routing = this.#routing.then(async () => {
+      try {
+        await run('ip', ['route', on ? 'replace' : 'del', pool, 'dev', uplink!.device]);
+        log.info({ pool, uplink: uplink!.device }, on ? 'network node: floating pool routed into the uplink' : 'no longer the network node: floating pool route removed');
+      } catch (err) {
+        if (on) this.#poolRouted = false;
+        log.warn({ err }, 'floating pool route not changed; retrying on the next pass');
+      }
+    });
+  }
+
   async #allocate(uuid: string): Promise<void> {
     if (this.#allocating.has(uuid)) return;
     this.#allocating.add(uuid);
@@ -281,8 +303,9 @@ export class NatService {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#poolWatch?.cancel();
+    await this.#routing;
     const u = this.#o.uplink;
-    if (u) await run('ip', ['route', 'del', this.#o.floatingPool, 'dev', u.device]).catch(() => undefined);
+    if (u && this.#poolRouted) await run('ip', ['route', 'del', this.#o.floatingPool, 'dev', u.device]).catch(() => undefined);
   }
 }
 
