@@ -228,6 +228,7 @@ function checkMtu(mtu: number): void {
 
 export class Engine {
   readonly #n: NativeEngine;
+  readonly #floods = new Map<number, string[]>();
   #stopped = false;
 
   constructor(opts: EngineOptions) {
@@ -261,12 +262,21 @@ export class Engine {
     checkMtu(mtu);
     this.#n.addVni(vni, mtu, opts.encrypted === true);
   }
-  removeVni(vni: number): void { this.#n.removeVni(vni); }
+  removeVni(vni: number): void {
+    this.#n.removeVni(vni);
+    this.#floods.delete(vni);
+  }
 
   /** Remote VTEPs (underlay IPv4) that receive this VNI's broadcast and unknown unicast. */
   setFlood(vni: number, remotes: string[]): void {
     checkVni(vni);
     this.#n.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
+    this.#floods.set(vni, [...remotes].sort());
+  }
+
+  /** Each VNI's flood list as last set (for operators: which hosts a VNI's mesh holds now). */
+  floods(): Array<{ vni: number; flood: string[] }> {
+    return [...this.#floods].map(([vni, flood]) => ({ vni, flood })).sort((a, b) => a.vni - b.vni);
   }
 
   /** Creates the device (in spec.netns if given), configures it and registers it; blocks this thread meanwhile. */

@@ -25,6 +25,7 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
   app.get('/healthz', async () => ({ ok: true, host: ctx.host }));
   app.get('/engine/counters', async () => ctx.engine.counters());
   app.get('/engine/ports', async () => [...ctx.ports].map(([name, id]) => ({ name, id })));
+  app.get('/engine/vnis', async () => ctx.engine.floods());
   app.get<{ Params: { vni: string } }>('/engine/fdb/:vni', async (req, reply) => {
     const vni = Number(req.params.vni);
     if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) {
