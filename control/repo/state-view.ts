@@ -116,8 +116,14 @@ class Followed<T> {
   }
 }
 
+/** A store error that says the store could not be reached (StoreUnavailableError), as opposed to a bad request. */
+export function isUnavailable(err: unknown): boolean {
+  return (err as StoreError | undefined)?.code === 'EUNAVAILABLE';
+}
+
 export class StateView {
   readonly #listeners = new Set<() => void>();
+  #unavailableUntil = 0;
   readonly #errorListeners = new Set<(err: StoreError) => void>();
   readonly #networks: Followed<NetworkRecord>;
   readonly #instances: Followed<InstanceRecord>;
@@ -195,8 +201,22 @@ export class StateView {
    * transaction wrote.
    */
   async sync(): Promise<this> {
-    for (const f of this.#all) await f.sync();
+    // Headless: while the store is away the view serves what it last saw (DESIGN.md §4). No write can be
+    // acknowledged meanwhile, so no reader misses one of its own; a second's back-off spares every read
+    // the wait for a store that just failed.
+    if (Date.now() < this.#unavailableUntil) return this;
+    try {
+      for (const f of this.#all) await f.sync();
+    } catch (err) {
+      if (!isUnavailable(err)) throw err;
+      this.#unavailableUntil = Date.now() + 1000;
+    }
     return this;
+  }
+
+  /** True while the last sync found the store unavailable (reads are then served from the view as it is). */
+  get stale(): boolean {
+    return Date.now() < this.#unavailableUntil;
   }
 
   get networks(): ReadonlyMap<string, NetworkRecord> { return this.#networks.records; }
