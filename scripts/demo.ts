@@ -2,6 +2,9 @@
 // sharing one SQLite store, two networks and four instances made with the `appnet` CLI, the CLI's
 // tables, and a ping matrix: instances on the same network reach each other, across networks not.
 // Everything it makes is removed at the end, whatever happens.
+//
+// `--etcd`: the same on hosts that share nothing (each its own network, mount and UTS namespaces, as
+// separate machines) but a three-member etcd cluster on their underlay (test/helpers/cluster-net.ts).
 import type { ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -10,9 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, type Host, type Instance } from '../test/helpers/testnet.ts';
 import { runIn } from '../test/helpers/run.ts';
+import { EtcdCluster } from '../test/helpers/etcd-cluster.ts';
+import { clusterConfig } from '../test/helpers/cluster-net.ts';
 
 const APPNET = fileURLToPath(new URL('../bin/appnet.js', import.meta.url));
 const TOKEN = `demo-${Math.random().toString(36).slice(2)}-token`;
+const ETCD = process.argv.includes('--etcd');
 
 const cleanups: Array<() => unknown> = [];
 let failed = false;
@@ -35,10 +41,20 @@ function show(title: string, text: string): void {
 try {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-demo-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  console.log('demo: three hosts (network namespaces on a bridged underlay, 198.18.0.0/24), one SQLite store');
-  const net = await TestNet.create(ctx, { hosts: 3 });
+  let cp;
+  let net: TestNet;
+  if (ETCD) {
+    console.log('demo: three hosts as separate machines (own network, mount and UTS namespaces) on a bridged underlay, 198.18.0.0/24,');
+    console.log('      sharing nothing but a three-member etcd cluster on that underlay (198.18.0.201-203)');
+    net = await TestNet.create(ctx, { hosts: 3, machines: true });
+    const etcd = await EtcdCluster.start(ctx, { members: 3, attach: { ns: net.underlayNs, bridge: 'br0', subnet: '198.18.0', firstHost: 201 } });
+    cp = clusterConfig(etcd, { tokens: { [TOKEN]: 'system' } });
+  } else {
+    console.log('demo: three hosts (network namespaces on a bridged underlay, 198.18.0.0/24), one SQLite store');
+    net = await TestNet.create(ctx, { hosts: 3 });
+    cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
+  }
   const [h1, h2, h3] = net.hosts;
-  const cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
   for (const h of net.hosts) await net.startAppnetd(h, cp);
 
   const red = JSON.parse(await appnet(h1, 'network', 'create', 'red', '198.18.110.0/24', '--no-dhcp', '--json'));
@@ -46,7 +62,7 @@ try {
   const placement: Array<[string, Host, string]> = [['red-1', h1, red.uuid], ['red-2', h2, red.uuid], ['blue-1', h2, blue.uuid], ['blue-2', h3, blue.uuid]];
   const instances: Array<{ name: string; inst: Instance; addr: string; network: string; port: string }> = [];
   for (const [name, host, network] of placement) {
-    const inst = await net.addInstance(name);
+    const inst = await net.addInstance(name, { host });
     const made = JSON.parse(await appnet(h1, 'instance', 'create', name, '--host', host.name, '--netns', inst.ns, '--network', network, '--json'));
     const port = `an${made.interfaces[0].uuid.replace(/-/g, '').slice(0, 8)}`;
     instances.push({ name, inst, addr: made.interfaces[0].ipv4, network: network === red.uuid ? 'red' : 'blue', port });
