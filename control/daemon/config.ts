@@ -62,6 +62,8 @@ export interface DaemonConfig {
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
   store?: string;
+  /** How to reach etcd (etcds:// URLs take the TLS files; username and password for etcd's auth). */
+  etcd?: { ca?: string; cert?: string; key?: string; username?: string; password?: string };
   /**
    * Where the REST API listens (store mode); loopback by default. `advertise` is the address other hosts
    * reach it at (forwarded requests): by default `address`, or the underlay address when listening on
@@ -189,6 +191,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
   }
   return {
     store: c.store === undefined ? undefined : str(c.store, 'store'),
+    ...(c.etcd === undefined ? {} : { etcd: parseEtcd(c.etcd) }),
     api: {
       address: api.address === undefined ? '127.0.0.1' : str(api.address, 'api.address', IPV4, 'an IPv4 address'),
       port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
@@ -312,4 +315,17 @@ function parseEvents(raw: unknown): NonNullable<DaemonConfig['events']> {
 export function advertisedApiUrl(cfg: Pick<DaemonConfig, 'api' | 'underlay'>): string {
   const host = cfg.api.advertise ?? (cfg.api.address === '0.0.0.0' ? cfg.underlay.address : cfg.api.address);
   return `http://${host}:${cfg.api.port}`;
+}
+
+const ETCD_FIELDS = ['ca', 'cert', 'key', 'username', 'password'] as const;
+
+function parseEtcd(raw: unknown): NonNullable<DaemonConfig['etcd']> {
+  const e = obj(raw, 'etcd');
+  const out: NonNullable<DaemonConfig['etcd']> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (!(ETCD_FIELDS as readonly string[]).includes(k)) throw new ConfigError(`etcd.${k}`, `unknown field; known: ${ETCD_FIELDS.join(', ')}`);
+    out[k as (typeof ETCD_FIELDS)[number]] = str(v, `etcd.${k}`, /./, 'a non-empty string');
+  }
+  if ((out.username === undefined) !== (out.password === undefined)) throw new ConfigError('etcd', 'username and password go together');
+  return out;
 }

@@ -68,7 +68,7 @@ export interface LinkContext {
 }
 
 export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
-  const store = await openStore(cfg.store!);
+  const store = await openStore(cfg.store!, { etcd: cfg.etcd });
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
   const apiUrl = advertisedApiUrl(cfg);

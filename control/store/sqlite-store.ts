@@ -45,7 +45,7 @@
 
 import { createRequire } from 'node:module';
 import {
-  checkKey, checkLimit, checkPrefix, checkRevision, checkTtl, checkTxn, checkValue, compareHolds, compareKeys,
+  checkKey, checkLimit, checkPrefix, checkRevision, checkSize, checkTtl, checkTxn, checkValue, compareHolds, compareKeys,
   deleteAllMessage, prefixRangeEnd,
   CompactedError, InvalidArgumentError, LeaseNotFoundError, StoreBusyError, StoreClosedError, StoreError,
   WatchHandlerError,
@@ -261,6 +261,7 @@ export class SqliteStore implements Store {
   async put(key: string, value: string, options: PutOptions = {}): Promise<Revision> {
     checkKey(key);
     checkValue(value, key);
+    checkSize(key, value);
     return this.write((scope) => {
       this.applyPut(scope, key, value, options.lease);
       return scope.endRevision();

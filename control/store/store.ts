@@ -217,6 +217,24 @@ export class WatchHandlerError extends StoreError {
   }
 }
 
+/**
+ * The store could not be reached, or lost the request's outcome (a leader died while it was in flight): the
+ * operation may or may not have happened. Callers answer 503 and let the client decide; nothing retries a
+ * write on their behalf, so nothing is applied twice.
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string, cause?: unknown) {
+    super('EUNAVAILABLE', `store unavailable: ${message}`, { cause });
+  }
+}
+
+/** etcd's own backend quota was reached ("mvcc: database space exceeded"): compact and defragment, or raise it. */
+export class StoreFullError extends StoreError {
+  constructor(message: string) {
+    super('ENOSPACE', `store full: ${message}; compact and defragment etcd (appnetd does on a schedule) or raise --quota-backend-bytes`);
+  }
+}
+
 export class NotImplementedError extends StoreError {
   constructor(message: string) {
     super('ENOTIMPL', message);
@@ -263,6 +281,22 @@ export function checkLimit(limit: unknown): void {
   }
 }
 
+/**
+ * etcd's default limits, enforced by every store so that a caller that would break them on etcd breaks on
+ * SQLite too, in tests: at most MAX_TXN_OPS operations per txn branch, and a request of at most
+ * MAX_REQUEST_BYTES (etcd's --max-request-bytes, 1.5 MiB; counted here as keys plus values plus 64 bytes per op).
+ */
+export const MAX_TXN_OPS = 128;
+export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
+
+/** Refuses a put whose key and value exceed what etcd takes in one request. */
+export function checkSize(key: string, value: string): void {
+  const bytes = Buffer.byteLength(key) + Buffer.byteLength(value) + 64;
+  if (bytes > MAX_REQUEST_BYTES) {
+    throw new InvalidArgumentError(`request of ${bytes} bytes for key ${JSON.stringify(key)} exceeds the store's limit of ${MAX_REQUEST_BYTES} bytes (etcd's max request size); split the value`);
+  }
+}
+
 const compareTargets = new Set(['value', 'version', 'createRevision', 'modRevision']);
 const compareOps = new Set(['==', '!=', '<', '>']);
 
@@ -286,7 +320,13 @@ export function checkTxn(request: TxnRequest): void {
       );
     }
   }
+  let bytes = 0;
+  for (const c of request.compare ?? []) bytes += Buffer.byteLength(c.key) + (c.target === 'value' ? Buffer.byteLength(c.value as string) : 8) + 64;
   for (const branch of [request.success ?? [], request.failure ?? []]) {
+    if (branch.length > MAX_TXN_OPS) {
+      throw new InvalidArgumentError(`txn has ${branch.length} operations in one branch; the store takes at most ${MAX_TXN_OPS} (etcd's --max-txn-ops): split it into several txns`);
+    }
+    for (const op of branch) bytes += Buffer.byteLength(op.key) + (op.type === 'put' && typeof op.value === 'string' ? Buffer.byteLength(op.value) : 0) + 64;
     const puts = new Set<string>();
     const deletes: Array<Extract<TxnOp, { type: 'delete' }>> = [];
     for (const op of branch) {
@@ -310,6 +350,9 @@ export function checkTxn(request: TxnRequest): void {
         if (d.prefix ? key.startsWith(d.key) : key === d.key) throw duplicate(key);
       }
     }
+  }
+  if (bytes > MAX_REQUEST_BYTES) {
+    throw new InvalidArgumentError(`txn of about ${bytes} bytes exceeds the store's limit of ${MAX_REQUEST_BYTES} bytes (etcd's max request size): split it into several txns`);
   }
 }
 

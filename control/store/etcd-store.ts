@@ -1,0 +1,241 @@
+// The Store on etcd v3, for hosts on many machines (DESIGN.md §4). Revisions, compare-and-swap, leases and
+// watches are etcd's own; this file maps them onto the Store contract of store.ts, which the conformance
+// suite (test/helpers/store-conformance.ts) checks on both stores alike.
+//
+// Client: the `etcd3` package (maintained, TypeScript, gRPC through @grpc/grpc-js, every member in one pool
+// with failover, TLS and user/password auth). We use its raw RPC clients rather than its builders so that
+// each call maps to one etcd request we can reason about, and its fault handling is narrowed:
+//   - a write is sent once. If it fails after it may have reached etcd (timeout, dropped connection,
+//     "leader changed"), the caller gets StoreUnavailableError and decides; an automatic retry could apply
+//     a put twice or turn a create that succeeded into a "conflict". The pool still tries another member
+//     when a connection to one could not be made at all (the request never left).
+//   - a read is tried again, on another member, for a few seconds: it changes nothing.
+//   - every call has a deadline, so a dead cluster fails fast with StoreUnavailableError, never hangs.
+// Watches: etcd-watch.ts. Limits (128 ops per txn, 1.5 MiB per request): checked before sending, as on SQLite.
+import { readFileSync } from 'node:fs';
+import { Etcd3, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import { handleWhen, retry, ConstantBackoff, circuitBreaker, ConsecutiveBreaker } from 'cockatiel';
+import { isTransient, toStoreError } from './etcd-errors.ts';
+import { EtcdWatch, WatchHub, rangeEnd, rangeStart, toKeyValue } from './etcd-watch.ts';
+import {
+  CompactedError, InvalidArgumentError, LeaseNotFoundError, StoreClosedError, checkKey, checkLimit, checkPrefix, checkRevision, checkSize, checkTtl,
+  checkTxn, checkValue, deleteAllMessage,
+  type DeleteResult, type KeyValue, type LeaseId, type PutOptions, type RangeOptions, type RangeResult, type Revision, type Store,
+  type TxnOp, type TxnOpResult, type TxnRequest, type TxnResult, type WatchHandler, type WatchOptions, type Watcher,
+} from './store.ts';
+
+export interface EtcdStoreOptions {
+  /** `host:port` of every member (the client fails over between them). */
+  endpoints: string[];
+  /** TLS to etcd (etcds://): PEM file paths. */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** etcd's user/password authentication. */
+  auth?: { username: string; password: string };
+  /** Deadline of each call (default 5 s). */
+  callTimeoutMs?: number;
+}
+
+const READ_ATTEMPTS = 4;
+const READ_PAUSE_MS = 250;
+
+const notSent = (err: unknown) => /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|No connection established|failed to connect/i.test(err instanceof Error ? err.message : String(err));
+
+export class EtcdStore implements Store {
+  readonly #client: Etcd3;
+  readonly #hub: WatchHub;
+  readonly #endpoints: string[];
+  #closed = false;
+
+  constructor(o: EtcdStoreOptions) {
+    if (o.endpoints.length === 0) throw new InvalidArgumentError('the etcd store needs at least one endpoint, e.g. etcd://198.18.0.201:2379');
+    this.#endpoints = o.endpoints;
+    const scheme = o.tls ? 'https' : 'http';
+    const timeout = o.callTimeoutMs ?? 5000;
+    this.#client = new Etcd3({
+      hosts: o.endpoints.map((e) => `${scheme}://${e}`),
+      dialTimeout: Math.min(timeout, 3000),
+      ...(o.auth ? { auth: { username: o.auth.username, password: o.auth.password } } : {}),
+      ...(o.tls ? {
+        credentials: {
+          rootCertificate: o.tls.ca ? readFileSync(o.tls.ca) : (undefined as unknown as Buffer),
+          ...(o.tls.key ? { privateKey: readFileSync(o.tls.key) } : {}),
+          ...(o.tls.cert ? { certChain: readFileSync(o.tls.cert) } : {}),
+        },
+      } : {}),
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      faultHandling: {
+        // A member that failed three times in a row is skipped for 2 s; the pool then tries the others.
+        host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 2000, breaker: new ConsecutiveBreaker(3) }),
+        // Only what never left this process is tried again (on another member); see the file header.
+        global: retry(handleWhen(notSent), { maxAttempts: o.endpoints.length, backoff: new ConstantBackoff(50) }),
+      },
+    });
+    this.#hub = new WatchHub(this.#client, o.endpoints);
+  }
+
+  /** Runs a call that changes nothing, again on failures that another try may not meet. */
+  async #read<T>(what: string, call: () => Promise<T>): Promise<T> {
+    this.#open();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (attempt >= READ_ATTEMPTS || !isTransient(err)) throw toStoreError(err, what, this.#endpoints);
+        await new Promise((r) => setTimeout(r, READ_PAUSE_MS * attempt));
+      }
+    }
+  }
+
+  /** Runs a call that changes the store: once (see the file header). */
+  async #write<T>(what: string, call: () => Promise<T>, lease?: string): Promise<T> {
+    this.#open();
+    try {
+      return await call();
+    } catch (err) {
+      throw toStoreError(err, what, this.#endpoints, lease);
+    }
+  }
+
+  #open(): void {
+    if (this.#closed) throw new StoreClosedError(`etcd ${this.#endpoints.join(',')}`);
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    checkKey(key);
+    const r = await this.#read(`get ${JSON.stringify(key)}`, () => this.#client.kv.range({ key: Buffer.from(key) }));
+    return r.kvs[0] ? toKeyValue(r.kvs[0]) : undefined;
+  }
+
+  async range(prefix: string, options: RangeOptions = {}): Promise<RangeResult> {
+    checkPrefix(prefix);
+    checkLimit(options.limit);
+    const from = options.from !== undefined && options.from > prefix ? options.from : prefix;
+    const r = await this.#read(`range ${JSON.stringify(prefix)}`, () => this.#client.kv.range({
+      key: rangeStart(from), range_end: rangeEnd(prefix), ...(options.limit ? { limit: options.limit } : {}),
+    }));
+    return { kvs: r.kvs.map(toKeyValue), more: r.more, revision: Number(r.header.revision) };
+  }
+
+  async put(key: string, value: string, options: PutOptions = {}): Promise<Revision> {
+    checkKey(key);
+    checkValue(value, key);
+    checkSize(key, value);
+    const r = await this.#write(`put ${JSON.stringify(key)}`, () => this.#client.kv.put({
+      key: Buffer.from(key), value: Buffer.from(value), ...(options.lease ? { lease: options.lease } : {}),
+    }), options.lease);
+    return Number(r.header.revision);
+  }
+
+  async delete(key: string): Promise<DeleteResult> {
+    checkKey(key);
+    const r = await this.#write(`delete ${JSON.stringify(key)}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
+    return { deleted: Number(r.deleted), revision: Number(r.header.revision) };
+  }
+
+  async deletePrefix(prefix: string): Promise<DeleteResult> {
+    checkPrefix(prefix);
+    if (prefix === '') throw new InvalidArgumentError(deleteAllMessage);
+    const r = await this.#write(`delete under ${JSON.stringify(prefix)}`, () => this.#client.kv.deleteRange({ key: Buffer.from(prefix), range_end: rangeEnd(prefix) }));
+    return { deleted: Number(r.deleted), revision: Number(r.header.revision) };
+  }
+
+  async txn(request: TxnRequest): Promise<TxnResult> {
+    checkTxn(request);
+    const compare: ICompare[] = (request.compare ?? []).map((c) => ({
+      key: Buffer.from(c.key),
+      result: ({ '==': 'Equal', '!=': 'NotEqual', '<': 'Less', '>': 'Greater' } as const)[c.op],
+      ...(c.target === 'value' ? { target: 'Value' as const, value: Buffer.from(c.value) }
+        : c.target === 'version' ? { target: 'Version' as const, version: c.value }
+          : c.target === 'createRevision' ? { target: 'Create' as const, create_revision: c.value }
+            : { target: 'Mod' as const, mod_revision: c.value }),
+    }));
+    const lease = [...(request.success ?? []), ...(request.failure ?? [])].find((op) => op.type === 'put' && op.lease) as { lease?: string } | undefined;
+    const r = await this.#write('txn', () => this.#client.kv.txn({ compare, success: (request.success ?? []).map(toOp), failure: (request.failure ?? []).map(toOp) }), lease?.lease);
+    const branch = (r.succeeded ? request.success : request.failure) ?? [];
+    const results: TxnOpResult[] = r.responses.map((resp, i) => {
+      const op = branch[i];
+      if (op.type === 'put') return { type: 'put', ...(resp.response_put.prev_kv ? { prevKv: toKeyValue(resp.response_put.prev_kv) } : {}) };
+      if (op.type === 'delete') {
+        const d = resp.response_delete_range;
+        return { type: 'delete', deleted: Number(d.deleted), prevKvs: (d.prev_kvs ?? []).map((kv: IKeyValue) => toKeyValue(kv)) };
+      }
+      return { type: 'get', kvs: resp.response_range.kvs.map(toKeyValue), more: resp.response_range.more };
+    });
+    return { succeeded: r.succeeded, revision: Number(r.header.revision), results };
+  }
+
+  async revision(): Promise<Revision> {
+    // The header of any read carries the store's revision; a one-key read of a key nobody writes is the cheapest.
+    const r = await this.#read('revision', () => this.#client.kv.range({ key: Buffer.from('\0appnet-revision-probe'), count_only: true }));
+    return Number(r.header.revision);
+  }
+
+  async watch(prefix: string, options: WatchOptions, handler: WatchHandler): Promise<Watcher> {
+    checkPrefix(prefix);
+    if (options.fromRevision !== undefined) checkRevision(options.fromRevision, 'fromRevision');
+    const from = options.fromRevision ?? (await this.revision()) + 1;
+    const w = new EtcdWatch(this.#hub, prefix, from, handler, options.onError);
+    await this.#hub.add(w);
+    return w;
+  }
+
+  async compact(revision: Revision): Promise<void> {
+    checkRevision(revision, 'compact revision');
+    await this.#write(`compact to revision ${revision}`, () => this.#client.kv.compact({ revision, physical: true })).catch((err) => {
+      throw err instanceof CompactedError ? new CompactedError(revision, revision) : err;
+    });
+  }
+
+  async grantLease(ttlSeconds: number): Promise<LeaseId> {
+    checkTtl(ttlSeconds);
+    const r = await this.#write(`grant a lease of ${ttlSeconds} s`, () => this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    return String(r.ID);
+  }
+
+  async keepAlive(id: LeaseId): Promise<number> {
+    this.#open();
+    try {
+      const stream = await this.#client.leaseClient.leaseKeepAlive();
+      try {
+        const ttl = await new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('lease keep-alive: request timed out')), 5000);
+          stream.on('data', (res) => { clearTimeout(timer); resolve(Number(res.TTL)); });
+          stream.on('error', (err) => { clearTimeout(timer); reject(err); });
+          stream.write({ ID: id });
+        });
+        if (ttl <= 0) throw new LeaseNotFoundError(id);
+        return ttl;
+      } finally {
+        stream.cancel();
+      }
+    } catch (err) {
+      throw toStoreError(err, `keep lease ${id} alive`, this.#endpoints, id);
+    }
+  }
+
+  async revokeLease(id: LeaseId): Promise<Revision> {
+    const r = await this.#write(`revoke lease ${id}`, () => this.#client.leaseClient.leaseRevoke({ ID: id }), id);
+    return Number(r.header.revision);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hub.close();
+    this.#client.close();
+  }
+
+  /** etcd maintenance for the compactor: each member's backend size and defragmentation. */
+  get client(): Etcd3 {
+    return this.#client;
+  }
+}
+
+function toOp(op: TxnOp): IRequestOp {
+  if (op.type === 'put') {
+    return { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), prev_kv: true, ...(op.lease ? { lease: op.lease } : {}) } };
+  }
+  const range = op.prefix ? { range_end: rangeEnd(op.key) } : {};
+  if (op.type === 'delete') return { request_delete_range: { key: Buffer.from(op.key), prev_kv: true, ...range } };
+  return { request_range: { key: op.prefix ? rangeStart(op.key) : Buffer.from(op.key), ...range, ...(op.limit ? { limit: op.limit } : {}) } };
+}

@@ -1,0 +1,326 @@
+// Watches of EtcdStore: one gRPC watch stream per store, every watcher multiplexed on it, re-created after a
+// lost stream from the revision after the last event received, so an outage or a dead member costs a delay
+// and never an event. A watcher whose next revision was compacted meanwhile ends with CompactedError.
+//
+// Ordering: a stream's responses arrive in revision order; each watcher splits them into one batch per
+// revision and hands batches to its handler one at a time, awaiting each (the Store contract).
+//
+// progress() does not use etcd's progress requests: before etcd 3.4.25 their answer can overtake events
+// still queued on the stream (etcd issue 15220), and Debian ships 3.4.23. Instead it reads the revision R
+// and, at R, the keys of the prefix changed after the last event received and how many keys the prefix
+// holds. When nothing changed and the count matches the keys the watcher knows, it has received everything
+// up to R; otherwise the missing events are on their way and it looks again. (A key created and deleted
+// again between two looks is the one change this cannot see; its two events still arrive, in order, and
+// leave the handler's state as it was.)
+import type { Etcd3, IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
+import { toStoreError } from './etcd-errors.ts';
+import {
+  CompactedError, StoreClosedError, StoreError, StoreUnavailableError, WatchHandlerError, prefixRangeEnd,
+  type KeyValue, type Revision, type WatchEvent, type WatchHandler, type Watcher,
+} from './store.ts';
+
+const PROGRESS_TIMEOUT_MS = 10_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** etcd's end of a prefix range: ours, except '' (everything) which etcd spells as a single NUL byte. */
+export function rangeEnd(prefix: string): Buffer {
+  return prefix === '' ? Buffer.from([0]) : prefixRangeEnd(prefix);
+}
+
+/** etcd's start of a range: the key, except '' (from the first key), which etcd takes only as a NUL byte. */
+export function rangeStart(key: string): Buffer {
+  return key === '' ? Buffer.from([0]) : Buffer.from(key);
+}
+
+export function toKeyValue(kv: { key: Buffer; value: Buffer; create_revision: string; mod_revision: string; version: string; lease: string }): KeyValue {
+  const out: KeyValue = {
+    key: kv.key.toString('utf8'), value: kv.value.toString('utf8'),
+    createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision), version: Number(kv.version),
+  };
+  if (kv.lease && kv.lease !== '0') out.lease = kv.lease;
+  return out;
+}
+
+function toEvent(e: IEvent): WatchEvent {
+  const revision = Number(e.kv.mod_revision);
+  const prevKv = e.prev_kv ? toKeyValue(e.prev_kv) : undefined;
+  if (e.type === 'Delete') {
+    return { type: 'delete', kv: { key: e.kv.key.toString('utf8'), value: '', createRevision: 0, modRevision: revision, version: 0 }, revision, ...(prevKv ? { prevKv } : {}) };
+  }
+  return { type: 'put', kv: toKeyValue(e.kv), revision, ...(prevKv ? { prevKv } : {}) };
+}
+
+/** One watcher on the hub's stream. */
+export class EtcdWatch implements Watcher {
+  id: string | null = null;
+  /** The next revision to ask for when (re)created. */
+  nextRev: Revision;
+  /** Keys under the prefix as of the last event received (for progress). */
+  readonly live = new Set<string>();
+  #queue: WatchEvent[][] = [];
+  #pumping: Promise<void> | undefined;
+  #handledRev: Revision;
+  #ended: StoreError | undefined;
+  #cancelled = false;
+
+  constructor(
+    readonly hub: WatchHub,
+    readonly prefix: string,
+    fromRevision: Revision,
+    private readonly handler: WatchHandler,
+    private readonly onError: ((err: StoreError) => void) | undefined,
+  ) {
+    this.nextRev = fromRevision;
+    this.#handledRev = fromRevision - 1;
+  }
+
+  /** Events of one response, received in order: split by revision and queued for the handler. */
+  receive(events: IEvent[]): void {
+    if (this.#cancelled || this.#ended) return;
+    let batch: WatchEvent[] = [];
+    for (const raw of events) {
+      const e = toEvent(raw);
+      if (e.revision < this.nextRev) continue; // a replay after reconnecting: already received
+      if (batch.length > 0 && batch[0].revision !== e.revision) {
+        this.#queue.push(batch);
+        batch = [];
+      }
+      batch.push(e);
+      if (e.type === 'put') this.live.add(e.kv.key);
+      else this.live.delete(e.kv.key);
+    }
+    if (batch.length > 0) {
+      this.#queue.push(batch);
+      this.nextRev = batch[0].revision + 1;
+    }
+    this.#pump();
+  }
+
+  /** Nothing under the prefix changed up to `revision`: the watcher has received everything up to it. */
+  caughtUp(revision: Revision): void {
+    if (revision >= this.nextRev) this.nextRev = revision + 1;
+    this.#pump();
+  }
+
+  #pump(): void {
+    this.#pumping ??= (async () => {
+      while (this.#queue.length > 0 && !this.#cancelled && !this.#ended) {
+        const batch = this.#queue.shift()!;
+        try {
+          await this.handler(batch);
+        } catch (err) {
+          this.end(new WatchHandlerError(this.prefix, err));
+          return;
+        }
+        this.#handledRev = batch[0].revision;
+      }
+      if (this.#queue.length === 0) this.#handledRev = Math.max(this.#handledRev, this.nextRev - 1);
+    })().finally(() => {
+      this.#pumping = undefined;
+      if (this.#queue.length > 0 && !this.#cancelled && !this.#ended) this.#pump();
+    });
+  }
+
+  /** Ends the watch on its own (compaction, a throwing handler): onError once, no handler call after. */
+  end(err: StoreError): void {
+    if (this.#ended || this.#cancelled) return;
+    this.#ended = err;
+    this.#queue = [];
+    this.hub.forget(this);
+    if (this.onError) this.onError(err);
+    else process.emitWarning(err.message, { code: err.code });
+  }
+
+  get ended(): StoreError | undefined {
+    return this.#ended;
+  }
+
+  async cancel(): Promise<void> {
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    this.#queue = [];
+    await this.hub.remove(this);
+    await this.#pumping;
+  }
+
+  async progress(): Promise<Revision> {
+    const deadline = Date.now() + PROGRESS_TIMEOUT_MS;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      if (this.#ended) throw this.#ended;
+      if (this.#cancelled) throw new StoreClosedError(`watch of ${JSON.stringify(this.prefix)}`);
+      const target = await this.hub.receivedUpTo(this);
+      if (target !== undefined) {
+        this.caughtUp(target);
+        while (this.#handledRev < target || this.#pumping) {
+          if (this.#ended) throw this.#ended;
+          await (this.#pumping ?? sleep(1));
+        }
+        return target;
+      }
+      if (Date.now() > deadline) {
+        throw new StoreUnavailableError(`the watch of ${JSON.stringify(this.prefix)} did not catch up with etcd within ${PROGRESS_TIMEOUT_MS / 1000} s`);
+      }
+      await sleep(pause);
+    }
+  }
+}
+
+/** The stream all of a store's watchers share, and its reconnection. */
+export class WatchHub {
+  #stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  #connecting: Promise<void> | undefined;
+  readonly #watchers = new Set<EtcdWatch>();
+  readonly #byId = new Map<string, EtcdWatch>();
+  /** Watchers whose create request is out, in the order sent: etcd answers creates in that order. */
+  #creating: EtcdWatch[] = [];
+  #created = new Map<EtcdWatch, { resolve: () => void; reject: (e: StoreError) => void }>();
+  #closed = false;
+  #backoffMs = 100;
+
+  constructor(private readonly client: Etcd3, private readonly endpoints: readonly string[]) {}
+
+  /** Registers a watcher and resolves once etcd confirmed it (so later commits reach it). */
+  async add(w: EtcdWatch): Promise<void> {
+    if (this.#closed) throw new StoreClosedError('watch hub');
+    // The keys under the prefix at the first revision delivered, for progress(): the events from that revision
+    // on only add or remove keys again, in order, so the set ends where the store is. (At the revision before
+    // it would be exact too, but compact(r) forgets r - 1 while a watch from r is still valid.)
+    const seedAt = (revision?: number) => this.client.kv.range({
+      key: rangeStart(w.prefix), range_end: rangeEnd(w.prefix), keys_only: true, ...(revision ? { revision } : {}),
+    });
+    const seed = await seedAt(w.nextRev)
+      .catch((err) => (/future revision/i.test(String((err as Error).message)) ? seedAt() : Promise.reject(err)))
+      .catch((err) => {
+        const e = toStoreError(err, `reading ${JSON.stringify(w.prefix)} to start a watch`, this.endpoints);
+        throw e instanceof CompactedError ? new CompactedError(w.nextRev, w.nextRev + 1) : e;
+      });
+    for (const kv of seed.kvs) w.live.add(kv.key.toString('utf8'));
+    this.#watchers.add(w);
+    const created = new Promise<void>((resolve, reject) => this.#created.set(w, { resolve, reject }));
+    await this.#ensureStream().catch(() => undefined); // not connected: the reconnection creates it
+    if (this.#stream) this.#sendCreate(w);
+    return created;
+  }
+
+  /** Cancels a watcher on etcd (best effort: a lost stream cancels everything anyway). */
+  async remove(w: EtcdWatch): Promise<void> {
+    this.forget(w);
+    if (w.id !== null && this.#stream) this.#stream.write({ cancel_request: { watch_id: w.id } });
+  }
+
+  forget(w: EtcdWatch): void {
+    this.#watchers.delete(w);
+    if (w.id !== null) this.#byId.delete(w.id);
+    const pending = this.#created.get(w);
+    if (pending) {
+      this.#created.delete(w);
+      pending.reject(w.ended ?? new StoreClosedError(`watch of ${JSON.stringify(w.prefix)}`));
+    }
+  }
+
+  /**
+   * The revision up to which `w` has received every event, checked against etcd now (see the file header);
+   * undefined when events are still on their way.
+   */
+  async receivedUpTo(w: EtcdWatch): Promise<Revision | undefined> {
+    const key = rangeStart(w.prefix);
+    const end = rangeEnd(w.prefix);
+    const what = `the progress of the watch of ${JSON.stringify(w.prefix)}`;
+    try {
+      const now = await this.client.kv.range({ key, range_end: end, count_only: true });
+      const revision = Number(now.header.revision);
+      const from = w.nextRev;
+      if (from > revision) return revision;
+      const changed = await this.client.kv.range({ key, range_end: end, keys_only: true, revision, min_mod_revision: from });
+      if (changed.kvs.length > 0 || Number(now.count) !== w.live.size) return undefined;
+      return revision;
+    } catch (err) {
+      throw toStoreError(err, what, this.endpoints);
+    }
+  }
+
+  #ensureStream(): Promise<void> {
+    if (this.#stream || this.#closed) return Promise.resolve();
+    this.#connecting ??= (async () => {
+      try {
+        const stream = await this.client.watchClient.watch();
+        this.#stream = stream;
+        this.#creating = [];
+        stream.on('data', (res) => this.#onResponse(res));
+        stream.on('error', (err) => this.#lost(stream, err));
+        stream.on('end', () => this.#lost(stream, new Error('watch stream ended')));
+        for (const w of this.#watchers) this.#sendCreate(w);
+      } finally {
+        this.#connecting = undefined;
+      }
+    })();
+    return this.#connecting;
+  }
+
+  #sendCreate(w: EtcdWatch): void {
+    w.id = null;
+    this.#creating.push(w);
+    this.#stream!.write({
+      create_request: { key: rangeStart(w.prefix), range_end: rangeEnd(w.prefix), start_revision: w.nextRev, prev_kv: true },
+    });
+  }
+
+  #onResponse(res: IWatchResponse): void {
+    this.#backoffMs = 100; // etcd answered: the next loss retries quickly again
+    if (res.created) {
+      const w = this.#creating.shift();
+      if (!w) return;
+      if (res.canceled) {
+        const compacted = Number(res.compact_revision);
+        const err = compacted > 0
+          ? new CompactedError(w.nextRev, compacted)
+          : new StoreError('EETCD', `etcd refused the watch of ${JSON.stringify(w.prefix)}: ${res.cancel_reason}`);
+        this.#created.get(w)?.reject(err);
+        this.#created.delete(w);
+        w.end(err);
+        return;
+      }
+      if (!this.#watchers.has(w)) {
+        this.#stream?.write({ cancel_request: { watch_id: res.watch_id } }); // cancelled while being created
+        return;
+      }
+      w.id = res.watch_id;
+      this.#byId.set(res.watch_id, w);
+      this.#created.get(w)?.resolve();
+      this.#created.delete(w);
+    }
+    const w = this.#byId.get(res.watch_id);
+    if (!w) return;
+    if (res.canceled) {
+      const compacted = Number(res.compact_revision);
+      w.end(compacted > 0 ? new CompactedError(w.nextRev, compacted) : new StoreError('EETCD', `etcd cancelled the watch of ${JSON.stringify(w.prefix)}: ${res.cancel_reason}`));
+      return;
+    }
+    if (res.events.length > 0) w.receive(res.events);
+  }
+
+  /** The stream failed (a member died, etcd is away): every watcher is created again, from where it was. */
+  #lost(stream: IDuplexStream<IWatchRequest, IWatchResponse>, _err: unknown): void {
+    if (this.#stream !== stream) return;
+    this.#stream = undefined;
+    this.#byId.clear();
+    this.#creating = [];
+    try { stream.cancel(); } catch { /* already gone */ }
+    if (this.#closed) return;
+    const delay = this.#backoffMs;
+    this.#backoffMs = Math.min(this.#backoffMs * 2, 2000);
+    const retry = () => {
+      if (this.#closed || this.#stream) return;
+      this.#ensureStream().catch(() => setTimeout(retry, this.#backoffMs).unref());
+    };
+    setTimeout(retry, delay).unref();
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const w of [...this.#watchers]) this.forget(w);
+    const s = this.#stream;
+    this.#stream = undefined;
+    try { s?.cancel(); } catch { /* gone */ }
+  }
+}
