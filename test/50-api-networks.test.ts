@@ -225,6 +225,8 @@ test('openapi.json lists every route the app serves and needs no token', async (
   const paths = res.body.paths as Record<string, Record<string, unknown>>;
   const ops = Object.entries(paths).flatMap(([p, m]) => Object.keys(m).map((verb) => `${verb.toUpperCase()} ${p}`)).sort();
   t.deepEqual(ops, [
+    'DELETE /auth/namespaces/{ns}',
+    'DELETE /auth/namespaces/{ns}/keys/{key}',
     'DELETE /connections',
     'DELETE /connections/{id}',
     'DELETE /instances/{ref}',
@@ -232,6 +234,9 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'DELETE /networks',
     'DELETE /networks/{ref}',
     'DELETE /networks/{ref}/metadata/{key}',
+    'GET /',
+    'GET /auth/namespaces',
+    'GET /auth/namespaces/{ns}',
     'GET /connections',
     'GET /connections/{id}',
     'GET /connections/{id}/events',
@@ -249,6 +254,9 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'GET /networks/{ref}/interfaces',
     'GET /networks/{ref}/metadata',
     'GET /outbounds/available',
+    'POST /auth',
+    'POST /auth/namespaces',
+    'POST /auth/namespaces/{ns}/keys',
     'POST /connections',
     'POST /instances',
     'POST /interfaces/{uuid}/metadata',
