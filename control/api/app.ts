@@ -55,6 +55,12 @@ export interface BuildApiOptions {
   /** Lifetime of the JWTs POST /auth issues (default 15 min) and signing-key rotation (default 1 h). */
   tokenSeconds?: number;
   rotateSeconds?: number;
+  /**
+   * Serve TLS with this certificate and key (appnetd does on any non-loopback address). Clients may
+   * present a certificate: other hosts do, and forwarded requests are accepted only from a host whose
+   * record pins it (peer-client.ts); a client without one is served as usual.
+   */
+  https?: { cert: string; key: string };
   /** Failed POST /auth attempts allowed per source (control/auth/rate-limit.ts). */
   authRateLimit?: RateLimitOptions;
 }
@@ -282,6 +288,7 @@ function sendError(reply: FastifyReply, status: number, error: string | Record<s
 /** The networks API on `options.store`. The repository initialises on `app.ready()`. */
 export function buildApi(options: BuildApiOptions): FastifyInstance {
   const app = Fastify({
+    ...(options.https ? { https: { ...options.https, requestCert: true, rejectUnauthorized: false } } : {}),
     logger: options.logger ?? false,
     // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },

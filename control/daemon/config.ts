@@ -62,8 +62,13 @@ export interface DaemonConfig {
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
   store?: string;
-  /** Where the REST API listens (store mode); loopback by default. */
-  api: { address: string; port: number };
+  /**
+   * Where the REST API listens (store mode); loopback by default. Any other address is served over
+   * TLS only: with `tls` (PEM files), or a certificate appnetd makes under `stateDir` (api-tls.ts).
+   */
+  api: { address: string; port: number; tls?: { cert: string; key: string } };
+  /** Where appnetd keeps what it makes for itself (the API's CA and certificate); default /var/lib/appnet. */
+  stateDir?: string;
   /** The floating pool's netblock (store mode). */
   floatingPool: string;
   /**
@@ -186,7 +191,9 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     api: {
       address: api.address === undefined ? '127.0.0.1' : str(api.address, 'api.address', IPV4, 'an IPv4 address'),
       port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
+      ...(api.tls === undefined ? {} : { tls: apiTlsFiles(api.tls) }),
     },
+    stateDir: c.stateDir === undefined ? '/var/lib/appnet' : str(c.stateDir, 'stateDir', /^\//, 'an absolute path'),
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
@@ -205,6 +212,12 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.nat === undefined ? {} : { nat: { capacity: int(obj(c.nat, 'nat').capacity ?? 65536, 'nat.capacity', 1, 1 << 24) } }),
     usageIntervalSeconds: c.usageIntervalSeconds === undefined ? 60 : int(c.usageIntervalSeconds, 'usageIntervalSeconds', 0, 86400),
   };
+}
+
+function apiTlsFiles(v: unknown): { cert: string; key: string } {
+  const t = obj(v, 'api.tls');
+  for (const k of Object.keys(t)) if (k !== 'cert' && k !== 'key') throw new ConfigError(`api.tls.${k}`, 'unknown field; known: cert, key');
+  return { cert: str(t.cert, 'api.tls.cert', /^\//, 'an absolute path to a PEM certificate'), key: str(t.key, 'api.tls.key', /^\//, 'an absolute path to a PEM private key') };
 }
 
 function linkPool(v: unknown): string {

@@ -29,6 +29,7 @@ import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DaemonConfig } from './config.ts';
+import { apiTls } from './api-tls.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface ControlPlane {
@@ -70,9 +71,12 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
-  const apiUrl = `http://${cfg.api.address}:${cfg.api.port}`;
+  // TLS on any non-loopback address (api-tls.ts); peers pin the certificate the record publishes.
+  const tls = await apiTls({ address: cfg.api.address, host: cfg.host, tls: cfg.api.tls, stateDir: cfg.stateDir ?? '/var/lib/appnet' });
+  const apiUrl = `${tls ? 'https' : 'http'}://${cfg.api.address}:${cfg.api.port}`;
   try {
     await hosts.register({
+      ...(tls ? { certificate: tls.chain } : {}),
       name: cfg.host,
       underlay_address: cfg.underlay.address,
       ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
@@ -82,7 +86,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
     const linkPool = cfg.linkPool ?? DEFAULT_LINK_POOL;
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view });
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) });
     registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
     const connections = new ConnectionRepository({ store, instances: new InstanceRepository({ store, networks, view }), linkPool });
@@ -112,7 +116,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     registerNatRoutes(api, { store, networks, natStats: () => nat.stats() });
     // Routes register before listen (fastify refuses them after); services exists by the first request.
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
-    registerServicesRoutes(api, { networks, view, services, host: cfg.host });
+    registerServicesRoutes(api, { networks, view, services, host: cfg.host, ...(tls ? { identity: { cert: tls.cert, key: tls.key } } : {}) });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
@@ -149,7 +153,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     connectionReports.start();
     const usage = new UsageReporter({ store, engine, localPorts: () => services.localPorts(), host: cfg.host, intervalSeconds: cfg.usageIntervalSeconds ?? 60, log });
     usage.start();
-    log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
+    log.info({ store: cfg.store, api: apiUrl, tls: tls?.source, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
       store, hosts, api, reconciler, services, nat, connectionReports,
       async close() {
