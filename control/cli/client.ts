@@ -74,6 +74,10 @@ export class ApiClient {
   private unreachable(err: unknown): ApiClientError {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(why)) {
+      return new ApiClientError(`the appnet API at ${this.baseUrl} presented a certificate this CLI does not trust (${why}): ` +
+        'give its CA with --ca FILE (or APPNET_CA, or "ca" in the CLI config)', 0);
+    }
     return new ApiClientError(`cannot reach the appnet API at ${this.baseUrl}: is appnetd running? (${why})`, 0);
   }
 
