@@ -90,7 +90,7 @@ test('401 without or with a bad token, and for a foreign namespace; 404 unknown 
   const none = await call('GET', '/networks', null);
   t.deepEqual(none, { status: 401, body: { error: 'no bearer token: send "Authorization: Bearer <token>"', status: 401 } });
   const bad = await call('GET', '/networks', 'nope');
-  t.deepEqual(bad.body, { error: 'the bearer token is not valid', status: 401 });
+  t.deepEqual(bad.body, { error: 'the bearer token is not valid: it is neither a configured token nor a JWT', status: 401 });
   const foreign = await call('POST', '/networks', 'tok-a', { netblock: '198.18.4.0/24', name: 'x', namespace: 'beta' });
   t.is(foreign.status, 401);
   t.regex(foreign.body.error, /may not create networks in namespace "beta"/);
@@ -227,6 +227,7 @@ test('openapi.json lists every route the app serves and needs no token', async (
   t.deepEqual(ops, [
     'DELETE /auth/namespaces/{ns}',
     'DELETE /auth/namespaces/{ns}/keys/{key}',
+    'DELETE /auth/signing-keys',
     'DELETE /connections',
     'DELETE /connections/{id}',
     'DELETE /instances/{ref}',

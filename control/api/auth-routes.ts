@@ -8,6 +8,8 @@
 //   DELETE /auth/namespaces/{ns}               (system; refused while it owns networks or instances)
 //   POST   /auth/namespaces/{ns}/keys          {key_name, key} add or replace a key (system)
 //   DELETE /auth/namespaces/{ns}/keys/{name}   (system; revokes the tokens issued for that key)
+//   DELETE /auth/signing-keys                   (system) retire every JWT signing key: every token
+//                                               POST /auth issued stops working at once, on every host
 //
 // A bearer token is either one of the config's static tokens (scripts, the system token file) or
 // a JWT from POST /auth (control/auth/tokens.ts). Anything else is 401 with the reason. Failed
@@ -141,6 +143,11 @@ export function registerAuthRoutes(app: FastifyInstance, auth: ApiAuth, callerOf
     requireSystem(callerOf(req), 'add keys');
     const body = req.body as Body;
     return auth.namespaces.put(checkName(req.params.ns, 'namespace'), { name: checkName(body.key_name, 'key_name'), secret: checkKey(body.key) });
+  });
+
+  app.delete('/auth/signing-keys', { config: { summary: 'retire every JWT signing key, revoking every issued token (system)' } }, async (req) => {
+    requireSystem(callerOf(req), 'revoke every token');
+    return { retired: await auth.issuer.retireAll() };
   });
 
   app.delete<{ Params: { ns: string; key: string } }>('/auth/namespaces/:ns/keys/:key', {

@@ -4,7 +4,8 @@
 // daemon verifies what another issued. The newest key signs; once it is older than `rotateSeconds`
 // the next issuer makes a new one (a create-only txn: two daemons rotating at once both succeed,
 // which is harmless). A key is deleted once it is older than rotation + token lifetime, when no
-// token it signed can still be valid. Deleting every key (docs/api-auth.md) revokes every token.
+// token it signed can still be valid. Retiring every key (DELETE /auth/signing-keys) revokes every
+// token at once.
 //
 // A token names its namespace (`sub`) and the key it was obtained with (`key`): it stops working
 // when that key or namespace is deleted, not only when it expires.
@@ -63,7 +64,7 @@ export class TokenIssuer {
     try {
       kid = decodeProtectedHeader(token).kid;
     } catch {
-      throw new TokenError('the bearer token is neither a configured token nor a JWT');
+      throw new TokenError('the bearer token is not valid: it is neither a configured token nor a JWT');
     }
     const key = kid === undefined ? undefined : this.state.signingKeys.get(kid);
     if (!key) throw new TokenError('the token was signed with a key this cluster does not hold (forged, or its key was retired)');
@@ -81,6 +82,13 @@ export class TokenIssuer {
       if (e instanceof joseErrors.JWSSignatureVerificationFailed) throw new TokenError('the token signature does not verify');
       throw new TokenError(`the token is not valid: ${(e as Error).message}`);
     }
+  }
+
+  /** Deletes every signing key: every issued token fails from now on. Returns how many were retired. */
+  async retireAll(): Promise<number> {
+    const { deleted } = await this.store.deletePrefix(JWT_KEYS_PREFIX);
+    await this.state.refresh();
+    return deleted;
   }
 
   async #currentKey(): Promise<SigningKeyRecord> {

@@ -79,6 +79,8 @@ export interface DaemonConfig {
   /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
   tokens: Record<string, string>;
   tokenFile: string;
+  /** JWTs of POST /auth: lifetime (default 900 s) and signing-key rotation (default 3600 s); docs/api-auth.md. */
+  auth?: { tokenSeconds: number; rotateSeconds: number };
   link: LinkConfig;
   /** DNS names of instances are `<instance>.<namespace>.<dnsZone>` (store mode); the parser fills in appnet.internal. */
   dnsZone?: string;
@@ -198,6 +200,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
+    ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
@@ -211,6 +214,15 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.uplink === undefined ? {} : { uplink: parseUplink(c.uplink) }),
     ...(c.nat === undefined ? {} : { nat: { capacity: int(obj(c.nat, 'nat').capacity ?? 65536, 'nat.capacity', 1, 1 << 24) } }),
     usageIntervalSeconds: c.usageIntervalSeconds === undefined ? 60 : int(c.usageIntervalSeconds, 'usageIntervalSeconds', 0, 86400),
+  };
+}
+
+function parseAuth(v: unknown): { tokenSeconds: number; rotateSeconds: number } {
+  const a = obj(v, 'auth');
+  for (const k of Object.keys(a)) if (k !== 'tokenSeconds' && k !== 'rotateSeconds') throw new ConfigError(`auth.${k}`, 'unknown field; known: tokenSeconds, rotateSeconds');
+  return {
+    tokenSeconds: a.tokenSeconds === undefined ? 900 : int(a.tokenSeconds, 'auth.tokenSeconds', 60, 86400),
+    rotateSeconds: a.rotateSeconds === undefined ? 3600 : int(a.rotateSeconds, 'auth.rotateSeconds', 60, 30 * 86400),
   };
 }
 

@@ -86,7 +86,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
     const linkPool = cfg.linkPool ?? DEFAULT_LINK_POOL;
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) });
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...cfg.auth, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) });
     registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
     const connections = new ConnectionRepository({ store, instances: new InstanceRepository({ store, networks, view }), linkPool });
