@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../control/api/app.ts';
 import { JWT_KEYS_PREFIX } from '../control/auth/auth-state.ts';
+import { FailureLimiter } from '../control/auth/rate-limit.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
 import { openStore } from '../control/store/index.ts';
 
@@ -164,6 +165,21 @@ test('failed POST /auth is rate-limited per source; other sources are not affect
   t.truthy(Number(limited.headers['retry-after']) >= 1);
   t.regex(limited.body.error, /too many failed authentication attempts from 198\.18\.9\.9/);
   t.is((await call(a, 'POST', '/auth', null, { namespace: 'tenant1', key: 'sesame-open-1' }, '198.18.9.10')).status, 200);
+});
+
+test('the failure limiter refills one attempt per interval and remembers a bounded number of sources', (t) => {
+  const clock = { now: 0 };
+  const limiter = new FailureLimiter({ burst: 2, refillSeconds: 6, maxSources: 4, now: () => clock.now });
+  limiter.fail('a');
+  t.is(limiter.retryAfter('a'), 0);
+  limiter.fail('a');
+  t.is(limiter.retryAfter('a'), 6);
+  clock.now += 5_000;
+  t.is(limiter.retryAfter('a'), 1);
+  clock.now += 1_000;
+  t.is(limiter.retryAfter('a'), 0, 'one attempt back after 6 s');
+  for (let i = 0; i < 50; i++) limiter.fail(`198.18.0.${i}`);
+  t.true(limiter.size <= 4, `${limiter.size} sources remembered`);
 });
 
 test('another namespace gets 404 on every object route, as if the object were absent', async (t) => {

@@ -40,14 +40,24 @@ export class FailureLimiter {
     return b.tokens > 0 ? 0 : Math.max(1, Math.ceil((b.at + this.#refillMs - this.#now()) / 1000));
   }
 
+  /** Sources remembered (bounded by maxSources). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
   fail(source: string): void {
     const b = this.#level(source);
     b.tokens = Math.max(0, b.tokens - 1);
     this.#buckets.set(source, b);
     if (this.#buckets.size > this.#max) {
-      for (const [k, v] of this.#buckets) {
-        if (this.#level(k).tokens >= this.#burst - 1 || v.tokens > 0) this.#buckets.delete(k);
+      // Forget sources that may still try first (they lose at most part of a burst), then the oldest.
+      for (const k of this.#buckets.keys()) {
         if (this.#buckets.size <= this.#max / 2) break;
+        if (this.#level(k).tokens > 0) this.#buckets.delete(k);
+      }
+      for (const k of this.#buckets.keys()) {
+        if (this.#buckets.size <= this.#max) break;
+        this.#buckets.delete(k);
       }
     }
   }

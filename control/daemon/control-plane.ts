@@ -71,10 +71,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
   const store = await openStore(cfg.store!);
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
-  // TLS on any non-loopback address (api-tls.ts); peers pin the certificate the record publishes.
-  const tls = await apiTls({ address: cfg.api.address, host: cfg.host, tls: cfg.api.tls, stateDir: cfg.stateDir ?? '/var/lib/appnet' });
-  const apiUrl = `${tls ? 'https' : 'http'}://${cfg.api.address}:${cfg.api.port}`;
   try {
+    // TLS on any non-loopback address (api-tls.ts); peers pin the certificate the record publishes.
+    const tls = await apiTls({ address: cfg.api.address, host: cfg.host, tls: cfg.api.tls, stateDir: cfg.stateDir ?? '/var/lib/appnet' });
+    const apiUrl = `${tls ? 'https' : 'http'}://${cfg.api.address}:${cfg.api.port}`;
     await hosts.register({
       ...(tls ? { certificate: tls.chain } : {}),
       name: cfg.host,
