@@ -238,6 +238,7 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'GET /',
     'GET /auth/namespaces',
     'GET /auth/namespaces/{ns}',
+    'GET /auth/namespaces/{ns}/keys',
     'GET /connections',
     'GET /connections/{id}',
     'GET /connections/{id}/events',
@@ -263,6 +264,7 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'POST /interfaces/{uuid}/metadata',
     'POST /networks',
     'POST /networks/{ref}/metadata',
+    'PUT /auth/namespaces/{ns}/keys',
     'PUT /interfaces/{uuid}/metadata/{key}',
     'PUT /networks/{ref}/metadata/{key}',
   ]);

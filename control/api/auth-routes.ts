@@ -7,6 +7,8 @@
 //   GET    /auth/namespaces/{ns}               one (system, or the namespace itself)
 //   DELETE /auth/namespaces/{ns}               (system; refused while it owns networks or instances)
 //   POST   /auth/namespaces/{ns}/keys          {key_name, key} add or replace a key (system)
+//   PUT    /auth/namespaces/{ns}/keys          {key_name, key} replace an existing key (system; 404 if none)
+//   GET    /auth/namespaces/{ns}/keys          the key names (system, or the namespace itself)
 //   DELETE /auth/namespaces/{ns}/keys/{name}   (system; revokes the tokens issued for that key)
 //   DELETE /auth/signing-keys                   (system) retire every JWT signing key: every token
 //                                               POST /auth issued stops working at once, on every host
@@ -16,7 +18,7 @@
 // POST /auth attempts are limited per source address (control/auth/rate-limit.ts): 429 with
 // Retry-After once a source has used up its failures.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ApiError, BadRequest, Unauthenticated, quote } from '../errors.ts';
+import { ApiError, BadRequest, NotFound, Unauthenticated, quote } from '../errors.ts';
 import { AuthState } from '../auth/auth-state.ts';
 import { Namespaces, SYSTEM_NAMESPACE, checkKey, checkName } from '../auth/namespaces.ts';
 import { FailureLimiter, type RateLimitOptions } from '../auth/rate-limit.ts';
@@ -70,6 +72,10 @@ type Body = Record<string, unknown>;
 
 function requireSystem(caller: string, what: string): void {
   if (caller !== SYSTEM_NAMESPACE) throw new Unauthenticated(`only the system namespace may ${what}`, { reason: 'namespace' });
+}
+
+function requireSelfOrSystem(caller: string, namespace: string): void {
+  if (caller !== SYSTEM_NAMESPACE && caller !== namespace) throw new Unauthenticated(`namespace ${quote(caller)} may not read namespace ${quote(namespace)}`, { reason: 'namespace' });
 }
 
 const nsParams = { type: 'object', required: ['ns'], properties: { ns: { type: 'string', minLength: 1 } } } as const;
@@ -128,8 +134,7 @@ export function registerAuthRoutes(app: FastifyInstance, auth: ApiAuth, callerOf
   });
 
   app.get<{ Params: { ns: string } }>('/auth/namespaces/:ns', { schema: { params: nsParams }, config: { summary: 'one namespace and its key names' } }, async (req) => {
-    const caller = callerOf(req);
-    if (caller !== SYSTEM_NAMESPACE && caller !== req.params.ns) throw new Unauthenticated(`namespace ${quote(caller)} may not read namespace ${quote(req.params.ns)}`, { reason: 'namespace' });
+    requireSelfOrSystem(callerOf(req), req.params.ns);
     return auth.namespaces.get(req.params.ns);
   });
 
@@ -143,6 +148,21 @@ export function registerAuthRoutes(app: FastifyInstance, auth: ApiAuth, callerOf
     requireSystem(callerOf(req), 'add keys');
     const body = req.body as Body;
     return auth.namespaces.put(checkName(req.params.ns, 'namespace'), { name: checkName(body.key_name, 'key_name'), secret: checkKey(body.key) });
+  });
+
+  app.put<{ Params: { ns: string } }>('/auth/namespaces/:ns/keys', { schema: { params: nsParams, body: keyBody }, config: { summary: 'replace an existing key (system)' } }, async (req) => {
+    requireSystem(callerOf(req), 'replace keys');
+    const body = req.body as Body;
+    const keyName = checkName(body.key_name, 'key_name');
+    if (!auth.namespaces.get(req.params.ns).key_names.includes(keyName)) {
+      throw new NotFound(`namespace ${quote(req.params.ns)} has no key ${quote(keyName)}: POST adds one`, { reason: 'key' });
+    }
+    return auth.namespaces.put(req.params.ns, { name: keyName, secret: checkKey(body.key) });
+  });
+
+  app.get<{ Params: { ns: string } }>('/auth/namespaces/:ns/keys', { schema: { params: nsParams }, config: { summary: 'the key names of a namespace' } }, async (req) => {
+    requireSelfOrSystem(callerOf(req), req.params.ns);
+    return auth.namespaces.get(req.params.ns).key_names;
   });
 
   app.delete('/auth/signing-keys', { config: { summary: 'retire every JWT signing key, revoking every issued token (system)' } }, async (req) => {
