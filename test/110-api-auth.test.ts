@@ -207,6 +207,10 @@ test('another namespace gets 404 on every object route, as if the object were ab
     }
   }
   t.true(checked.length >= 15, checked.join(', '));
+  // get-network-namespace: system finds a name within a namespace; naming another namespace is a 404.
+  t.is((await call(a, 'GET', '/networks/secret-net?namespace=alpha', SYS)).body.uuid, net.uuid);
+  t.is((await call(a, 'GET', '/networks/secret-net?namespace=beta', SYS)).status, 404);
+  t.is((await call(a, 'GET', `/networks/${net.uuid}?namespace=beta`, alpha)).status, 404);
   // Names do not leak either, and the owner still sees everything.
   t.is((await call(a, 'GET', '/networks/secret-net', beta)).status, 404);
   t.is((await call(a, 'GET', '/networks/secret-net', alpha)).status, 200);

@@ -137,8 +137,14 @@ function handlers(namespaces: () => ReadonlySet<string>, lists: Lists): Record<s
       return result.deleted;
     },
 
-    'GET /networks/:ref': async ({ req, namespace, repo }) =>
-      externalView(await repo.resolve((req.params as Params).ref, namespace)),
+    // `namespace` (the client's get-network-namespace): system looks a name up in that namespace;
+    // anyone gets 404 when the network is not in it.
+    'GET /networks/:ref': async ({ req, namespace, repo }) => {
+      const wanted = (req.query as Body).namespace as string | undefined;
+      const record = await repo.resolve((req.params as Params).ref, wanted !== undefined && namespace === SYSTEM_NAMESPACE ? wanted : namespace);
+      if (wanted !== undefined && record.namespace !== wanted) throw new NotFound(`network not in namespace ${quote(wanted)}`, { reason: 'namespace' });
+      return externalView(record);
+    },
 
     'DELETE /networks/:ref': async ({ req, namespace, repo }) => {
       const record = await repo.resolve((req.params as Params).ref, namespace);
