@@ -17,6 +17,8 @@ import { type AuthState, JWT_KEYS_PREFIX, type SigningKeyRecord } from './auth-s
 export const ISSUER = 'appnet';
 export const DEFAULT_TOKEN_SECONDS = 15 * 60;
 export const DEFAULT_ROTATE_SECONDS = 60 * 60;
+/** Verified tokens remembered (the oldest forgotten first). */
+const VERIFIED_MAX = 10_000;
 
 export interface TokenOptions {
   /** Lifetime of an issued token (default 15 min). */
@@ -58,8 +60,21 @@ export class TokenIssuer {
     return { access_token, expires_in: this.tokenSeconds };
   }
 
-  /** The claims of a valid token; TokenError saying why otherwise. */
+  /**
+   * The claims of a valid token; TokenError saying why otherwise. A token verified once is
+   * remembered until its expiry (at most VERIFIED_MAX of them), so a client's requests after the
+   * first cost a map lookup, not an HMAC; retiring its signing key still refuses it at once.
+   */
   async verify(token: string): Promise<TokenClaims> {
+    const known = this.#verified.get(token);
+    if (known && known.exp * 1000 > this.#now() && this.state.signingKeys.has(known.kid)) return known.claims;
+    if (known) this.#verified.delete(token);
+    return this.#verifyJwt(token);
+  }
+
+  readonly #verified = new Map<string, { claims: TokenClaims; exp: number; kid: string }>();
+
+  async #verifyJwt(token: string): Promise<TokenClaims> {
     let kid: string | undefined;
     try {
       kid = decodeProtectedHeader(token).kid;
@@ -74,8 +89,11 @@ export class TokenIssuer {
         issuer: ISSUER,
         currentDate: new Date(this.#now()),
       });
-      if (typeof payload.sub !== 'string' || typeof payload.key !== 'string') throw new TokenError('the token names no namespace or key');
-      return { namespace: payload.sub, keyName: payload.key };
+      if (typeof payload.sub !== 'string' || typeof payload.key !== 'string' || typeof payload.exp !== 'number') throw new TokenError('the token names no namespace, key or expiry');
+      const claims = { namespace: payload.sub, keyName: payload.key };
+      if (this.#verified.size >= VERIFIED_MAX) this.#verified.delete(this.#verified.keys().next().value as string);
+      this.#verified.set(token, { claims, exp: payload.exp, kid: key.kid });
+      return claims;
     } catch (e) {
       if (e instanceof TokenError) throw e;
       if (e instanceof joseErrors.JWTExpired) throw new TokenError('the token has expired: POST /auth for a new one');
