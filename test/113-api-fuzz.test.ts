@@ -2,9 +2,9 @@
 // path parameters, query strings and JSON bodies (also on GET and DELETE, as Shaken Fist's client
 // sends them), with a system, a tenant or no token, never get a 5xx. The API runs in-process
 // (fastify inject) over a real SQLite store holding a created network, an instance and a DNS entry,
-// so that random requests also reach real objects. The routes that need a packet engine (ping,
-// captures, link keys) are not registered here; their input checks run before any engine call and
-// are covered by their own tests.
+// so that random requests also reach real objects. The ping route runs with a stand-in for the
+// network services (it answers an empty ping); captures and link keys need a packet engine and are
+// not registered here: their input checks are covered by their own tests (70, 71).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,8 @@ import { buildApi } from '../control/api/app.ts';
 import { registerDnsRoutes } from '../control/api/dns-route.ts';
 import { registerHostRoutes } from '../control/api/hosts-route.ts';
 import { registerNatRoutes } from '../control/api/nat-routes.ts';
+import { registerServicesRoutes } from '../control/api/services-routes.ts';
+import { StateView } from '../control/repo/state-view.ts';
 import { HostRegistry } from '../control/repo/hosts.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
 import { openStore } from '../control/store/index.ts';
@@ -29,9 +31,13 @@ test('no request built from /openapi.json gets a 5xx', async (t) => {
   registerDnsRoutes(app, { store, networks });
   registerNatRoutes(app, { store, networks });
   registerHostRoutes(app, new HostRegistry(store), store);
+  const view = new StateView(store);
+  await view.start();
+  registerServicesRoutes(app, { networks, view, host: 'h1', services: { serves: () => true, ping: async () => ({ stdout: [], stderr: [] }) } });
   await app.ready();
   t.teardown(async () => {
     await app.close();
+    await view.stop();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
