@@ -13,6 +13,7 @@ import test from 'ava';
 import { buildApi } from '../control/api/app.ts';
 import { PeerError, peerHost, peerRequest } from '../control/api/peer-client.ts';
 import { apiTls } from '../control/daemon/api-tls.ts';
+import { parseDaemonConfig } from '../control/daemon/config.ts';
 import { openStore } from '../control/store/index.ts';
 import { controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { runIn } from './helpers/run.ts';
@@ -25,6 +26,18 @@ function tempDir(t: { teardown(fn: () => void): void }): string {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+test('config: api.tls, stateDir and auth are validated, each error naming the field', (t) => {
+  const base = { underlay: { address: '198.18.0.11' } };
+  const cfg = parseDaemonConfig({ ...base, api: { address: '198.18.0.11', tls: { cert: '/etc/appnet/api.pem', key: '/etc/appnet/api.key' } }, auth: { tokenSeconds: 300 } });
+  t.deepEqual(cfg.api.tls, { cert: '/etc/appnet/api.pem', key: '/etc/appnet/api.key' });
+  t.deepEqual(cfg.auth, { tokenSeconds: 300, rotateSeconds: 3600 });
+  t.is(cfg.stateDir, '/var/lib/appnet');
+  t.throws(() => parseDaemonConfig({ ...base, api: { tls: { cert: 'api.pem', key: '/k' } } }), { message: /^config: api\.tls\.cert: must be an absolute path to a PEM certificate/ });
+  t.throws(() => parseDaemonConfig({ ...base, api: { tls: { cert: '/c', key: '/k', ca: '/x' } } }), { message: /^config: api\.tls\.ca: unknown field; known: cert, key$/ });
+  t.throws(() => parseDaemonConfig({ ...base, auth: { tokenSeconds: 5 } }), { message: /^config: auth\.tokenSeconds: must be an integer in 60\.\.86400/ });
+  t.throws(() => parseDaemonConfig({ ...base, stateDir: 'relative' }), { message: /^config: stateDir: must be an absolute path/ });
+});
 
 test('loopback stays plain; elsewhere a CA and host certificate are made once, and again for a new address', async (t) => {
   const dir = tempDir(t);
