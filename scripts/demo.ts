@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TestNet, type Host, type Instance } from '../test/helpers/testnet.ts';
 import { runIn } from '../test/helpers/run.ts';
 import { EtcdCluster } from '../test/helpers/etcd-cluster.ts';
-import { clusterConfig } from '../test/helpers/cluster-net.ts';
+import { clusterConfig, startClusterDaemon } from '../test/helpers/cluster-net.ts';
 
 const APPNET = fileURLToPath(new URL('../bin/appnet.js', import.meta.url));
 const TOKEN = `demo-${Math.random().toString(36).slice(2)}-token`;
@@ -55,7 +55,7 @@ try {
     cp = { store: `sqlite:${path.join(dir, 'appnet.db')}`, tokens: { [TOKEN]: 'system' } };
   }
   const [h1, h2, h3] = net.hosts;
-  for (const h of net.hosts) await net.startAppnetd(h, cp);
+  for (const h of net.hosts) await (ETCD ? startClusterDaemon(net, h, cp) : net.startAppnetd(h, cp));
 
   const red = JSON.parse(await appnet(h1, 'network', 'create', 'red', '198.18.110.0/24', '--no-dhcp', '--json'));
   const blue = JSON.parse(await appnet(h1, 'network', 'create', 'blue', '198.18.111.0/24', '--no-dhcp', '--json'));

@@ -5,7 +5,7 @@ import test from 'ava';
 import { writeFileSync, chmodSync } from 'node:fs';
 import { portName } from '../control/reconcile/plan.ts';
 import { apiCall, cliJson, cliRun, startCliCapture, TEST_TOKEN } from './helpers/api-in-ns.ts';
-import { buildClusterNet } from './helpers/cluster-net.ts';
+import { buildClusterNet, startClusterDaemon } from './helpers/cluster-net.ts';
 import { addOutside, natInstance, OUTSIDE } from './helpers/nat-net.ts';
 import { run, runIn, spawnIn } from './helpers/run.ts';
 import { tsharkFields, type Host, type TestNet } from './helpers/testnet.ts';
@@ -37,7 +37,8 @@ test('networks, DHCP, DNS, encrypted links, the ping API and capture work across
     const list = await cliJson(h2.ns, 'host', 'list');
     return list.length === 3 ? list : undefined;
   });
-  t.deepEqual(hosts.map((h: any) => h.api).sort(), ['http://198.18.0.11:7878', 'http://198.18.0.12:7878', 'http://198.18.0.13:7878']);
+  t.deepEqual(hosts.map((h: any) => h.api).sort(), ['https://198.18.0.11:7878', 'https://198.18.0.12:7878', 'https://198.18.0.13:7878']);
+  t.true(hosts.every((h: any) => /BEGIN CERTIFICATE/.test(h.certificate ?? '')), 'every record carries the certificate its peers pin');
 
   // A DHCP + DNS network with instances on h1 and h3, made through h2's API.
   const svc = await cliJson(h2.ns, 'network', 'create', 'svc', '198.18.140.0/24', '--dns');
@@ -90,7 +91,7 @@ test('NAT on one host with an uplink serves instances on another machine: SNAT, 
   const { net, config } = await buildClusterNet(t, { noDaemons: true });
   const [h1, , h3] = net.hosts;
   const out = await addOutside(net, h1);
-  for (const h of net.hosts) await net.startAppnetd(h, { ...config, ...(h === h1 ? { uplink: { device: 'anup0' } } : {}) });
+  for (const h of net.hosts) await startClusterDaemon(net, h, config, h === h1 ? { uplink: { device: 'anup0' } } : {});
 
   const network = await cliJson(h3.ns, 'network', 'create', 'natted', '198.18.142.0/24', '--no-dhcp');
   const x = await natInstance(net, h3, 'x', network);

@@ -3,7 +3,7 @@
 // h2 have uplinks onto one outside segment, the instance lives on h3.
 import test from 'ava';
 import { cliJson } from './helpers/api-in-ns.ts';
-import { buildClusterNet } from './helpers/cluster-net.ts';
+import { buildClusterNet, startClusterDaemon } from './helpers/cluster-net.ts';
 import { addSharedOutside, natInstance, OUTSIDE } from './helpers/nat-net.ts';
 import { run } from './helpers/run.ts';
 import { tsharkFields } from './helpers/testnet.ts';
@@ -14,7 +14,7 @@ test('kill -9 of the network node: the next host with an uplink takes over, new 
   const [h1, h2, h3] = net.hosts;
   const out = await addSharedOutside(net, [h1, h2]);
   const daemons = [];
-  for (const h of net.hosts) daemons.push(await net.startAppnetd(h, { ...config, ...(h !== h3 ? { uplink: { device: 'anup0' } } : {}) }));
+  for (const h of net.hosts) daemons.push(await startClusterDaemon(net, h, config, h !== h3 ? { uplink: { device: 'anup0' } } : {}));
   const [d1] = daemons;
 
   const network = await cliJson(h3.ns, 'network', 'create', 'failover', '198.18.180.0/24', '--no-dhcp');

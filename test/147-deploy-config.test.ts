@@ -9,15 +9,15 @@ const base = { host: 'h1', underlay: { address: '198.18.0.11' } };
 test('deploy/appnetd.json is a valid config for a host of a cluster', (t) => {
   const cfg = parseDaemonConfig(JSON.parse(readFileSync(new URL('../deploy/appnetd.json', import.meta.url), 'utf8')));
   t.regex(cfg.store!, /^etcd:\/\//);
-  t.is(cfg.api.address, '0.0.0.0');
-  t.is(advertisedApiUrl(cfg), `http://${cfg.underlay.address}:7878`);
+  t.is(cfg.api.address, cfg.underlay.address);
+  t.is(advertisedApiUrl(cfg), `https://${cfg.underlay.address}:7878`);
   t.deepEqual(cfg.events, DEFAULT_EVENTS);
 });
 
 test('the advertised API: explicit, else the underlay address behind 0.0.0.0, else the listen address', (t) => {
-  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '0.0.0.0', port: 9000 } })), 'http://198.18.0.11:9000');
-  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '0.0.0.0', advertise: '198.18.5.5' } })), 'http://198.18.5.5:7878');
-  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '198.18.0.11' } })), 'http://198.18.0.11:7878');
+  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '0.0.0.0', port: 9000 } })), 'https://198.18.0.11:9000');
+  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '0.0.0.0', advertise: '198.18.5.5' } })), 'https://198.18.5.5:7878');
+  t.is(advertisedApiUrl(parseDaemonConfig({ ...base, api: { address: '198.18.0.11' } })), 'https://198.18.0.11:7878');
   t.is(advertisedApiUrl(parseDaemonConfig(base)), 'http://127.0.0.1:7878');
   t.throws(() => parseDaemonConfig({ ...base, api: { advertise: 'host-b' } }), { instanceOf: ConfigError, message: /api\.advertise/ });
 });

@@ -90,7 +90,7 @@ test('401 without or with a bad token, and for a foreign namespace; 404 unknown 
   const none = await call('GET', '/networks', null);
   t.deepEqual(none, { status: 401, body: { error: 'no bearer token: send "Authorization: Bearer <token>"', status: 401 } });
   const bad = await call('GET', '/networks', 'nope');
-  t.deepEqual(bad.body, { error: 'the bearer token is not valid', status: 401 });
+  t.deepEqual(bad.body, { error: 'the bearer token is not valid: it is neither a configured token nor a JWT', status: 401 });
   const foreign = await call('POST', '/networks', 'tok-a', { netblock: '198.18.4.0/24', name: 'x', namespace: 'beta' });
   t.is(foreign.status, 401);
   t.regex(foreign.body.error, /may not create networks in namespace "beta"/);
@@ -225,6 +225,9 @@ test('openapi.json lists every route the app serves and needs no token', async (
   const paths = res.body.paths as Record<string, Record<string, unknown>>;
   const ops = Object.entries(paths).flatMap(([p, m]) => Object.keys(m).map((verb) => `${verb.toUpperCase()} ${p}`)).sort();
   t.deepEqual(ops, [
+    'DELETE /auth/namespaces/{ns}',
+    'DELETE /auth/namespaces/{ns}/keys/{key}',
+    'DELETE /auth/signing-keys',
     'DELETE /connections',
     'DELETE /connections/{id}',
     'DELETE /instances/{ref}',
@@ -232,6 +235,10 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'DELETE /networks',
     'DELETE /networks/{ref}',
     'DELETE /networks/{ref}/metadata/{key}',
+    'GET /',
+    'GET /auth/namespaces',
+    'GET /auth/namespaces/{ns}',
+    'GET /auth/namespaces/{ns}/keys',
     'GET /connections',
     'GET /connections/{id}',
     'GET /connections/{id}/events',
@@ -249,11 +256,15 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'GET /networks/{ref}/interfaces',
     'GET /networks/{ref}/metadata',
     'GET /outbounds/available',
+    'POST /auth',
+    'POST /auth/namespaces',
+    'POST /auth/namespaces/{ns}/keys',
     'POST /connections',
     'POST /instances',
     'POST /interfaces/{uuid}/metadata',
     'POST /networks',
     'POST /networks/{ref}/metadata',
+    'PUT /auth/namespaces/{ns}/keys',
     'PUT /interfaces/{uuid}/metadata/{key}',
     'PUT /networks/{ref}/metadata/{key}',
   ]);

@@ -11,9 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { portName } from '../control/reconcile/plan.ts';
-import { TestNet } from './helpers/testnet.ts';
+import { type Daemon, TestNet } from './helpers/testnet.ts';
 import { run, runIn } from './helpers/run.ts';
-import { apiCall, cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiAt, apiCall, cliJson, cliRun, TEST_TOKEN } from './helpers/api-in-ns.ts';
 
 const NETBLOCK = '198.18.124.0/24';
 const TENANT_TOKEN = 'tenant-token-0123456789abcdef';
@@ -105,13 +105,10 @@ test('the ping API pings an instance from the gateway, reports silence as 0 rece
 });
 
 /** An API call from inside `ns` to the daemon listening at `address` (not only loopback). */
-async function apiAt(ns: string, address: string, method: string, p: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const script = `
-const [url, method, token, body] = process.argv.slice(1);
-const r = await fetch(url, { method, headers: { authorization: 'Bearer ' + token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body || undefined });
-process.stdout.write(JSON.stringify({ status: r.status, body: await r.json().catch(() => null) }));`;
-  const r = await runIn(ns, 'node', ['--input-type=module', '-e', script, `http://${address}:7878${p}`, method, TEST_TOKEN, body === undefined ? '' : JSON.stringify(body)]);
-  return JSON.parse(r.stdout);
+/** h's API on its underlay address: TLS, trusted through the CA its daemon made in its state directory. */
+function apiOf(d: Daemon) {
+  return (method: string, p: string, body?: unknown) =>
+    apiAt(d.host.ns, `https://${d.host.underlayIp}:7878`, method, p, TEST_TOKEN, body, path.join(d.config.stateDir!, 'tls', 'ca.pem'));
 }
 
 test('a host without a port on the network forwards the ping to the host that holds the address', async (t) => {
@@ -121,20 +118,22 @@ test('a host without a port on the network forwards the ping to the host that ho
   const [h1, h2] = net.hosts;
   const store = `sqlite:${path.join(dir, 'appnet.db')}`;
   // Each API on the host's underlay address, which its host record advertises to the other.
-  const [d1] = [await net.startAppnetd(h1, { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: h1.underlayIp, port: 7878 } })];
+  // Off loopback the APIs speak TLS only, and h1 forwards to h2 pinning h2's recorded certificate.
+  const d1 = await net.startAppnetd(h1, { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: h1.underlayIp, port: 7878 } });
   await net.startAppnetd(h2, { store, tokens: { [TEST_TOKEN]: 'system' }, api: { address: h2.underlayIp, port: 7878 } });
+  const api1 = apiOf(d1);
   const b = await net.addInstance('b');
-  const created = await apiAt(h1.ns, h1.underlayIp, 'POST', '/networks', { name: 'far', netblock: '198.18.126.0/24', provide_dhcp: false });
+  const created = await api1('POST', '/networks', { name: 'far', netblock: '198.18.126.0/24', provide_dhcp: false });
   t.is(created.status, 200, JSON.stringify(created.body));
   const network = created.body;
-  const inst = await apiAt(h1.ns, h1.underlayIp, 'POST', '/instances', { name: 'far', host: 'h2', netns: b.ns, interfaces: [{ network: network.uuid }] });
+  const inst = await api1('POST', '/instances', { name: 'far', host: 'h2', netns: b.ns, interfaces: [{ network: network.uuid }] });
   t.is(inst.status, 200, JSON.stringify(inst.body));
   const iface = inst.body.interfaces[0];
   await until('instance on h2 addressed', async () => {
     const r = await run('ip', ['-n', b.ns, '-o', '-4', 'addr', 'show', 'dev', portName(iface.uuid)], { reject: false });
     return r.stdout.includes(`inet ${iface.ipv4}/`) ? true : undefined;
   });
-  const ping = await apiAt(h1.ns, h1.underlayIp, 'GET', `/networks/${network.uuid}/ping/${iface.ipv4}?count=3`);
+  const ping = await api1('GET', `/networks/${network.uuid}/ping/${iface.ipv4}?count=3`);
   t.is(ping.status, 200, JSON.stringify(ping.body));
   t.is(ping.body.stdout.filter((l: string) => l.startsWith(`64 bytes from ${iface.ipv4}:`)).length, 3, ping.body.stdout.join('\n'));
   t.true(ping.body.stdout.some((l: string) => l.startsWith('3 packets transmitted, 3 received, 0% packet loss')), ping.body.stdout.join('\n'));

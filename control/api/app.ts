@@ -2,8 +2,9 @@
 //
 //   buildApi({store, tokens, floatingPool}) → a fastify instance (not listening)
 //
-// Auth: `Authorization: Bearer <token>`; the token maps to the caller's namespace, `system` is the
-// admin namespace. No or unknown token: 401. Another namespace's network is 404, as if absent.
+// Auth: `Authorization: Bearer <token>`: a static token of the config, or a JWT from POST /auth
+// (auth-routes.ts); either names the caller's namespace, `system` is the admin namespace. No, unknown,
+// expired or forged token: 401. Another namespace's network is 404, as if absent.
 // Errors: every failure, including schema validation, renders as `{error, status}`; validation
 // messages name the offending field. `GET /openapi.json` (no auth) documents every route the app
 // serves (collected as they register) from the same schemas the validator uses (schemas.ts).
@@ -13,8 +14,8 @@
 // metadata. Without an `interfaceCount` option, network deletion counts the real interfaces (the
 // network's attachments key, compared in the delete's transaction).
 //
-// Parameters: GET routes take them in the query string (fastify ignores GET bodies); POST, PUT
-// and DELETE take a JSON body, as the reference does.
+// Parameters: GET routes take them in the query string or, as the reference's client sends them, in
+// a JSON body (sf-compat.ts); POST, PUT and DELETE take a JSON body, as the reference does.
 
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, BadRequest, NotFound, Unauthenticated, errorBody, isApiError, quote } from '../errors.ts';
@@ -27,7 +28,10 @@ import { InstanceRepository } from '../repo/instances.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
+import { ApiAuth, registerAuthRoutes } from './auth-routes.ts';
 import { registerConnectionRoutes } from './connections-route.ts';
+import { registerShakenFistCompat } from './sf-compat.ts';
+import type { RateLimitOptions } from '../auth/rate-limit.ts';
 import { ListCache } from './list-cache.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument, routeDocOf } from './schemas.ts';
 
@@ -48,6 +52,17 @@ export interface BuildApiOptions {
    * shares its reconciler's; without one the API keeps its own, started on ready and stopped on close.
    */
   view?: StateView;
+  /** Lifetime of the JWTs POST /auth issues (default 15 min) and signing-key rotation (default 1 h). */
+  tokenSeconds?: number;
+  rotateSeconds?: number;
+  /**
+   * Serve TLS with this certificate and key (appnetd does on any non-loopback address). Clients may
+   * present a certificate: other hosts do, and forwarded requests are accepted only from a host whose
+   * record pins it (peer-client.ts); a client without one is served as usual.
+   */
+  https?: { cert: string; key: string };
+  /** Failed POST /auth attempts allowed per source (control/auth/rate-limit.ts). */
+  authRateLimit?: RateLimitOptions;
 }
 
 type Handler = (ctx: {
@@ -62,6 +77,8 @@ type Body = Record<string, unknown>;
 
 const OPENAPI_URL = '/openapi.json';
 const CALLER = Symbol('appnet caller namespace');
+/** Routes served without a token: the document, the capabilities page, and the login itself. */
+const PUBLIC = new Set([`GET ${OPENAPI_URL}`, 'GET /', 'POST /auth']);
 
 /** The authenticated namespace of a request (for routes registered outside buildApi). */
 export function callerNamespace(req: FastifyRequest): string {
@@ -81,10 +98,10 @@ function eventLimit(text: string | undefined): number | undefined {
   return limit;
 }
 
-function handlers(namespaces: ReadonlySet<string>, lists: Lists): Record<string, Handler> {
+function handlers(namespaces: () => ReadonlySet<string>, lists: Lists): Record<string, Handler> {
   return {
     'POST /networks': async ({ req, namespace, repo }) =>
-      externalView(await repo.create(req.body, namespace, namespaces)),
+      externalView(await repo.create(req.body, namespace, namespaces())),
 
     // From the list cache too: ?all is 1,000 networks for a system caller, the same bytes until the view changes.
     'GET /networks': async ({ req, reply, namespace, repo }) => {
@@ -120,8 +137,14 @@ function handlers(namespaces: ReadonlySet<string>, lists: Lists): Record<string,
       return result.deleted;
     },
 
-    'GET /networks/:ref': async ({ req, namespace, repo }) =>
-      externalView(await repo.resolve((req.params as Params).ref, namespace)),
+    // `namespace` (the client's get-network-namespace): system looks a name up in that namespace;
+    // anyone gets 404 when the network is not in it.
+    'GET /networks/:ref': async ({ req, namespace, repo }) => {
+      const wanted = (req.query as Body).namespace as string | undefined;
+      const record = await repo.resolve((req.params as Params).ref, wanted !== undefined && namespace === SYSTEM_NAMESPACE ? wanted : namespace);
+      if (wanted !== undefined && record.namespace !== wanted) throw new NotFound(`network not in namespace ${quote(wanted)}`, { reason: 'namespace' });
+      return externalView(record);
+    },
 
     'DELETE /networks/:ref': async ({ req, namespace, repo }) => {
       const record = await repo.resolve((req.params as Params).ref, namespace);
@@ -168,14 +191,14 @@ function handlers(namespaces: ReadonlySet<string>, lists: Lists): Record<string,
 /** Serialised lists (list-cache.ts) and the view they are built from. */
 interface Lists { view: StateView; cache: ListCache }
 
-function instanceHandlers(namespaces: ReadonlySet<string>, connections: ConnectionRepository, lists: Lists): Record<string, Handler> {
+function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: ConnectionRepository, lists: Lists): Record<string, Handler> {
   const show = async (instances: InstanceRepository, ref: string, namespace: string) => {
     const record = await instances.resolve(ref, namespace);
     return instanceView(record, (await instances.interfacesOf(record)).map(interfaceView));
   };
   return {
     'POST /instances': async ({ req, namespace, instances }) => {
-      const { instance, interfaces } = await instances.create(req.body, namespace, namespaces);
+      const { instance, interfaces } = await instances.create(req.body, namespace, namespaces());
       return instanceView(instance, interfaces.map(interfaceView));
     },
 
@@ -271,6 +294,7 @@ function sendError(reply: FastifyReply, status: number, error: string | Record<s
 /** The networks API on `options.store`. The repository initialises on `app.ready()`. */
 export function buildApi(options: BuildApiOptions): FastifyInstance {
   const app = Fastify({
+    ...(options.https ? { https: { ...options.https, requestCert: true, rejectUnauthorized: false } } : {}),
     logger: options.logger ?? false,
     // Keep unknown body fields so that the schema rejects them instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
@@ -286,7 +310,14 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
   });
   const instanceRepo = new InstanceRepository({ store: options.store, networks: repo, now: options.now, view });
   const connectionRepo = new ConnectionRepository({ store: options.store, instances: instanceRepo, linkPool: options.linkPool, now: options.now });
-  const namespaces = new Set([SYSTEM_NAMESPACE, ...options.tokens.values()]);
+  const live = (ns: string) =>
+    [...view.networks.values()].some((n) => n.namespace === ns && n.state !== 'deleted') ||
+    [...view.instances.values()].some((i) => i.namespace === ns);
+  const auth = new ApiAuth({
+    store: options.store, tokens: options.tokens, inUse: live, now: options.now,
+    tokenSeconds: options.tokenSeconds, rotateSeconds: options.rotateSeconds, rateLimit: options.authRateLimit,
+  });
+  const namespaces = () => auth.namespaces.names();
   const callers = new WeakMap<FastifyRequest, string>();
 
   // Every route registered on this app, here and later by the daemon (hosts, captures, services), so that
@@ -298,20 +329,22 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
 
   app.addHook('onReady', async () => {
     await repo.init();
+    await auth.state.start();
     if (!options.view) await view.start();
   });
   if (!options.view) app.addHook('onClose', async () => view.stop());
   const lists: Lists = { view, cache: new ListCache(view) };
   app.addHook('onClose', async () => lists.cache.close());
+  app.addHook('onClose', async () => auth.state.stop());
 
   app.addHook('onRequest', async (req, reply) => {
-    if (req.routeOptions.url === OPENAPI_URL) return;
-    const header = req.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    const namespace = match ? options.tokens.get(match[1]) : undefined;
-    if (namespace === undefined) {
-      const why = match ? 'the bearer token is not valid' : 'no bearer token: send "Authorization: Bearer <token>"';
-      return sendError(reply, 401, why);
+    if (PUBLIC.has(`${req.method} ${req.routeOptions.url}`)) return;
+    let namespace: string;
+    try {
+      namespace = await auth.caller(req.headers.authorization);
+    } catch (e) {
+      if (isApiError(e)) return sendError(reply, e.status, e.message);
+      throw e;
     }
     callers.set(req, namespace);
     (req as unknown as Record<symbol, string>)[CALLER] = namespace;
@@ -341,6 +374,8 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
     });
   }
   registerConnectionRoutes(app, connectionRepo);
+  registerAuthRoutes(app, auth, callerNamespace);
+  registerShakenFistCompat(app);
   // Built on first request: by then every route is registered (fastify refuses new ones once ready).
   let document: Record<string, unknown> | undefined;
   app.get(OPENAPI_URL, async () => (document ??= openApiDocument(served)));

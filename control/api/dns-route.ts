@@ -5,6 +5,7 @@
 //   POST   /networks/{ref}/dns          add or replace {name, address} (`value` is the reference's
 //                                      spelling of address): 200 with the entry
 //   DELETE /networks/{ref}/dns/{name}   remove: 200 with the entry, 404 if there is none
+//   DELETE /networks/{ref}/dns          the same with the reference's JSON body {name}
 //
 // A name with one label is relative to the network's domain (`web` -> web.<namespace>.<zone>),
 // like dnsmasq's expand-hosts; a dotted name is taken as fully qualified. Records live under
@@ -67,13 +68,20 @@ export function registerDnsRoutes(app: FastifyInstance, o: { store: Store; netwo
       return entry;
     });
 
-  app.delete<{ Params: { ref: string; name: string } }>('/networks/:ref/dns/:name', async (req) => {
-    const net = await network(req.params.ref, callerNamespace(req));
-    const name = canonicalEntryName(req.params.name);
+  const remove = async (ref: string, namespace: string, raw: unknown): Promise<DnsEntryView> => {
+    const net = await network(ref, namespace);
+    const name = canonicalEntryName(raw);
     const key = `${DNS_ENTRIES_PREFIX}${net.uuid}/${name}`;
     const kv = await o.store.get(key);
-    if (!kv) throw new NotFound(`network ${quote(req.params.ref)} has no DNS entry ${quote(name)}`, { reason: 'no-entry' });
+    if (!kv) throw new NotFound(`network ${quote(ref)} has no DNS entry ${quote(name)}`, { reason: 'no-entry' });
     await o.store.delete(key);
     return JSON.parse(kv.value) as DnsEntryView;
-  });
+  };
+
+  app.delete<{ Params: { ref: string; name: string } }>('/networks/:ref/dns/:name', async (req) =>
+    remove(req.params.ref, callerNamespace(req), req.params.name));
+
+  app.delete<{ Params: { ref: string }; Body: { name: string } }>('/networks/:ref/dns', {
+    schema: { body: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string' } } } },
+  }, async (req) => remove(req.params.ref, callerNamespace(req), req.body.name));
 }

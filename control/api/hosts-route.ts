@@ -22,6 +22,7 @@ export function registerHostRoutes(app: FastifyInstance, hosts: HostRegistry, st
               underlay_address: { type: 'string' },
               public_key: { type: 'string' },
               api: { type: 'string' },
+              certificate: { type: 'string', description: 'PEM of the API certificate (then its CA) that other hosts pin' },
               machine: { type: 'string' },
               pid: { type: 'integer' },
               started_at: { type: 'string' },

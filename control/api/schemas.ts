@@ -38,6 +38,7 @@ export const networkViewSchema: JsonSchema = {
     encrypt: { type: 'boolean' },
     floating_gateway: { type: ['string', 'null'] },
     vxlan_id: { type: 'integer' },
+    vxid: { type: 'integer', description: 'vxlan_id again, as the reference docs name it' },
   },
 };
 
@@ -255,6 +256,7 @@ export const interfaceViewSchema: JsonSchema = {
     floating: { type: ['string', 'null'] },
     metadata: metadataMap,
     version: { type: 'integer' },
+    model: { type: 'string', enum: ['virtio'] },
   },
 };
 

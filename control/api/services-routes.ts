@@ -10,10 +10,12 @@
 // ports send to .1, so only the host holding the target's port sees its replies. The request
 // therefore runs on the host of the instance whose interface holds the address; for an address no
 // interface holds, on this host if it has a port on the network, else on any live host that has
-// one. Another host is reached at the `api` of its host record, with the caller's own token, and
-// `forwarded=1` so that it answers itself whatever it would decide.
+// one. Another host is reached at the `api` of its host record (over TLS, pinning the record's
+// certificate: peer-client.ts), with the caller's own token, and `forwarded=1` so that it answers
+// itself whatever it would decide. `forwarded=1` is honoured only from a registered host (its client
+// certificate is the one its record pins) or from loopback; anyone else gets 403.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ApiError, BadRequest, quote } from '../errors.ts';
+import { ApiError, BadRequest, Forbidden, quote } from '../errors.ts';
 import { contains, isIpv4, parseCidr, parseIpv4 } from '../net/ipv4-cidr.ts';
 import { requireReady } from '../networks/state-machine.ts';
 import type { NetworkRecord } from '../networks/network.ts';
@@ -22,6 +24,8 @@ import type { StateView } from '../repo/state-view.ts';
 import type { NetworkServices } from '../services/network-services.ts';
 import { PING_DEFAULT_COUNT, PING_INTERVAL_MS, PING_LINGER_MS, PING_MAX_COUNT, type PingOutput } from '../services/ping.ts';
 import { callerNamespace } from './app.ts';
+import { peerHost, peerRequest } from './peer-client.ts';
+import type { HostRecord } from '../repo/hosts.ts';
 
 export interface ServicesRoutesOptions {
   networks: NetworkRepository;
@@ -29,6 +33,8 @@ export interface ServicesRoutesOptions {
   services: Pick<NetworkServices, 'ping' | 'serves'>;
   /** This host's name (as in its host record). */
   host: string;
+  /** This host's API certificate and key, presented to the hosts requests are forwarded to. */
+  identity?: { cert: string; key: string };
 }
 
 const pingQuery = {
@@ -67,27 +73,30 @@ export function registerServicesRoutes(app: FastifyInstance, o: ServicesRoutesOp
       if (count < 1 || count > PING_MAX_COUNT) throw new BadRequest(`count must be an integer in 1..${PING_MAX_COUNT}, got ${quote(req.query.count ?? '')}`, { reason: 'count' });
       await o.view.sync();
       const here = o.services.serves(net.uuid);
+      if (req.query.forwarded !== undefined && !/^127\./.test(req.ip) && peerHost(req, o.view.hosts.values()) === undefined) {
+        throw new Forbidden('forwarded=1 is for requests between appnet hosts: this client presented no registered host certificate', { reason: 'forwarded' });
+      }
       const host = req.query.forwarded !== undefined ? o.host : pingHost(o.view, net, address, o.host, here);
-      if (host !== undefined && host !== o.host) return forward(req, o.view.hosts.get(host)?.api, host, net.uuid, address, count);
+      if (host !== undefined && host !== o.host) return forward(req, o.view.hosts.get(host), host, net.uuid, address, count, o.identity);
       const out = here ? await o.services.ping(net.uuid, address, count) : undefined;
       return out ?? { stdout: [], stderr: [`ping: no running host has a port on network ${net.uuid}: there is no gateway to send from`] };
     });
 }
 
-async function forward(req: FastifyRequest, api: string | undefined, host: string, network: string, address: string, count: number): Promise<PingOutput> {
-  if (!api) throw new ApiError(503, `host ${quote(host)} holds ${address} but registered no API address`, { reason: 'no-api' });
-  const url = `${api}/networks/${network}/ping/${address}?count=${count}&forwarded=1`;
-  let res: Response;
+async function forward(req: FastifyRequest, record: HostRecord | undefined, host: string, network: string, address: string, count: number, identity?: { cert: string; key: string }): Promise<PingOutput> {
+  if (!record?.api) throw new ApiError(503, `host ${quote(host)} holds ${address} but registered no API address`, { reason: 'no-api' });
+  let res: { status: number; body: unknown };
   try {
-    res = await fetch(url, {
+    res = await peerRequest(record, `/networks/${network}/ping/${address}?count=${count}&forwarded=1`, {
       headers: { authorization: req.headers.authorization ?? '' },
-      signal: AbortSignal.timeout(count * PING_INTERVAL_MS + PING_LINGER_MS + 10_000),
+      timeoutMs: count * PING_INTERVAL_MS + PING_LINGER_MS + 10_000,
+      identity,
     });
   } catch (e) {
-    throw new ApiError(502, `host ${quote(host)} (${api}) that holds ${address} did not answer the forwarded ping: ${(e as Error).message}`, { reason: 'forward' });
+    throw new ApiError(502, `host ${quote(host)} (${record.api}) that holds ${address} did not answer the forwarded ping: ${(e as Error).message}`, { reason: 'forward' });
   }
-  const body = (await res.json().catch(() => null)) as (PingOutput & { error?: unknown }) | null;
-  if (res.status !== 200 || !body) {
+  const body = res.body as (PingOutput & { error?: unknown }) | null;
+  if (res.status !== 200 || !body || typeof body !== 'object') {
     throw new ApiError(res.status === 200 ? 502 : res.status, typeof body?.error === 'string' ? body.error : `host ${quote(host)} answered ${res.status}`, { reason: 'forward' });
   }
   return { stdout: body.stdout, stderr: body.stderr };

@@ -1,4 +1,7 @@
 // A small fetch client of the appnet REST API: base URL + bearer token, `{error, status}` → ApiClientError.
+// With a CA (the CLI's --ca), requests go through node:https trusting exactly that CA: fetch cannot
+// be given a CA without a dependency on undici.
+import https from 'node:https';
 
 export class ApiClientError extends Error {
   override name = 'ApiClientError';
@@ -38,8 +41,28 @@ function oneLine(text: string): string {
 
 export class ApiClient {
   readonly baseUrl: string;
-  constructor(baseUrl: string, readonly token: string | undefined) {
+  constructor(baseUrl: string, readonly token: string | undefined, readonly ca?: string) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+  }
+
+  /** fetch, or node:https with the CA when one is given. */
+  private send(url: string, init: { method?: string; headers: Record<string, string>; body?: string }): Promise<Response> {
+    if (this.ca === undefined || !url.startsWith('https:')) return fetch(url, init);
+    return new Promise((resolve, reject) => {
+      const req = https.request(url, { method: init.method ?? 'GET', headers: init.headers, ca: this.ca }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+          resolve(new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, statusText: res.statusMessage, headers }));
+        });
+        res.on('error', reject);
+      });
+      req.on('error', (e) => reject(Object.assign(new Error(e.message), { cause: e })));
+      req.end(init.body);
+    });
   }
 
   url(path: string, query?: Query): string {
@@ -51,6 +74,10 @@ export class ApiClient {
   private unreachable(err: unknown): ApiClientError {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (err as Error).message;
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(why)) {
+      return new ApiClientError(`the appnet API at ${this.baseUrl} presented a certificate this CLI does not trust (${why}): ` +
+        'give its CA with --ca FILE (or APPNET_CA, or "ca" in the CLI config)', 0);
+    }
     return new ApiClientError(`cannot reach the appnet API at ${this.baseUrl}: is appnetd running? (${why})`, 0);
   }
 
@@ -64,7 +91,7 @@ export class ApiClient {
     }
     let res: Response;
     try {
-      res = await fetch(this.url(path, options.query), { method, headers, body });
+      res = await this.send(this.url(path, options.query), { method, headers, body });
     } catch (err) {
       throw this.unreachable(err);
     }
@@ -92,7 +119,7 @@ export class ApiClient {
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
-      res = await fetch(this.url(path), { headers });
+      res = await this.send(this.url(path), { headers });
     } catch (err) {
       throw this.unreachable(err);
     }

@@ -2,11 +2,21 @@
 
 import type { Command } from 'commander';
 import { ApiClient } from './client.ts';
-import { resolveConfig } from './config.ts';
+import { ConfigError, resolveConfig } from './config.ts';
+import { readFileSync } from 'node:fs';
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read the CA file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
 
 export interface GlobalOptions {
   api?: string;
   token?: string;
+  ca?: string;
   json?: boolean;
 }
 
@@ -28,6 +38,7 @@ function globals(cmd: Command): GlobalOptions {
     const o = c.opts() as GlobalOptions;
     merged.api ??= o.api;
     merged.token ??= o.token;
+    merged.ca ??= o.ca;
     merged.json ||= o.json === true;
   }
   return merged;
@@ -35,8 +46,8 @@ function globals(cmd: Command): GlobalOptions {
 
 export function clientFor(cmd: Command): ApiClient {
   const g = globals(cmd);
-  const config = resolveConfig({ flags: { api: g.api, token: g.token } });
-  return new ApiClient(config.api, config.token);
+  const config = resolveConfig({ flags: { api: g.api, token: g.token, ca: g.ca } });
+  return new ApiClient(config.api, config.token, config.ca === undefined ? undefined : readCa(config.ca));
 }
 
 /**

@@ -11,17 +11,19 @@ import { hostCommand } from './commands/host.ts';
 import { instanceCommand } from './commands/instance.ts';
 import { interfaceCommand } from './commands/interface.ts';
 import { networkCommand } from './commands/network.ts';
+import { loginCommand, namespaceCommand } from './commands/namespace.ts';
 
 export function buildProgram(): Command {
   const program = new Command('appnet')
     .description('operator CLI of the appnet control API')
     .option('--api <url>', 'API base URL (env APPNET_API, config file, default http://127.0.0.1:7878)')
     .option('--token <token>', 'bearer token (env APPNET_TOKEN, config file)')
+    .option('--ca <file>', 'PEM CA certificate to trust for an https API (env APPNET_CA, config file `ca`)')
     .option('--json', 'print API responses as JSON')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
-  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), ...connectionCommands()]) program.addCommand(sub);
+  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), namespaceCommand(), loginCommand(), ...connectionCommands()]) program.addCommand(sub);
   return program;
 }
 

@@ -65,11 +65,16 @@ export interface DaemonConfig {
   /** How to reach etcd (etcds:// URLs take the TLS files; username and password for etcd's auth). */
   etcd?: { ca?: string; cert?: string; key?: string; username?: string; password?: string };
   /**
-   * Where the REST API listens (store mode); loopback by default. `advertise` is the address other hosts
-   * reach it at (forwarded requests): by default `address`, or the underlay address when listening on
-   * 0.0.0.0. A loopback API cannot be reached from another machine: use 0.0.0.0 or the underlay address there.
+   * Where the REST API listens (store mode); loopback by default. Any other address is served over TLS
+   * only: with `tls` (PEM files), or a certificate appnetd makes under `stateDir` (api-tls.ts). `advertise`
+   * is the address other hosts reach it at (forwarded requests): by default `address`, or the underlay
+   * address when listening on 0.0.0.0. A loopback API cannot be reached from another machine. `local`
+   * (default true): when `address` is one non-loopback address, also serve plain HTTP on 127.0.0.1 at the
+   * same port, for the host's own CLI.
    */
-  api: { address: string; port: number; advertise?: string };
+  api: { address: string; port: number; advertise?: string; tls?: { cert: string; key: string }; local?: boolean };
+  /** Where appnetd keeps what it makes for itself (the API's CA and certificate); default /var/lib/appnet. */
+  stateDir?: string;
   /** Pruning of append-only events (store mode): older than maxAgeSeconds, or beyond maxPerObject newest. */
   events?: { maxAgeSeconds: number; maxPerObject: number; pruneIntervalSeconds: number };
   /** The floating pool's netblock (store mode). */
@@ -82,6 +87,8 @@ export interface DaemonConfig {
   /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
   tokens: Record<string, string>;
   tokenFile: string;
+  /** JWTs of POST /auth: lifetime (default 900 s) and signing-key rotation (default 3600 s); docs/api-auth.md. */
+  auth?: { tokenSeconds: number; rotateSeconds: number };
   link: LinkConfig;
   /** DNS names of instances are `<instance>.<namespace>.<dnsZone>` (store mode); the parser fills in appnet.internal. */
   dnsZone?: string;
@@ -196,12 +203,16 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
       address: api.address === undefined ? '127.0.0.1' : str(api.address, 'api.address', IPV4, 'an IPv4 address'),
       port: api.port === undefined ? 7878 : int(api.port, 'api.port', 1, 65535),
       ...(api.advertise === undefined ? {} : { advertise: str(api.advertise, 'api.advertise', IPV4, 'an IPv4 address') }),
+      ...(api.tls === undefined ? {} : { tls: apiTlsFiles(api.tls) }),
+      ...(api.local === undefined ? {} : { local: bool(api.local, 'api.local') }),
     },
     events: parseEvents(c.events),
+    stateDir: c.stateDir === undefined ? '/var/lib/appnet' : str(c.stateDir, 'stateDir', /^\//, 'an absolute path'),
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
+    ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
@@ -216,6 +227,21 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.nat === undefined ? {} : { nat: { capacity: int(obj(c.nat, 'nat').capacity ?? 65536, 'nat.capacity', 1, 1 << 24) } }),
     usageIntervalSeconds: c.usageIntervalSeconds === undefined ? 60 : int(c.usageIntervalSeconds, 'usageIntervalSeconds', 0, 86400),
   };
+}
+
+function parseAuth(v: unknown): { tokenSeconds: number; rotateSeconds: number } {
+  const a = obj(v, 'auth');
+  for (const k of Object.keys(a)) if (k !== 'tokenSeconds' && k !== 'rotateSeconds') throw new ConfigError(`auth.${k}`, 'unknown field; known: tokenSeconds, rotateSeconds');
+  return {
+    tokenSeconds: a.tokenSeconds === undefined ? 900 : int(a.tokenSeconds, 'auth.tokenSeconds', 60, 86400),
+    rotateSeconds: a.rotateSeconds === undefined ? 3600 : int(a.rotateSeconds, 'auth.rotateSeconds', 60, 30 * 86400),
+  };
+}
+
+function apiTlsFiles(v: unknown): { cert: string; key: string } {
+  const t = obj(v, 'api.tls');
+  for (const k of Object.keys(t)) if (k !== 'cert' && k !== 'key') throw new ConfigError(`api.tls.${k}`, 'unknown field; known: cert, key');
+  return { cert: str(t.cert, 'api.tls.cert', /^\//, 'an absolute path to a PEM certificate'), key: str(t.key, 'api.tls.key', /^\//, 'an absolute path to a PEM private key') };
 }
 
 function linkPool(v: unknown): string {
@@ -311,10 +337,10 @@ function parseEvents(raw: unknown): NonNullable<DaemonConfig['events']> {
   };
 }
 
-/** The API URL other hosts use for this host (its host record's `api`). */
+/** The API URL other hosts use for this host (its host record's `api`): https unless on loopback. */
 export function advertisedApiUrl(cfg: Pick<DaemonConfig, 'api' | 'underlay'>): string {
   const host = cfg.api.advertise ?? (cfg.api.address === '0.0.0.0' ? cfg.underlay.address : cfg.api.address);
-  return `http://${host}:${cfg.api.port}`;
+  return `${/^127\./.test(cfg.api.address) ? 'http' : 'https'}://${host}:${cfg.api.port}`;
 }
 
 const ETCD_FIELDS = ['ca', 'cert', 'key', 'username', 'password'] as const;

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi } from '../api/app.ts';
@@ -30,6 +31,7 @@ import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
 import { DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
+import { apiTls } from './api-tls.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface ControlPlane {
@@ -60,6 +62,20 @@ export function loadTokens(cfg: DaemonConfig): Map<string, string> {
   return new Map([[token, 'system']]);
 }
 
+/**
+ * The host's own CLI on plain HTTP at 127.0.0.1:port while the API serves TLS on the host's address: the same
+ * app (fastify.routing runs a request's whole lifecycle), a second listening socket. Loopback never leaves
+ * the machine, which is why it alone may be plain (api-tls.ts).
+ */
+async function listenLocal(api: FastifyInstance, port: number): Promise<Server> {
+  const server = createServer((req, res) => api.routing(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
+}
+
 export interface LinkContext {
   links?: LinkManager;
   publicKey?: Uint8Array;
@@ -71,9 +87,12 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
   const store = await openStore(cfg.store!, { etcd: cfg.etcd });
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
-  const apiUrl = advertisedApiUrl(cfg);
   try {
+    // TLS on any non-loopback address (api-tls.ts); peers pin the certificate the record publishes.
+    const tls = await apiTls({ address: cfg.api.address, host: cfg.host, tls: cfg.api.tls, stateDir: cfg.stateDir ?? '/var/lib/appnet' });
+    const apiUrl = advertisedApiUrl(cfg);
     await hosts.register({
+      ...(tls ? { certificate: tls.chain } : {}),
       name: cfg.host,
       underlay_address: cfg.underlay.address,
       ...(link.publicKey ? { public_key: Buffer.from(link.publicKey).toString('base64') } : {}),
@@ -83,7 +102,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
     const linkPool = cfg.linkPool ?? DEFAULT_LINK_POOL;
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view });
+    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...cfg.auth, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) });
     registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
     const connections = new ConnectionRepository({ store, instances: new InstanceRepository({ store, networks, view }), linkPool });
@@ -113,8 +132,9 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     registerNatRoutes(api, { store, networks, natStats: () => nat.stats() });
     // Routes register before listen (fastify refuses them after); services exists by the first request.
     const services = new NetworkServices({ engine, store, view, host: cfg.host, log, dnsZone: cfg.dnsZone, dnsUpstream: cfg.dnsUpstream });
-    registerServicesRoutes(api, { networks, view, services, host: cfg.host });
+    registerServicesRoutes(api, { networks, view, services, host: cfg.host, ...(tls ? { identity: { cert: tls.cert, key: tls.key } } : {}) });
     await api.listen({ host: cfg.api.address, port: cfg.api.port });
+    const local = tls && cfg.api.address !== '0.0.0.0' && cfg.api.local !== false ? await listenLocal(api, cfg.api.port) : undefined;
     await services.start();
     link.puntConsumers?.push((frames) => services.onPunts(frames));
     await nat.start();
@@ -156,11 +176,12 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       isPruner: () => [...view.hosts.keys()].sort()[0] === cfg.host,
     });
     pruner.start();
-    log.info({ store: cfg.store, api: apiUrl, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
+    log.info({ store: cfg.store, api: apiUrl, tls: tls?.source, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
       store, hosts, api, reconciler, services, nat, connectionReports,
       async close() {
         await api.close().catch(() => undefined);
+        await new Promise((resolve) => (local ? local.close(resolve) : resolve(undefined)));
         await usage.close();
         await pruner.close();
         await connectionReports.close();

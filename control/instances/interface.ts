@@ -53,6 +53,8 @@ export interface InterfaceView {
   floating: string | null;
   metadata: Record<string, string>;
   version: number;
+  /** The NIC model the reference records for its VMs; appnet ports are always `virtio` (a TAP with vnet headers). */
+  model: string;
 }
 
 export function interfaceView(record: InterfaceRecord): InterfaceView {
@@ -67,6 +69,7 @@ export function interfaceView(record: InterfaceRecord): InterfaceView {
     floating: record.floating,
     metadata: { ...record.metadata },
     version: record.version,
+    model: 'virtio',
   };
 }
 

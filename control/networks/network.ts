@@ -69,6 +69,8 @@ export interface NetworkView {
   encrypt: boolean;
   floating_gateway: string | null;
   vxlan_id: number;
+  /** The same VNI under the name the reference's docs and older clients use. */
+  vxid: number;
 }
 
 export function externalView(record: NetworkRecord): NetworkView {
@@ -86,6 +88,7 @@ export function externalView(record: NetworkRecord): NetworkView {
     encrypt: record.encrypt === true,
     floating_gateway: record.floatingGateway,
     vxlan_id: record.vxid,
+    vxid: record.vxid,
   };
 }
 

@@ -21,6 +21,12 @@ export interface HostRecord {
   public_key?: string;
   /** Where this host's appnetd serves the REST API. */
   api?: string;
+  /**
+   * PEM of the API's certificate (then its CA) when `api` is https: other hosts pin exactly this
+   * certificate for requests to this host and accept it as this host's client certificate
+   * (control/api/peer-client.ts).
+   */
+  certificate?: string;
   /** The host has an uplink and can serve NAT (control/services/nat-policy.ts). */
   nat_uplink?: boolean;
   machine: string;

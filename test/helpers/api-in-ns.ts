@@ -3,15 +3,33 @@ import type { ChildProcess } from 'node:child_process';
 import { runIn, spawnIn } from './run.ts';
 import type { DaemonConfigInput, TestNet } from './testnet.ts';
 
+// node:https rather than fetch, so that an https API can be trusted through its CA file alone.
 const SCRIPT = `
-const [url, method, token, body] = process.argv.slice(1);
-const r = await fetch(url, { method, headers: { authorization: 'Bearer ' + token, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body || undefined });
-process.stdout.write(JSON.stringify({ status: r.status, body: await r.json().catch(() => null) }));
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+const [url, method, token, body, ca] = process.argv.slice(1);
+const lib = url.startsWith('https:') ? https : http;
+const headers = { authorization: 'Bearer ' + token, ...(body ? { 'content-type': 'application/json' } : {}) };
+const req = lib.request(url, { method, headers, ...(ca ? { ca: readFileSync(ca) } : {}) }, (res) => {
+  let text = '';
+  res.on('data', (c) => (text += c));
+  res.on('end', () => {
+    let parsed = null;
+    try { parsed = JSON.parse(text); } catch {}
+    process.stdout.write(JSON.stringify({ status: res.statusCode, body: parsed }));
+  });
+});
+req.end(body || undefined);
 `;
 
 export async function apiCall(ns: string, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const url = `http://127.0.0.1:7878${path}`;
-  const r = await runIn(ns, 'node', ['--input-type=module', '-e', SCRIPT, url, method, token, body === undefined ? '' : JSON.stringify(body)]);
+  return apiAt(ns, 'http://127.0.0.1:7878', method, path, token, body);
+}
+
+/** The same at any base URL; `ca` is the PEM file to trust for an https one. */
+export async function apiAt(ns: string, base: string, method: string, path: string, token: string, body?: unknown, ca?: string): Promise<{ status: number; body: any }> {
+  const r = await runIn(ns, 'node', ['--input-type=module', '-e', SCRIPT, base + path, method, token, body === undefined ? '' : JSON.stringify(body), ca ?? '']);
   return JSON.parse(r.stdout);
 }
 

@@ -2,7 +2,7 @@
 // `npm run demo -- --etcd` demo and the etcd control-plane benchmark.
 //
 //   <prefix>ul: br0 (the underlay, 198.18.0.0/24)
-//     |-- <prefix>h1 machine 198.18.0.11   appnetd --store etcd://198.18.0.201:2379,...  API 0.0.0.0:7878
+//     |-- <prefix>h1 machine 198.18.0.11   appnetd --store etcd://198.18.0.201:2379,...  API https://198.18.0.11:7878
 //     |-- <prefix>h2 machine 198.18.0.12   appnetd ...
 //     |-- <prefix>h3 machine 198.18.0.13   appnetd ...
 //     |-- etcd member e1 198.18.0.201 (its own namespace)
@@ -11,7 +11,8 @@
 //
 // Each host is a machine (TestNet `machines: true`): its own network, mount and UTS namespaces, with
 // private /var/lib/appnet, /run/appnet, /tmp and /etc/netns. The daemons reach etcd over the underlay
-// only, and each other's APIs at the addresses their host records advertise.
+// only, and each other's APIs at the addresses their host records advertise (TLS, pinned to the certificate
+// each record carries); the host's own CLI uses plain HTTP on its loopback.
 import type { ExecutionContext } from 'ava';
 import { TEST_TOKEN } from './api-in-ns.ts';
 import { EtcdCluster } from './etcd-cluster.ts';
@@ -36,9 +37,14 @@ export interface ClusterNetOptions {
   noDaemons?: boolean;
 }
 
-/** The daemon config of a host on the cluster: the etcd URL, the test token, an API other hosts reach. */
+/** The daemon config of every host on the cluster: the etcd URL and the test token. */
 export function clusterConfig(etcd: EtcdCluster, extra: DaemonConfigInput = {}): DaemonConfigInput {
-  return { store: etcd.url(), tokens: { [TEST_TOKEN]: 'system' }, api: { address: '0.0.0.0', port: 7878 }, ...extra };
+  return { store: etcd.url(), tokens: { [TEST_TOKEN]: 'system' }, ...extra };
+}
+
+/** Starts `h`'s daemon with `config` and an API other hosts reach: TLS on its underlay address, plain on its loopback. */
+export function startClusterDaemon(net: TestNet, h: Host, config: DaemonConfigInput, extra: DaemonConfigInput = {}): Promise<Daemon> {
+  return net.startAppnetd(h, { ...config, api: { address: h.underlayIp, port: 7878 }, ...extra });
 }
 
 export async function buildClusterNet(t: ExecutionContext, o: ClusterNetOptions = {}): Promise<ClusterNet> {
@@ -50,7 +56,7 @@ export async function buildClusterNet(t: ExecutionContext, o: ClusterNetOptions 
   const config = clusterConfig(etcd, o.daemon);
   const daemons: Daemon[] = [];
   if (!o.noDaemons) {
-    for (const h of net.hosts) daemons.push(await net.startAppnetd(h, { ...config, ...o.perHost?.(h) }));
+    for (const h of net.hosts) daemons.push(await startClusterDaemon(net, h, config, o.perHost?.(h)));
   }
   return { net, etcd, daemons, config };
 }

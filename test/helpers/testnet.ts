@@ -303,6 +303,8 @@ export class TestNet {
       floatingPool: '198.19.0.0/24',
       tokens: {},
       tokenFile: path.join(dir, 'token'),
+      // The API's generated CA and certificate (off loopback) stay in the daemon's directory.
+      stateDir: dir,
       vnis: [],
       ports: [],
       ...config,
