@@ -22,7 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from '../../control/daemon/config.ts';
 import {
-  forgetNamespace, formatCommand, hasExited, placeInstance, registerMachine, run, runIn, signalGroup, spawnIn, stopProcess, waitExit,
+  forgetNamespace, formatCommand, hasExited, machineOf, placeInstance, registerMachine, run, runIn, signalGroup, spawnIn, stopProcess, waitExit,
   type ExitStatus,
 } from './run.ts';
 
@@ -365,9 +365,13 @@ export class TestNet {
   /** Start tcpdump on `ifname` in `ns`; resolves once it is capturing. */
   async capture(ns: string, ifname: string, opts: { filter?: string; packets?: number } = {}): Promise<Capture> {
     this.assertOwned(ns);
-    const file = path.join(await this.workDir(), `${++this.seq}-${ns}-${ifname}.pcap`);
+    // On a machine tcpdump writes inside it (its /tmp is private); the test reads the file through /proc.
+    const holder = machineOf(ns);
+    const name = `${++this.seq}-${ns}-${ifname}.pcap`;
+    const inner = holder === undefined ? path.join(await this.workDir(), name) : `/tmp/${name}`;
+    const file = holder === undefined ? inner : `/proc/${holder}/root${inner}`;
     // --immediate-mode: without it TPACKET_V3 holds packets in a ring block for up to 1 s and SIGINT loses them.
-    const args = ['-i', ifname, '-w', file, '-U', '--immediate-mode', '-n', '-Z', 'root'];
+    const args = ['-i', ifname, '-w', inner, '-U', '--immediate-mode', '-n', '-Z', 'root'];
     if (opts.packets !== undefined) args.push('-c', String(opts.packets));
     if (opts.filter) args.push(opts.filter);
     const child = this.track(spawnIn(ns, 'tcpdump', args));
