@@ -14,6 +14,7 @@
 // there is an obvious fix they say what it is.
 
 /** The JSON body of every error response. `error` is usually a message, sometimes an object. */
+import { StoreError } from './store/store.ts';
 export interface ErrorBody {
   error: string | Record<string, unknown>;
   status: number;
@@ -109,12 +110,17 @@ export function isApiError(e: unknown): e is ApiError {
   return e instanceof ApiError;
 }
 
+/** Store failures a client can act on, by StoreError code (control/store/store.ts): the store's message is for them. */
+const STORE_STATUS: Record<string, number> = { EUNAVAILABLE: 503, ENOSPACE: 507, EINVAL: 400 };
+
 /**
- * The body for any thrown value: an ApiError renders itself; anything else is a 500 whose
- * message does not leak internals (log the original at the call site).
+ * The body for any thrown value: an ApiError renders itself; the store being away is a 503 that says so
+ * (`store unavailable: ...`), a full store 507, a request the store cannot take 400; anything else is a 500
+ * whose message does not leak internals (log the original at the call site).
  */
 export function errorBody(e: unknown): ErrorBody {
   if (isApiError(e)) return e.toBody();
+  if (e instanceof StoreError && STORE_STATUS[e.code] !== undefined) return { error: e.message, status: STORE_STATUS[e.code] };
   return { error: 'internal error', status: 500 };
 }
 

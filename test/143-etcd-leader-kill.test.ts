@@ -22,7 +22,7 @@ async function worker(w) {
       const r = await fetch('http://127.0.0.1:7878/networks', {
         method: 'POST',
         headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' },
-        body: JSON.stringify({ name, netblock: '198.18.150.0/24', provide_dhcp: false, provide_nat: false, namespace: 'faults' }),
+        body: JSON.stringify({ name, netblock: '198.18.150.0/24', provide_dhcp: false, provide_nat: false }),
         signal: AbortSignal.timeout(30000),
       });
       const body = await r.json().catch(() => ({}));
@@ -70,7 +70,7 @@ test('kill -9 of the etcd leader under 8 writes in flight: acknowledged writes s
     return r.status === 200 ? (r.body as Array<{ name: string; namespace: string }>) : undefined;
   });
   const count = new Map<string, number>();
-  for (const n of list) if (n.namespace === 'faults') count.set(n.name, (count.get(n.name) ?? 0) + 1);
+  for (const n of list) if (n.namespace === 'system') count.set(n.name, (count.get(n.name) ?? 0) + 1);
   for (const o of acked) t.is(count.get(o.name), 1, `acknowledged network ${o.name}`);
   for (const [name, n] of count) t.is(n, 1, `network ${name} applied ${n} times`);
   for (const name of count.keys()) t.true(outcomes.some((o) => o.name === name), `network ${name} was never asked for`);
