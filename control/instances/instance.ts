@@ -17,8 +17,13 @@ import { type InboundSpec, type OutboundSpec, validateAppnetInterfaces } from '.
 import { type InterfaceSpec, type InterfaceView, validateInterfaceSpec } from './interface.ts';
 
 export const INSTANCE_RECORD_VERSION = 1;
-/** Most interfaces one instance may have. */
-export const MAX_INTERFACES = 32;
+/**
+ * Most interfaces one instance may have. An instance is created (and deleted) in one store transaction that
+ * compares up to five keys per interface (its record, its MAC claim, its network, the network's IPAM and
+ * attachments) and the instance: 25 keeps that within the 128 compares etcd takes in a txn (store.ts
+ * MAX_TXN_OPS), so an instance is never half made.
+ */
+export const MAX_INTERFACES = 25;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const HOST_LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 

@@ -320,6 +320,9 @@ export function checkTxn(request: TxnRequest): void {
       );
     }
   }
+  if ((request.compare ?? []).length > MAX_TXN_OPS) {
+    throw new InvalidArgumentError(`txn has ${request.compare!.length} compares; the store takes at most ${MAX_TXN_OPS} (etcd's --max-txn-ops): split it into several txns`);
+  }
   let bytes = 0;
   for (const c of request.compare ?? []) bytes += Buffer.byteLength(c.key) + (c.target === 'value' ? Buffer.byteLength(c.value as string) : 8) + 64;
   for (const branch of [request.success ?? [], request.failure ?? []]) {
