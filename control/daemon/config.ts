@@ -1,6 +1,7 @@
 // The static configuration appnetd reads from a JSON file (and --flag overrides) until the
 // control plane drives it from the store. Pure: parse and validate, no I/O.
 import { DEFAULT_LINK_POOL, parseLinkPool } from '../connections/link-pool.ts';
+import { DEFAULT_COMPACTION, type CompactionSettings } from '../store/compactor.ts';
 import { compilePortFilter, PortFilterError, type PortFilter } from '../../dataplane/wire/port-filter.ts';
 
 export type PortKind = 'tap' | 'tun';
@@ -77,6 +78,8 @@ export interface DaemonConfig {
   stateDir?: string;
   /** Pruning of append-only events (store mode): older than maxAgeSeconds, or beyond maxPerObject newest. */
   events?: { maxAgeSeconds: number; maxPerObject: number; pruneIntervalSeconds: number };
+  /** Scheduled compaction of the store (store/compactor.ts; defaults DEFAULT_COMPACTION). */
+  compaction?: CompactionSettings;
   /** The floating pool's netblock (store mode). */
   floatingPool: string;
   /**
@@ -207,6 +210,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
       ...(api.local === undefined ? {} : { local: bool(api.local, 'api.local') }),
     },
     events: parseEvents(c.events),
+    compaction: parseCompaction(c.compaction),
     stateDir: c.stateDir === undefined ? '/var/lib/appnet' : str(c.stateDir, 'stateDir', /^\//, 'an absolute path'),
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
@@ -354,4 +358,18 @@ function parseEtcd(raw: unknown): NonNullable<DaemonConfig['etcd']> {
   }
   if ((out.username === undefined) !== (out.password === undefined)) throw new ConfigError('etcd', 'username and password go together');
   return out;
+}
+
+function parseCompaction(raw: unknown): CompactionSettings {
+  if (raw === undefined) return { ...DEFAULT_COMPACTION };
+  const c = obj(raw, 'compaction');
+  for (const k of Object.keys(c)) {
+    if (!(k in DEFAULT_COMPACTION)) throw new ConfigError(`compaction.${k}`, 'unknown field; known: intervalSeconds, retainRevisions, defragFreeBytes');
+  }
+  const field = (k: keyof CompactionSettings, min: number, max: number) => (c[k] === undefined ? DEFAULT_COMPACTION[k] : int(c[k], `compaction.${k}`, min, max));
+  return {
+    intervalSeconds: field('intervalSeconds', 1, 86400),
+    retainRevisions: field('retainRevisions', 1, 100_000_000),
+    defragFreeBytes: field('defragFreeBytes', 0, 2 ** 40),
+  };
 }

@@ -14,6 +14,7 @@ import { registerDnsRoutes } from '../api/dns-route.ts';
 import { registerServicesRoutes } from '../api/services-routes.ts';
 import { UsageReporter } from '../services/usage.ts';
 import { EventPruner } from '../repo/event-pruner.ts';
+import { Compactor, DEFAULT_COMPACTION } from '../store/compactor.ts';
 import { NetworkServices } from '../services/network-services.ts';
 import { NatService } from '../services/nat-service.ts';
 import { registerNatRoutes } from '../api/nat-routes.ts';
@@ -176,6 +177,8 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       isPruner: () => [...view.hosts.keys()].sort()[0] === cfg.host,
     });
     pruner.start();
+    const compactor = new Compactor({ store, log, settings: cfg.compaction ?? DEFAULT_COMPACTION, isCompactor: () => [...view.hosts.keys()].sort()[0] === cfg.host });
+    compactor.start();
     log.info({ store: cfg.store, api: apiUrl, tls: tls?.source, tokenFile: Object.keys(cfg.tokens).length ? undefined : cfg.tokenFile }, 'control plane ready');
     return {
       store, hosts, api, reconciler, services, nat, connectionReports,
@@ -184,6 +187,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
         await new Promise((resolve) => (local ? local.close(resolve) : resolve(undefined)));
         await usage.close();
         await pruner.close();
+        await compactor.close();
         await connectionReports.close();
         await reconciler.close();
         await netnsHosts.close();

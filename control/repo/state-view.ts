@@ -145,8 +145,10 @@ export class StateView {
     const follow = <T>(prefix: string, parse: (value: string) => T): Followed<T> => {
       const f: Followed<T> = new Followed(store, prefix, parse, changed, (err) => {
         for (const l of this.#errorListeners) l(err);
-        // Read it again now, not at the next sync, so the reconciler sees changes meanwhile.
-        if (!this.#stopped) f.start().catch(() => undefined);
+        // Read it again now, not at the next sync, so the reconciler sees changes meanwhile; while the store
+        // is away, every second until it answers.
+        const restart = () => { if (!this.#stopped) f.start().catch(() => setTimeout(restart, 1000).unref()); };
+        restart();
       });
       return f;
     };

@@ -13,7 +13,7 @@
 //   - every call has a deadline, so a dead cluster fails fast with StoreUnavailableError, never hangs.
 // Watches: etcd-watch.ts. Limits (128 ops per txn, 1.5 MiB per request): checked before sending, as on SQLite.
 import { readFileSync } from 'node:fs';
-import { Etcd3, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
+import { Etcd3, type ICompare, type IKeyValue, type IOptions, type IRequestOp } from 'etcd3';
 import { handleWhen, retry, ConstantBackoff, circuitBreaker, ConsecutiveBreaker } from 'cockatiel';
 import { isTransient, toStoreError } from './etcd-errors.ts';
 import { EtcdWatch, WatchHub, rangeEnd, rangeStart, toKeyValue } from './etcd-watch.ts';
@@ -44,15 +44,18 @@ export class EtcdStore implements Store {
   readonly #client: Etcd3;
   readonly #hub: WatchHub;
   readonly #endpoints: string[];
+  /** What a single-member client for maintenance needs besides its host. */
+  readonly #options: Omit<IOptions, 'hosts'>;
+  readonly #scheme: string;
   #closed = false;
 
   constructor(o: EtcdStoreOptions) {
     if (o.endpoints.length === 0) throw new InvalidArgumentError('the etcd store needs at least one endpoint, e.g. etcd://198.18.0.201:2379');
     this.#endpoints = o.endpoints;
     const scheme = o.tls ? 'https' : 'http';
+    this.#scheme = scheme;
     const timeout = o.callTimeoutMs ?? 5000;
-    this.#client = new Etcd3({
-      hosts: o.endpoints.map((e) => `${scheme}://${e}`),
+    this.#options = {
       dialTimeout: Math.min(timeout, 3000),
       ...(o.auth ? { auth: { username: o.auth.username, password: o.auth.password } } : {}),
       ...(o.tls ? {
@@ -63,6 +66,10 @@ export class EtcdStore implements Store {
         },
       } : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    };
+    this.#client = new Etcd3({
+      ...this.#options,
+      hosts: o.endpoints.map((e) => `${scheme}://${e}`),
       faultHandling: {
         // A member that failed three times in a row is skipped for 2 s; the pool then tries the others.
         host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 2000, breaker: new ConsecutiveBreaker(3) }),
@@ -225,9 +232,45 @@ export class EtcdStore implements Store {
     this.#client.close();
   }
 
-  /** etcd maintenance for the compactor: each member's backend size and defragmentation. */
-  get client(): Etcd3 {
-    return this.#client;
+  /**
+   * Defragments, one member at a time, each member whose backend has at least `minFreeBytes` free (what
+   * compaction left), giving the space back to the file system; returns each one's size before and after.
+   * A member that does not answer is skipped (the next pass tries again). Defragmentation blocks that member
+   * for a moment; the client meanwhile uses the others.
+   */
+  async reclaim(minFreeBytes: number): Promise<Array<{ endpoint: string; before: number; after: number }>> {
+    this.#open();
+    const out: Array<{ endpoint: string; before: number; after: number }> = [];
+    for (const endpoint of this.#endpoints) {
+      const one = new Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
+      try {
+        const status = await one.maintenance.status();
+        const before = Number(status.dbSize);
+        if (before - Number(status.dbSizeInUse) < minFreeBytes) continue;
+        await one.maintenance.defragment({ deadline: Date.now() + 60_000 });
+        out.push({ endpoint, before, after: Number((await one.maintenance.status()).dbSize) });
+      } catch {
+        // unreachable or busy: the next pass
+      } finally {
+        one.close();
+      }
+    }
+    return out;
+  }
+
+  /** Each member's backend size in bytes (undefined for one that does not answer). */
+  async dbSizes(): Promise<Array<{ endpoint: string; bytes?: number }>> {
+    this.#open();
+    return Promise.all(this.#endpoints.map(async (endpoint) => {
+      const one = new Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
+      try {
+        return { endpoint, bytes: Number((await one.maintenance.status()).dbSize) };
+      } catch {
+        return { endpoint };
+      } finally {
+        one.close();
+      }
+    }));
   }
 }
 
