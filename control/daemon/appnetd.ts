@@ -12,7 +12,15 @@ import { startAdminApi } from './admin-api.ts';
 import { ConfigError, defaultMac, parseDaemonConfig, type DaemonConfig } from './config.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
 
-const log = pino({ name: 'appnetd' });
+// While the store is away every periodic job fails the same way each tick: one line each, not a stack.
+const log = pino({
+  name: 'appnetd',
+  serializers: {
+    err: (err: unknown) => ((err as { code?: string } | null)?.code === 'EUNAVAILABLE'
+      ? { code: 'EUNAVAILABLE', message: (err as Error).message.split('; tried')[0] }
+      : pino.stdSerializers.err(err as Error)),
+  },
+});
 
 function loadConfig(argv: string[]): DaemonConfig {
   const cmd = new Command('appnetd')
