@@ -1,8 +1,12 @@
 // Control-plane scale benchmark: REST API latency of a real appnetd at 1,000 networks and 10,000 interfaces,
-// then the time a kill -9'd daemon takes to converge its 1,000 interfaces again.
+// then the time a kill -9'd daemon takes to converge its 1,000 interfaces again; on SQLite and on a
+// three-member etcd cluster in the same run (`--store sqlite|etcd|both`, default both). On etcd it also
+// reports the database size after the workload, after churn, and after a compaction pass, and runs the
+// fleet scenario (bench/controlplane-fleet.ts): five real daemons, 5,000 interfaces, time to all converged.
 //
 //   root ns (this process)                    <prefix>h1 (the timed host)
-//   SQLite store file in a temp dir  <----->  appnetd --store (API 127.0.0.1:7878, reconciler, engine)
+//   the store: a SQLite file, or etcd  <---->  appnetd --store (API 127.0.0.1:7878, reconciler, engine)
+//     (members on h1's underlay, this process by a veth of its own)
 //   host records h2..h10 (leases, no daemon)     ^ HTTP, keep-alive, CONCURRENCY requests in flight
 //                                              load client (this file, `--load`), measures latency
 //                                              <prefix>-iNNNN: 200 instance namespaces, 5 TAPs each
@@ -22,115 +26,47 @@
 // takes the client a few ms to parse, and with 8 responses arriving together the last one waits for the
 // parses of the others, on CPUs it shares with the daemon.
 //
-// `node --import tsx bench/run.ts controlplane [--json] [--scale=F]`: F (default 1) scales every count, for a
-// smoke run (--scale=0.1: 100 networks, 1000 interfaces). Traffic stays in the namespaces built here.
-import { spawn } from 'node:child_process';
+// `node --import tsx bench/run.ts controlplane [--json] [--scale=F] [--store sqlite|etcd|both]`: F (default 1)
+// scales every count, for a smoke run (--scale=0.1: 100 networks, 1000 interfaces). Traffic stays in the
+// namespaces built here.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HostRegistry } from '../control/repo/hosts.ts';
-import { INTERFACES_PREFIX } from '../control/repo/interfaces.ts';
-import { OBSERVED_PREFIX } from '../control/reconcile/reconciler.ts';
 import { openStore } from '../control/store/index.ts';
 import type { Store } from '../control/store/store.ts';
-import { run as exec } from '../test/helpers/run.ts';
-import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
-import {
-  CONCURRENCY, IFACES_PER_INSTANCE, LOAD_CLIENT, SYSTEM_TOKEN, TENANTS, pool, tenantToken, type LoadPlan, type LoadResult, type RouteStats,
-} from './controlplane-load.ts';
+import { TestNet } from '../test/helpers/testnet.ts';
+import { EtcdCluster } from '../test/helpers/etcd-cluster.ts';
+import { Compactor } from '../control/store/compactor.ts';
+import pino from 'pino';
+import { runFleet, type FleetResult } from './controlplane-fleet.ts';
+import { CONCURRENCY, IFACES_PER_INSTANCE, pool, type RouteStats } from './controlplane-load.ts';
+import { benchTokens, runLoad, waitConverged, type Expect } from './controlplane-harness.ts';
+import { shim } from './path-measure.ts';
 
 const HOSTS = 10;
-const POLL_MS = 100;
-const CONVERGE_TIMEOUT_MS = 180_000;
 const log = (s: string) => process.stderr.write(`controlplane bench: ${s}\n`);
 
 // ---- The orchestrator -----------------------------------------------------------------------------------------
 
-/** A fake ava context: TestNet registers its destroy() here. */
-function shim(cleanups: Array<() => unknown>) {
-  return { teardown: (fn: () => unknown) => cleanups.push(fn), passed: true } as any;
-}
+type StoreKind = 'sqlite' | 'etcd';
 
-/** Runs the load client in `ns` and returns its JSON; its progress lines go to our stderr. */
-function runLoad(net: TestNet, ns: string, plan: LoadPlan): Promise<LoadResult> {
-  const child = net.track(spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', LOAD_CLIENT], {
-    env: { ...process.env, APPNET_BENCH_LOAD: JSON.stringify(plan) }, stdio: ['ignore', 'pipe', 'inherit'], detached: true,
-  }));
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => (out += b));
-  return new Promise((resolve, reject) => {
-    child.once('close', (code, signal) => {
-      if (code !== 0) return reject(new Error(`load client (${plan.phase}) exited ${code ?? signal}`));
-      try { resolve(JSON.parse(out)); } catch (e) { reject(new Error(`load client gave no JSON: ${out.slice(0, 300)}`)); }
-    });
-  });
-}
-
-interface Expect { store: Store; daemon: Daemon; pid: () => number | undefined; ifaces: Set<string>; namespaces: Map<string, number> }
-
-/** One poll round: true when engine, store and devices all show the h1 interfaces converged. */
-async function converged(e: Expect, why: string[]): Promise<boolean> {
-  why.length = 0;
-  const counters = await e.daemon.get<{ ports: unknown[] }>('/engine/counters').catch(() => null);
-  const ports = counters?.ports.length ?? 0;
-  if (ports !== e.ifaces.size) return why.push(`engine ports ${ports}/${e.ifaces.size}`), false;
-  const observed = await e.store.get(OBSERVED_PREFIX + 'h1');
-  const obs = observed ? JSON.parse(observed.value) : null;
-  if (!obs || obs.pid !== e.pid() || obs.ports !== e.ifaces.size || obs.pending !== 0) {
-    return why.push(`observed ${JSON.stringify(obs)}`), false;
-  }
-  const { kvs } = await e.store.range(INTERFACES_PREFIX);
-  const created = kvs.filter((kv) => e.ifaces.has(kv.key.slice(INTERFACES_PREFIX.length)) && JSON.parse(kv.value).state === 'created').length;
-  if (created !== e.ifaces.size) return why.push(`store created ${created}/${e.ifaces.size}`), false;
-  let missing = 0;
-  await pool(e.namespaces.size, 4, async (i) => {
-    const [ns, want] = [...e.namespaces][i];
-    const r = await exec('ip', ['-n', ns, '-o', 'link', 'show', 'up'], { reject: false });
-    const have = (r.stdout.match(/^\d+: an[0-9a-f]{8}[:@]/gm) ?? []).length;
-    missing += Math.max(0, want - have);
-  });
-  if (missing > 0) return why.push(`${missing} TAPs missing or down`), false;
-  return true;
-}
-
-async function waitConverged(e: Expect, from: number): Promise<number> {
-  const why: string[] = [];
-  let lastLog = 0;
-  for (;;) {
-    const round = performance.now();
-    if (await converged(e, why)) return round - from;
-    if (round - from > CONVERGE_TIMEOUT_MS) throw new Error(`not converged after ${CONVERGE_TIMEOUT_MS} ms: ${why.join('; ')}`);
-    if (round - lastLog > 2000) { log(`converging: ${why.join('; ')}`); lastLog = round; }
-    await sleep(POLL_MS);
-  }
-}
-
-function table(f: Result): string {
-  const lines = [`${'route'.padEnd(36)}${'count'.padStart(7)}${'errors'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}${'p99 recv'.padStart(10)}`];
-  for (const [route, s] of Object.entries(f.routes)) {
-    lines.push(`${route.padEnd(36)}${String(s.count).padStart(7)}${String(s.errors).padStart(8)}${String(s.p50).padStart(9)}${String(s.p99).padStart(9)}${String(s.max).padStart(9)}${String(s.p99_received).padStart(10)}`);
-  }
-  return lines.join('\n');
-}
-
-interface Result {
-  networks: number; interfaces: number; instances: number; timed_host_interfaces: number; hosts: string; concurrency: number;
+interface ScaleResult {
+  store: StoreKind; networks: number; interfaces: number; instances: number; timed_host_interfaces: number; hosts: string; concurrency: number;
   routes: Record<string, RouteStats>;
   initial_converge_ms: number; kill_exit_ms: number; restart_converge_ms: number; restart_healthz_ms: number;
   p99_max_ms: number; target_p99_50ms_met: boolean; target_converge_10s_met: boolean;
-  machine: { cpus: number; cpuModel?: string; kernel: string };
+  /** etcd: the largest member's backend after the workload, after churn, after one compaction pass. */
+  db_mib?: { after_workload: number; after_churn: number; after_compaction: number };
 }
 
-export async function run({ json }: { json?: boolean }): Promise<Result> {
-  const arg = process.argv.find((x) => x.startsWith('--scale='))?.split('=')[1];
-  const scale = Number(arg ?? 1);
-  if (!(scale > 0 && scale <= 1)) throw new Error(`controlplane bench: --scale must be in (0, 1], got '${arg}'`);
+const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
+
+async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
   const networks = Math.round(1000 * scale);
   const instancesPerHost = networks / IFACES_PER_INSTANCE;
-  if (!Number.isInteger(instancesPerHost)) throw new Error(`controlplane bench: --scale must make ${networks} networks a multiple of 5`);
   const plan0 = { api: 'http://127.0.0.1:7878', networks, instances: instancesPerHost * HOSTS, instancesPerHost };
-
   const cleanups: Array<() => unknown> = [];
   const t = shim(cleanups);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-cpbench-'));
@@ -140,16 +76,21 @@ export async function run({ json }: { json?: boolean }): Promise<Result> {
   try {
     const net = await TestNet.create(t, { hosts: 1 });
     const h1 = net.hosts[0];
+    let daemonStore = `sqlite:${path.join(dir, 'appnet.db')}`;
+    let benchStore = daemonStore;
+    let etcd: EtcdCluster | undefined;
+    if (kind === 'etcd') {
+      log('etcd: starting a three-member cluster on the underlay');
+      etcd = await EtcdCluster.start(t, { members: 3, rootAccess: true, attach: { ns: net.underlayNs, bridge: 'br0', subnet: '198.18.0', firstHost: 201 } });
+      [daemonStore, benchStore] = [etcd.url(), etcd.rootUrl()];
+    }
     // TestNet owns the instance namespaces, so its teardown (and its SIGINT/exit handlers) delete them.
-    log(`creating ${instancesPerHost} instance namespaces for h1`);
+    log(`${kind}: creating ${instancesPerHost} instance namespaces for h1`);
     const namespaces = new Map<string, number>();
     for (let k = 0; k < instancesPerHost; k++) namespaces.set((await net.addInstance(`i${String(k).padStart(4, '0')}`)).ns, IFACES_PER_INSTANCE);
     const netnsPrefix = `${net.prefix}-i`;
-    const storeUrl = `sqlite:${path.join(dir, 'appnet.db')}`;
-    const tokens: Record<string, string> = { [SYSTEM_TOKEN]: 'system' };
-    for (let i = 0; i < TENANTS; i++) tokens[tenantToken(i)] = `t${i}`;
-    const daemon = await net.startAppnetd(h1, { store: storeUrl, tokens, floatingPool: '198.19.255.0/24' });
-    store = await openStore(storeUrl);
+    const daemon = await net.startAppnetd(h1, { store: daemonStore, tokens: benchTokens(), floatingPool: '198.19.255.0/24' });
+    store = await openStore(benchStore);
     // The other hosts are host records under live leases (kept alive by this process), with no daemon: they
     // place instances and appear in flood lists, which is all the timed host sees of them.
     for (let i = 2; i <= HOSTS; i++) {
@@ -158,20 +99,20 @@ export async function run({ json }: { json?: boolean }): Promise<Result> {
       registries.push(reg);
     }
 
-    log(`creating ${networks} networks and ${plan0.instances} instances (${plan0.instances * IFACES_PER_INSTANCE} interfaces), concurrency ${CONCURRENCY}`);
+    log(`${kind}: creating ${networks} networks and ${plan0.instances} instances (${plan0.instances * IFACES_PER_INSTANCE} interfaces), concurrency ${CONCURRENCY}`);
     const t0 = performance.now();
     const created = await runLoad(net, h1.ns, { ...plan0, netnsPrefix, phase: 'create' });
     const ifaces = new Set(created.h1Instances.flatMap((i) => i.interfaces));
     if (ifaces.size !== networks) throw new Error(`expected ${networks} interfaces on h1, got ${ifaces.size}`);
-    const expect: Expect = { store, daemon, pid: () => daemon.pid, ifaces, namespaces };
-    const initial = await waitConverged(expect, t0);
-    log(`initial convergence ${Math.round(initial)} ms after the first POST`);
+    const expect: Expect = { store, daemon, host: 'h1', pid: () => daemon.pid, ifaces, namespaces };
+    const initial = await waitConverged([expect], t0);
+    log(`${kind}: initial convergence ${Math.round(initial)} ms after the first POST`);
 
     const read = await runLoad(net, h1.ns, { ...plan0, netnsPrefix, phase: 'read' });
 
     // SIGKILL, then wait for the process to be gone: the kernel unregisters its 1000 TAPs as the process
     // exits, which takes longer than Daemon.kill9()'s 5 s allowance. A supervisor restarts after that exit.
-    log('kill -9 of h1 appnetd');
+    log(`${kind}: kill -9 of h1 appnetd`);
     const killed = performance.now();
     process.kill(daemon.pid!, 'SIGKILL');
     while (daemon.running) {
@@ -179,35 +120,36 @@ export async function run({ json }: { json?: boolean }): Promise<Result> {
       await sleep(50);
     }
     const exitMs = performance.now() - killed;
-    log(`exited ${Math.round(exitMs)} ms after SIGKILL; restarting`);
     const t1 = performance.now();
     await daemon.start();
     const healthz = performance.now() - t1;
-    const restart = await waitConverged(expect, t1);
-    log(`restart convergence ${Math.round(restart)} ms (healthz after ${Math.round(healthz)} ms)`);
+    const restart = await waitConverged([expect], t1);
+    log(`${kind}: restart convergence ${Math.round(restart)} ms (healthz after ${Math.round(healthz)} ms)`);
 
+    let db: ScaleResult['db_mib'];
+    if (etcd) {
+      const afterWorkload = await etcd.dbSize();
+      log('etcd: churn (metadata writes on every network, 10 rounds), then one compaction pass');
+      const nets = (await store.range('/appnet/networks/')).kvs.map((kv) => kv.key);
+      for (let round = 0; round < 10; round++) {
+        await pool(nets.length, CONCURRENCY, async (i) => {
+          const kv = await store!.get(nets[i]);
+          if (kv) await store!.put(nets[i], JSON.stringify({ ...JSON.parse(kv.value), metadata: { churn: String(round).padEnd(512, '.') } }));
+        });
+      }
+      const afterChurn = await etcd.dbSize();
+      await new Compactor({ store, log: pino({ level: 'silent' }), isCompactor: () => true, settings: { intervalSeconds: 3600, retainRevisions: 1000, defragFreeBytes: 1024 * 1024 } }).pass();
+      db = { after_workload: mib(afterWorkload), after_churn: mib(afterChurn), after_compaction: mib(await etcd.dbSize()) };
+    }
     const routes = { ...created.routes, ...read.routes };
     const p99Max = Math.max(...Object.values(routes).map((s) => s.p99));
-    const result: Result = {
-      networks, interfaces: plan0.instances * IFACES_PER_INSTANCE, instances: plan0.instances, timed_host_interfaces: ifaces.size,
+    return {
+      store: kind, networks, interfaces: plan0.instances * IFACES_PER_INSTANCE, instances: plan0.instances, timed_host_interfaces: ifaces.size,
       hosts: `h1 real appnetd (timed); h2..h${HOSTS} host records under live leases, no daemon`,
       concurrency: CONCURRENCY, routes,
       initial_converge_ms: Math.round(initial), kill_exit_ms: Math.round(exitMs), restart_converge_ms: Math.round(restart), restart_healthz_ms: Math.round(healthz),
-      p99_max_ms: p99Max, target_p99_50ms_met: p99Max < 50, target_converge_10s_met: restart < 10_000,
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, kernel: os.release() },
+      p99_max_ms: p99Max, target_p99_50ms_met: p99Max < 50, target_converge_10s_met: restart < 10_000, ...(db ? { db_mib: db } : {}),
     };
-    if (!json) {
-      console.log(`Control plane at scale, ${os.cpus().length} CPUs, kernel ${os.release()}: ${networks} networks, ${result.interfaces} interfaces ` +
-        `(${plan0.instances} instances x ${IFACES_PER_INSTANCE}), ${ifaces.size} on the timed host h1`);
-      console.log(`hosts: ${result.hosts}; client-side latency, ${CONCURRENCY} requests in flight, keep-alive\n`);
-      console.log(table(result));
-      console.log(`\ninitial convergence of h1 (from the first POST): ${result.initial_converge_ms} ms`);
-      console.log(`kill -9: the process was gone ${result.kill_exit_ms} ms after SIGKILL (the kernel removing its TAPs)`);
-      console.log(`after kill -9: restart to converged ${result.restart_converge_ms} ms (/healthz answered after ${result.restart_healthz_ms} ms)`);
-      console.log(`target p99 < 50 ms: ${result.target_p99_50ms_met ? 'met' : 'NOT met'} (worst ${p99Max}); ` +
-        `target convergence < 10 s: ${result.target_converge_10s_met ? 'met' : 'NOT met'}`);
-    }
-    return result;
   } catch (e) {
     t.passed = false;
     throw e;
@@ -216,4 +158,53 @@ export async function run({ json }: { json?: boolean }): Promise<Result> {
     await store?.close();
     for (const fn of cleanups.reverse()) await fn();
   }
+}
+
+function table(results: ScaleResult[]): string {
+  const cols = results.map((r) => r.store);
+  const lines = [`${'route'.padEnd(36)}${cols.map((c) => `${c} p50 / p99 ms`.padStart(24)).join('')}`];
+  for (const route of Object.keys(results[0].routes)) {
+    lines.push(route.padEnd(36) + results.map((r) => {
+      const s = r.routes[route];
+      return (s ? `${s.p50} / ${s.p99}${s.errors ? ` (${s.errors} err)` : ''}` : '-').padStart(24);
+    }).join(''));
+  }
+  const row = (label: string, f: (r: ScaleResult) => string) => lines.push(label.padEnd(36) + results.map((r) => f(r).padStart(24)).join(''));
+  lines.push('');
+  row('h1 converged from the first POST', (r) => `${r.initial_converge_ms} ms`);
+  row('process gone after kill -9', (r) => `${r.kill_exit_ms} ms`);
+  row('h1 converged after the restart', (r) => `${r.restart_converge_ms} ms`);
+  row('worst p99 (target < 50 ms)', (r) => `${r.p99_max_ms} ms ${r.target_p99_50ms_met ? 'met' : 'NOT met'}`);
+  row('restart (target < 10 s)', (r) => (r.target_converge_10s_met ? 'met' : 'NOT met'));
+  const e = results.find((r) => r.db_mib);
+  if (e?.db_mib) lines.push(`\netcd DB (largest member): ${e.db_mib.after_workload} MiB after the workload, ${e.db_mib.after_churn} MiB after churn, ${e.db_mib.after_compaction} MiB after one compaction pass`);
+  return lines.join('\n');
+}
+
+export async function run({ json }: { json?: boolean }): Promise<Record<string, unknown>> {
+  const arg = process.argv.find((x) => x.startsWith('--scale='))?.split('=')[1];
+  const scale = Number(arg ?? 1);
+  if (!(scale > 0 && scale <= 1)) throw new Error(`controlplane bench: --scale must be in (0, 1], got '${arg}'`);
+  if (!Number.isInteger(Math.round(1000 * scale) / IFACES_PER_INSTANCE)) throw new Error('controlplane bench: --scale must make a multiple of 5 networks');
+  const i = process.argv.findIndex((x) => x === '--store' || x.startsWith('--store='));
+  const which = i < 0 ? 'both' : process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
+  if (!['sqlite', 'etcd', 'both'].includes(which)) throw new Error(`controlplane bench: --store must be sqlite, etcd or both, got '${which}'`);
+  const kinds: StoreKind[] = which === 'both' ? ['sqlite', 'etcd'] : [which as StoreKind];
+  const results: ScaleResult[] = [];
+  for (const kind of kinds) results.push(await scaleRun(kind, scale));
+  let fleet: FleetResult | undefined;
+  if (kinds.includes('etcd')) fleet = await runFleet(scale);
+  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, kernel: os.release() };
+  if (!json) {
+    const r = results[0];
+    console.log(`Control plane at scale, ${machine.cpus} CPUs, kernel ${machine.kernel}: ${r.networks} networks, ${r.interfaces} interfaces ` +
+      `(${r.instances} instances x ${IFACES_PER_INSTANCE}), ${r.timed_host_interfaces} on the timed host h1; stores: ${kinds.join(', ')} (etcd: 3 members)`);
+    console.log(`hosts: ${r.hosts}; client-side latency, ${CONCURRENCY} requests in flight, keep-alive\n`);
+    console.log(table(results));
+    if (fleet) {
+      console.log(`\nfleet on etcd: ${fleet.daemons} real daemons, ${fleet.interfaces} interfaces (${fleet.per_daemon} each): all converged ${fleet.converge_ms} ms ` +
+        `after the first POST (target < 30 s: ${fleet.target_30s_met ? 'met' : 'NOT met'}); RSS per daemon ${fleet.rss_mb.join(' / ')} MB`);
+    }
+  }
+  return { results, fleet, machine };
 }
