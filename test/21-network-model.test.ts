@@ -138,7 +138,7 @@ test('vxlan_id: system only, range-checked', (t) => {
   fails(t, { name: 'x', netblock: '198.18.4.0/24', vxlan_id: 4242 }, 403, /only the system namespace/);
 });
 
-test('new record starts initial; external view has exactly the reference fields plus encrypt', (t) => {
+test('new record starts initial; external view has exactly the reference fields plus encrypt, and vxid beside vxlan_id', (t) => {
   const spec = validateNetworkCreate({ name: 'web', netblock: '198.18.4.0/24', provide_nat: false }, ctx);
   const record = newNetworkRecord(spec, { uuid: UUIDS[0], vxid: 0x2a, now: 5_000 });
   t.is(record.state, 'initial');
@@ -157,6 +157,7 @@ test('new record starts initial; external view has exactly the reference fields 
     'state',
     'uuid',
     'version',
+    'vxid',
     'vxlan_id',
   ]);
   t.deepEqual(view, {
@@ -172,6 +173,7 @@ test('new record starts initial; external view has exactly the reference fields 
     provide_dns: false,
     encrypt: false,
     floating_gateway: '198.19.20.7',
+    vxid: 42,
     vxlan_id: 42,
   });
 });
