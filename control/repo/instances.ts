@@ -37,7 +37,7 @@ import { type NetworkRecord, isUuid, resolveNetworkRef } from '../networks/netwo
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
 import { ATTACHMENTS_PREFIX, type Attachments, INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX, readAttachments } from './interfaces.ts';
 import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
-import { isUnavailable, type StateView } from './state-view.ts';
+import { readOrSeen, type StateView } from './state-view.ts';
 
 export const INSTANCES_PREFIX = '/appnet/instances/';
 const CREATE_TRIES = 8;
@@ -87,22 +87,10 @@ export class InstanceRepository {
     return kvs.map((kv) => JSON.parse(kv.value) as InstanceRecord);
   }
 
-  /** The record with this UUID, if any; from the view while the store is away (headless, DESIGN.md §4). */
-  private async byUuid(uuid: string): Promise<InstanceRecord[]> {
-    try {
-      const kv = await this.store.get(INSTANCES_PREFIX + uuid);
-      return kv ? [JSON.parse(kv.value) as InstanceRecord] : [];
-    } catch (err) {
-      if (!this.view || !isUnavailable(err)) throw err;
-      const seen = this.view.instances.get(uuid);
-      return seen ? [seen] : [];
-    }
-  }
-
   async resolve(ref: string, namespace: string): Promise<InstanceRecord> {
     // Names are never UUID-shaped, so a UUID is one key read, not a scan of every instance.
     if (isUuid(ref)) {
-      return resolveInstanceRef(ref, namespace, await this.byUuid(ref));
+      return resolveInstanceRef(ref, namespace, await readOrSeen<InstanceRecord>(this.store, INSTANCES_PREFIX + ref, this.view, (v) => v.instances.get(ref)));
     }
     return resolveInstanceRef(ref, namespace, await this.allRecords());
   }

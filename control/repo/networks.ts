@@ -45,7 +45,7 @@ import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, allocate, createIpam, listReservations, release } from '../ipam/ipam.ts';
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
 import type { KeyValue, Store, TxnOp } from '../store/store.ts';
-import { isUnavailable, type StateView } from './state-view.ts';
+import { readOrSeen, type StateView } from './state-view.ts';
 import { withFloatingPool } from './floating-pool.ts';
 
 export const NETWORKS_PREFIX = '/appnet/networks/';
@@ -170,23 +170,11 @@ export class NetworkRepository {
     return kvs.map((kv) => JSON.parse(kv.value) as NetworkRecord);
   }
 
-  /** The record with this UUID, if any; from the view while the store is away (headless, DESIGN.md §4). */
-  private async byUuid(uuid: string): Promise<NetworkRecord[]> {
-    try {
-      const kv = await this.store.get(NETWORKS_PREFIX + uuid);
-      return kv ? [JSON.parse(kv.value) as NetworkRecord] : [];
-    } catch (err) {
-      if (!this.view || !isUnavailable(err)) throw err;
-      const seen = this.view.networks.get(uuid);
-      return seen ? [seen] : [];
-    }
-  }
-
   /** By UUID or by a name unique among the namespace's active networks (404/400 as the reference). */
   async resolve(ref: string, namespace: string): Promise<NetworkRecord> {
     // Names are never UUID-shaped, so a UUID is one key read, not a scan of every network.
     if (isUuid(ref)) {
-      return resolveNetworkRef(ref, namespace, await this.byUuid(ref));
+      return resolveNetworkRef(ref, namespace, await readOrSeen<NetworkRecord>(this.store, NETWORKS_PREFIX + ref, this.view, (v) => v.networks.get(ref)));
     }
     return resolveNetworkRef(ref, namespace, await this.allRecords());
   }

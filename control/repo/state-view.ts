@@ -121,6 +121,21 @@ export function isUnavailable(err: unknown): boolean {
   return (err as StoreError | undefined)?.code === 'EUNAVAILABLE';
 }
 
+/**
+ * The record at `key` as a list of none or one, read from the store; while the store is away, what the view
+ * last saw of it (`seen`), so that lookups keep answering (headless, DESIGN.md §4).
+ */
+export async function readOrSeen<T>(store: Store, key: string, view: StateView | undefined, seen: (v: StateView) => T | undefined): Promise<T[]> {
+  try {
+    const kv = await store.get(key);
+    return kv ? [JSON.parse(kv.value) as T] : [];
+  } catch (err) {
+    if (!view || !isUnavailable(err)) throw err;
+    const record = seen(view);
+    return record === undefined ? [] : [record];
+  }
+}
+
 export class StateView {
   readonly #listeners = new Set<() => void>();
   #unavailableUntil = 0;
