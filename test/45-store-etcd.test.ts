@@ -88,3 +88,15 @@ test.serial('all members down: calls fail fast with StoreUnavailableError; back 
   t.deepEqual(seen.map((e) => e.kv.key), [`${p}before`, `${p}after`], 'the watch resumed and missed nothing');
   await w.cancel();
 });
+
+test('a range larger than gRPC\'s default 4 MiB message arrives whole', async (t) => {
+  const c = await shared();
+  const store = await openStore(c.rootUrl());
+  t.teardown(() => store.close());
+  const p = `big/${Date.now()}/`;
+  const value = 'v'.repeat(500_000);
+  for (let i = 0; i < 12; i++) await store.put(`${p}${String(i).padStart(2, '0')}`, value);
+  const { kvs } = await store.range(p);
+  t.is(kvs.length, 12);
+  t.is(kvs.reduce((n, kv) => n + kv.value.length, 0), 6_000_000);
+});

@@ -57,6 +57,9 @@ export class EtcdStore implements Store {
     const timeout = o.callTimeoutMs ?? 5000;
     this.#options = {
       dialTimeout: Math.min(timeout, 3000),
+      // gRPC's default 4 MiB per message is less than one range of a large prefix (10,000 interfaces are
+      // ~4 MiB); etcd itself sends up to 2 GiB.
+      grpcOptions: { 'grpc.max_receive_message_length': 512 * 1024 * 1024 },
       ...(o.auth ? { auth: { username: o.auth.username, password: o.auth.password } } : {}),
       ...(o.tls ? {
         credentials: {
