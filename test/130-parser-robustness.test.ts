@@ -11,6 +11,10 @@ import { decodeFrame, formatLayers, KeylogError, parseKeylog, summary } from '..
 import * as M from '../dataplane/link/messages.ts';
 import { ConfigError, parseDaemonConfig } from '../control/daemon/config.ts';
 import { InvalidArgumentError, parseStoreUrl } from '../control/store/index.ts';
+import { BadRequest } from '../control/errors.ts';
+import { parseCidr } from '../control/net/ipv4-cidr.ts';
+import { parseFloatingPool } from '../control/networks/network.ts';
+import { parseLinkPool } from '../control/connections/link-pool.ts';
 import { bytes, frames, mutated, onlyThrows } from './helpers/properties.ts';
 
 const RUNS = { numRuns: 2000 };
@@ -140,4 +144,24 @@ test('parseDaemonConfig regression: a BigInt field is a ConfigError naming the f
   const filter = { ...VALID_CONFIG.ports[0].filter, port: 80n };
   const ferr = t.throws(() => parseDaemonConfig({ ...VALID_CONFIG, ports: [{ ...VALID_CONFIG.ports[0], filter }] }), { instanceOf: ConfigError });
   t.regex(ferr?.message ?? '', /ports\[0\]\.filter\.port.*"80n"/);
+});
+
+test('netblock parsers (API netblocks, the floating and link pools): anything gives a CIDR or a 400 BadRequest', (t) => {
+  const cidrText = fc.tuple(fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 5 }), fc.oneof(fc.nat(40), fc.string({ maxLength: 4 })))
+    .map(([o, p]) => `${o.join('.')}/${p}`);
+  const input = fc.oneof(cidrText, fc.string({ maxLength: 30 }), fc.anything({ withBigInt: true, withNullPrototype: true, maxDepth: 1 }));
+  const isBadRequest = (e: unknown) => e instanceof BadRequest;
+  fc.assert(fc.property(input, (v) => {
+    onlyThrows(parseCidr, isBadRequest)(v);
+    onlyThrows(parseFloatingPool, isBadRequest)(v);
+    onlyThrows(parseLinkPool, isBadRequest)(v);
+  }), RUNS);
+  t.pass();
+});
+
+test('quote regression: an object without a prototype holding a BigInt is quoted, not a TypeError', (t) => {
+  // Found by the property above: parseCidr's message called String() on it, which throws.
+  const v = Object.assign(Object.create(null), { n: 0n });
+  const err = t.throws(() => parseCidr(v), { instanceOf: BadRequest });
+  t.regex(err?.message ?? '', /cannot parse netblock: \[object Object\] is not a string/);
 });
