@@ -169,13 +169,24 @@ export async function run(opts: { json: boolean }): Promise<Record<string, unkno
     let churnUp = false;
     let nextRenew = 0;
     const scopes = [{ network: plain.uuid }, { network: enc.uuid }, { connection: conn.connection_id }];
-    // Each periodic step runs alone (a slow one is skipped, not stacked) and records its failure.
+    // Each periodic step runs alone (a slow one is skipped, not stacked) and records its failure; the end
+    // waits for the steps in flight, so none meets a daemon being torn down.
+    const inFlight = new Set<Promise<void>>();
     const every = (ms: number, what: string, step: () => Promise<void>) => {
       let busy = false;
       const timer = setInterval(() => {
         if (busy) return;
         busy = true;
-        step().catch((e: Error) => errors.push(`${what} at ${Math.round(atS())} s: ${e.message}`)).finally(() => (busy = false));
+        const p: Promise<void> = step()
+          .catch((e: Error) => {
+            errors.push(`${what} at ${Math.round(atS())} s: ${e.message}`);
+            log(`FAILED: ${errors[errors.length - 1]}`);
+          })
+          .finally(() => {
+            busy = false;
+            inFlight.delete(p);
+          });
+        inFlight.add(p);
       }, ms);
       return timer;
     };
@@ -222,6 +233,7 @@ export async function run(opts: { json: boolean }): Promise<Record<string, unkno
       while (atS() < total) await sleep(500);
     } finally {
       for (const t of timers) clearInterval(t);
+      await Promise.all(inFlight);
     }
     while (samples.h1.length < 2 || samples.h1[samples.h1.length - 1].atS < total - 1) {
       for (const d of daemons) samples[d.host.name].push(await sample(d, atS()));
