@@ -13,7 +13,7 @@
 // end: RSS and descriptor slopes, everything that moved, the traffic's own figures; the process exits 1 if
 // a must-be-zero counter moved or a periodic step failed. Everything runs in namespaces built here.
 //
-// `node --import tsx bench/run.ts soak [--minutes N] [--json]`
+// `node --import tsx bench/run.ts soak [--minutes N] [--rekey=S] [--json]`
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,6 +46,14 @@ function minutes(): number {
   const m = Number(arg ?? 10);
   if (!(m > 0 && m <= 24 * 60)) throw new Error(`soak bench: --minutes must be a number in (0, 1440], got '${arg}'`);
   return m;
+}
+
+/** Link rekey age in seconds (`--rekey=S`, default 1: a rekey every second, as the issue asks). */
+function rekeySeconds(): number {
+  const arg = process.argv.find((x) => x.startsWith('--rekey='))?.split('=')[1];
+  const s = Number(arg ?? 1);
+  if (!(Number.isInteger(s) && s >= 1 && s <= 120)) throw new Error(`soak bench: --rekey must be an integer in 1..120 seconds, got '${arg}'`);
+  return s;
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
@@ -90,10 +98,10 @@ async function dhcpClient(net: TestNet, inst: Instance, tap: string, dir: string
 export async function run(opts: { json: boolean }): Promise<Record<string, unknown>> {
   const total = Math.round(minutes() * 60);
   const cleanups: Array<() => unknown> = [];
-  const f: Record<string, unknown> = { minutes: total / 60 };
+  const f: Record<string, unknown> = { minutes: total / 60, rekey_s: rekeySeconds() };
   try {
     const net = await TestNet.create(shim(cleanups), { hosts: 3 });
-    const cp = await controlPlaneConfig(net, { link: { rekeyAfterSeconds: 1 } });
+    const cp = await controlPlaneConfig(net, { link: { rekeyAfterSeconds: rekeySeconds() } });
     const daemons: Daemon[] = [];
     for (const h of net.hosts) daemons.push(await net.startAppnetd(h, cp));
     const [h1, h2, h3] = net.hosts.map((h) => h.ns);
