@@ -130,7 +130,12 @@ export function quote(value: unknown): string {
   try {
     text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
   } catch {
-    text = String(value);
+    // A BigInt or a cycle makes JSON.stringify throw; String() throws too for an object without a prototype.
+    try {
+      text = String(value);
+    } catch {
+      text = Object.prototype.toString.call(value);
+    }
   }
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

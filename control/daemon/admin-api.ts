@@ -1,6 +1,6 @@
 // The daemon's local admin API: HTTP on a unix socket, for tests, the demo and benchmarks.
 import { performance } from 'node:perf_hooks';
-import { unlinkSync, mkdirSync } from 'node:fs';
+import { unlinkSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Engine } from '../../dataplane/engine.ts';
@@ -48,11 +48,13 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
     if (!ctx.services) return reply.code(404).send({ error: 'network services run in store mode only (--store)', status: 404 });
     return ctx.services.stats();
   });
-  // Cumulative event-loop time and memory: a benchmark samples it before and after a run.
+  // Cumulative event-loop time, memory and open descriptors: a benchmark samples it before and after a run,
+  // the soak every minute (a leak shows as a slope).
   app.get('/engine/stats', async () => {
     const elu = performance.eventLoopUtilization();
     const m = process.memoryUsage();
-    return { eluIdleMs: elu.idle, eluActiveMs: elu.active, rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external };
+    const openFds = readdirSync('/proc/self/fd').length - 1; // the listing's own descriptor is not ours
+    return { eluIdleMs: elu.idle, eluActiveMs: elu.active, rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, openFds };
   });
   mkdirSync(dirname(socketPath), { recursive: true });
   try { unlinkSync(socketPath); } catch { /* not there */ }

@@ -3,6 +3,7 @@
 import { DEFAULT_LINK_POOL, parseLinkPool } from '../connections/link-pool.ts';
 import { DEFAULT_COMPACTION, type CompactionSettings } from '../store/compactor.ts';
 import { compilePortFilter, PortFilterError, type PortFilter } from '../../dataplane/wire/port-filter.ts';
+import { showValue } from '../../dataplane/wire/errors.ts';
 
 export type PortKind = 'tap' | 'tun';
 
@@ -124,13 +125,13 @@ function obj(v: unknown, path: string): Obj {
 }
 function int(v: unknown, path: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(path, `must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+    throw new ConfigError(path, `must be an integer in ${min}..${max}, got ${showValue(v)}`);
   }
   return v;
 }
 function str(v: unknown, path: string, re?: RegExp, form?: string): string {
   if (typeof v !== 'string' || (re && !re.test(v))) {
-    throw new ConfigError(path, `must be ${form ?? 'a string'}, got ${JSON.stringify(v)}`);
+    throw new ConfigError(path, `must be ${form ?? 'a string'}, got ${showValue(v)}`);
   }
   return v;
 }
@@ -187,7 +188,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
   });
   const off = c.offloads === undefined ? {} : obj(c.offloads, 'offloads');
   const onOff = (k: string): boolean => {
-    if (off[k] !== undefined && typeof off[k] !== 'boolean') throw new ConfigError(`offloads.${k}`, `must be true or false, got ${JSON.stringify(off[k])}`);
+    if (off[k] !== undefined && typeof off[k] !== 'boolean') throw new ConfigError(`offloads.${k}`, `must be true or false, got ${showValue(off[k])}`);
     return off[k] !== false;
   };
   for (const k of Object.keys(off)) {
@@ -290,7 +291,7 @@ function parseFilter(v: unknown, path: string): PortFilter {
 }
 
 function bool(v: unknown, path: string): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(path, `must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw new ConfigError(path, `must be true or false, got ${showValue(v)}`);
   return v;
 }
 

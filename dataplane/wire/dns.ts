@@ -200,6 +200,8 @@ function readRecord(bytes: Uint8Array, start: number, what: string): { record: D
  * (after its 0 byte or its first pointer), which is where the caller's next field starts.
  */
 export function readDnsName(bytes: Uint8Array, offset: number): { name: string; end: number } {
+  // A negative or fractional offset reads `undefined` bytes, which pass every check below and loop forever.
+  if (!Number.isInteger(offset) || offset < 0) throw new WireError('dns', 'name', offset, `offset ${offset} is not a byte offset`);
   const labels: string[] = [];
   const visited = new Set<number>();
   let at = offset;

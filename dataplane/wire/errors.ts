@@ -43,3 +43,16 @@ export function checkUint(protocol: string, field: string, offset: number, value
     throw new WireError(protocol, field, offset, `${value} is not an integer in 0..${max}`);
   }
 }
+
+/**
+ * `value` as JSON for an error message, never throwing: a BigInt or a cycle (which make JSON.stringify
+ * throw a TypeError) is shown by its String form instead, so a validator rejects such input with its own
+ * error type.
+ */
+export function showValue(value: unknown): string {
+  try {
+    return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(value);
+  } catch {
+    return `<${Object.prototype.toString.call(value)}>`;
+  }
+}

@@ -20,6 +20,7 @@
  * Only headers are read (the IPv4 total length is not compared with the frame's); never throws.
  */
 import { parseIpv4Address } from './address.ts';
+import { showValue } from './errors.ts';
 
 export interface PortFilter {
   /** This port's address on the link, and the other end's. */
@@ -68,7 +69,7 @@ export class PortFilterError extends RangeError {
 /** Throws PortFilterError naming the field (prefixed with `path`) when `f` is not a valid filter. */
 export function compilePortFilter(f: PortFilter, path = 'filter'): CompiledPortFilter {
   const fail = (field: string, want: string, got: unknown): never => {
-    throw new PortFilterError(field, `must be ${want}, got ${JSON.stringify(got)}`, path);
+    throw new PortFilterError(field, `must be ${want}, got ${showValue(got)}`, path);
   };
   if (typeof f !== 'object' || f === null) fail('', 'an object', f);
   const addr = (field: 'localAddress' | 'peerAddress'): number => {
