@@ -129,7 +129,8 @@ test('store URLs: an sqlite path and an etcd endpoint list come back from the UR
   }), RUNS);
   const endpoint = fc.tuple(fc.stringMatching(/^[a-z0-9.-]{1,20}$/), fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`);
   fc.assert(fc.property(fc.array(endpoint, { minLength: 1, maxLength: 4 }), (eps) => {
-    deepStrictEqual(parseStoreUrl(`etcd://${eps.join(',')}`), { kind: 'etcd', endpoints: eps });
+    deepStrictEqual(parseStoreUrl(`etcd://${eps.join(',')}`), { kind: 'etcd', endpoints: eps, tls: false });
+    deepStrictEqual(parseStoreUrl(`etcds://${eps.join(',')}`), { kind: 'etcd', endpoints: eps, tls: true });
   }), RUNS);
   t.pass();
 });
