@@ -139,21 +139,24 @@ export class InstanceRepository {
       const compare: Compare[] = [{ key: INSTANCES_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 }];
       const success: TxnOp[] = [];
 
-      // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards.
+      // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards. The networks are
+      // read side by side: on etcd each read is a round trip, and the longer this phase, the likelier a
+      // concurrent create changes an IPAM key in between and the txn has to start again.
       const networkByRef = new Map<string, NetworkRecord>();
       const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
       const attachments = new Map<string, Attachments>();
-      for (const [index, want] of spec.interfaces.entries()) {
-        if (networkByRef.has(want.network)) continue;
+      const firstIndex = new Map<string, number>();
+      for (const [index, want] of spec.interfaces.entries()) if (!firstIndex.has(want.network)) firstIndex.set(want.network, index);
+      const reads = await Promise.all([...firstIndex].map(async ([ref, index]) => {
         // The record is read from the store (not the view) for the modRevision the txn compares: by UUID
         // that one read also resolves the reference, by name it follows the resolution.
         let kv: KeyValue | undefined;
         let network: NetworkRecord;
-        if (isUuid(want.network)) {
-          kv = await this.store.get(NETWORKS_PREFIX + want.network);
-          network = resolveNetworkRef(want.network, spec.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
+        if (isUuid(ref)) {
+          kv = await this.store.get(NETWORKS_PREFIX + ref);
+          network = resolveNetworkRef(ref, spec.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
         } else {
-          const resolved = await this.networks.resolve(want.network, spec.namespace);
+          const resolved = await this.networks.resolve(ref, spec.namespace);
           kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
           network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
         }
@@ -162,14 +165,16 @@ export class InstanceRepository {
             reason: 'not-ready',
           });
         }
-        networkByRef.set(want.network, network);
-        if (!ipams.has(network.uuid)) {
-          compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
-          const ipamKv = await this.store.get(IPAM_PREFIX + network.uuid);
-          if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
-          ipams.set(network.uuid, { kv: ipamKv as KeyValue, state: JSON.parse((ipamKv as KeyValue).value) as IpamState });
-          attachments.set(network.uuid, await readAttachments(this.store, network.uuid));
-        }
+        const [ipamKv, att] = await Promise.all([this.store.get(IPAM_PREFIX + network.uuid), readAttachments(this.store, network.uuid)]);
+        if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
+        return { ref, kv, network, ipamKv: ipamKv as KeyValue, att };
+      }));
+      for (const { ref, kv, network, ipamKv, att } of reads) {
+        networkByRef.set(ref, network);
+        if (ipams.has(network.uuid)) continue;
+        compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
+        ipams.set(network.uuid, { kv: ipamKv, state: JSON.parse(ipamKv.value) as IpamState });
+        attachments.set(network.uuid, att);
       }
 
       // MACs and addresses, planned against what was just read.
