@@ -173,7 +173,8 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
     const out = await cli(['add', s.name, 'sink-svc', 'sink', 'in', ...(i === 0 ? [] : ['--json'])]);
     t.is(out.code, 0, out.stderr);
     if (i === 0) {
-      t.deepEqual(rowsOf(out.stdout)[1], [s.uuid, 'src0', 'sink-svc', sink.uuid, 'sink', 'in', 'WAITING']);
+      t.is(out.stdout, 'RESULT OK\n');
+      t.deepEqual(rowsOf((await cli(['list'])).stdout)[1], [s.uuid, 'src0', 'sink-svc', sink.uuid, 'sink', 'in', 'WAITING']);
     } else {
       t.is(JSON.parse(out.stdout).status, 'WAITING');
     }
@@ -200,7 +201,14 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
   // The sink's host goes away: WAITING with the reason, then back, with the same addresses.
   const before = new Map(listed.map((c) => [c.connection_id, c.link]));
   for (const id of ids) await hooks.markWaiting(id, 'host h1 stopped answering');
-  t.deepEqual(rowsOf((await cli(['list'])).stdout).slice(1).map((r) => r[6]), Array(5).fill('WAITING: host h1 stopped answering'));
+  // STATUS is bare (scripts split rows on whitespace); the reason is in -o wide and --json.
+  const waiting = rowsOf((await cli(['list'])).stdout);
+  t.deepEqual(waiting.slice(1).map((r) => r.length), Array(5).fill(7));
+  t.deepEqual(waiting.slice(1).map((r) => r[6]), Array(5).fill('WAITING'));
+  const wide = (await cli(['list', '-o', 'wide'])).stdout.split('\n').filter((l) => l !== '');
+  t.regex(wide[0]!, /STATUS\s+REASON$/);
+  t.true(wide.slice(1).every((l) => /WAITING\s+host h1 stopped answering$/.test(l)), wide.join('\n'));
+  t.is((await cli(['list', '-o', 'tall'])).code, 1);
   for (const id of ids) await hooks.markEstablished(id);
   for (const c of (await call('GET', '/connections')).body as Body[]) {
     t.is(c.status, 'ESTABLISHED');
@@ -239,7 +247,8 @@ test('removing a required outbound needs --force; TERMINATED, then gone when the
 
   const forced = await cli(['rm', 'src', 'db', 'sink', 'in', '--force']);
   t.is(forced.code, 0, forced.stderr);
-  t.is(rowsOf(forced.stdout)[1][6], 'TERMINATED');
+  t.is(forced.stdout, 'RESULT OK\n');
+  t.is((await call('GET', `/connections/${req.connection_id}`)).body.status, 'TERMINATED');
   // A late "up" from the data plane does not resurrect it.
   t.like(await hooks.markEstablished(req.connection_id), { status: 'TERMINATED' });
   t.deepEqual((await call('GET', '/outbounds/available')).body, [], 'a terminating connection still holds its outbound');
@@ -303,7 +312,9 @@ test('an exhausted link pool puts the connection in ERROR with its reason; add e
   const third = await cli(['add', 's3', 'o', 'sink', 'in']);
   t.is(third.code, 1);
   const reason = 'no free link address: the link pool 198.18.200.0/30 has all 2 address pairs in use; remove unused connections or configure a larger link pool';
-  t.is(rowsOf(third.stdout)[1][6], `ERROR: ${reason}`);
+  t.is(third.stdout, '', 'no RESULT OK for a connection in ERROR');
+  const listed3 = rowsOf((await cli(['list'])).stdout).find((r) => r[1] === 's3')!;
+  t.is(listed3[6], 'ERROR');
   t.regex(third.stderr, new RegExp(`^appnet: connection [0-9a-f-]+ is in ERROR: no free link address`));
   const err = ((await call('GET', '/connections')).body as Body[]).find((c) => c.source_instance_name === 's3')!;
   t.like(err, { status: 'ERROR', reason, link: null });
