@@ -215,6 +215,13 @@ function instanceHandlers(namespaces: ReadonlySet<string>, connections: Connecti
         .map(interfaceView);
     },
 
+    // Hot-plug (Shaken Fist's): the host's reconciler makes or removes the device in the running instance.
+    'POST /instances/:ref/interfaces': async ({ req, namespace, instances }) =>
+      interfaceView(await instances.addInterface(await instances.resolve((req.params as Params).ref, namespace), req.body)),
+
+    'DELETE /interfaces/:uuid': async ({ req, namespace, instances }) =>
+      interfaceView(await instances.removeInterface(await instances.interfaces.get((req.params as Params).uuid, namespace))),
+
     'GET /interfaces/:uuid': async ({ req, namespace, instances }) =>
       interfaceView(await instances.interfaces.get((req.params as Params).uuid, namespace)),
 
