@@ -197,6 +197,13 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
   const rows = rowsOf(table.stdout);
   t.deepEqual(rows[0], ['SOURCE_INSTANCE_ID', 'SOURCE_INSTANCE_NAME', 'OUTBOUND', 'TARGET_INSTANCE_ID', 'TARGET_INSTANCE_NAME', 'INBOUND', 'STATUS']);
   t.deepEqual(rows.slice(1).map((r) => r[6]), Array(5).fill('ESTABLISHED'));
+  // `instance show` ends with Nalej's connections block, either side of the instance.
+  const shownSink = rowsOf((await cli(['instance', 'show', 'sink'])).stdout);
+  const head = shownSink.findIndex((r) => r[0] === 'SOURCE');
+  t.deepEqual(shownSink[head], ['SOURCE', 'OUTBOUND', 'TARGET', 'INBOUND', 'REQUIRED', 'STATUS']);
+  t.deepEqual(shownSink.slice(head + 1).map((r) => r.join(' ')).sort(), sources.map((s) => `${s.name} sink-svc sink in FALSE ESTABLISHED`).sort());
+  const shownSrc = rowsOf((await cli(['instance', 'show', 'src0'])).stdout);
+  t.deepEqual(shownSrc.slice(shownSrc.findIndex((r) => r[0] === 'SOURCE') + 1), [['src0', 'sink-svc', 'sink', 'in', 'FALSE', 'ESTABLISHED']]);
 
   // The sink's host goes away: WAITING with the reason, then back, with the same addresses.
   const before = new Map(listed.map((c) => [c.connection_id, c.link]));
