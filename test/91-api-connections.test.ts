@@ -97,7 +97,8 @@ test('instances declare inbounds and outbounds; bad declarations are 400 naming 
 
 test('add: every validation message through the API and the CLI, one outbound refused twice', async (t) => {
   const { call, instance, cli } = await fixture(t);
-  const src = await instance('src', { outbounds: [{ name: 'db', required: true }], inbounds: [{ name: 'self', port: 1 }] });
+  // Not required: a required outbound is connected at deploy time (the deploy-time test below).
+  const src = await instance('src', { outbounds: [{ name: 'db' }], inbounds: [{ name: 'self', port: 1 }] });
   const sink = await instance('sink', { host: 'h2', inbounds: [{ name: 'in', port: 5432 }] });
   const other = await instance('other', { inbounds: [{ name: 'in', port: 80 }] });
   await instance('theirs', { inbounds: [{ name: 'in', port: 80 }] }, 'tok-b');
@@ -124,7 +125,7 @@ test('add: every validation message through the API and the CLI, one outbound re
   const added = await call('POST', '/connections', tuple('src', 'db', 'sink', 'in'));
   t.is(added.status, 202);
   t.like(added.body, {
-    source_instance_id: src.uuid, source_instance_name: 'src', outbound_name: 'db', outbound_required: true,
+    source_instance_id: src.uuid, source_instance_name: 'src', outbound_name: 'db', outbound_required: false,
     target_instance_id: sink.uuid, target_instance_name: 'sink', inbound_name: 'in', inbound_port: 5432, inbound_protocol: 'tcp',
     status: 'WAITING', reason: null, link: { outbound_address: '198.18.128.0', inbound_address: '198.18.128.1', prefix_len: 31 },
   });
@@ -239,9 +240,10 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
 
 test('removing a required outbound needs --force; TERMINATED, then gone when the data plane finishes', async (t) => {
   const { call, instance, hooks, cli } = await fixture(t);
-  await instance('src', { outbounds: [{ name: 'db', required: true }, { name: 'log' }] });
   await instance('sink', { inbounds: [{ name: 'in', port: 5432 }] });
-  const req = (await call('POST', '/connections', tuple('src', 'db', 'sink', 'in'))).body;
+  // A required outbound is connected when the instance is deployed.
+  await instance('src', { outbounds: [{ name: 'db', required: true }, { name: 'log' }], connect: [{ outbound: 'db', target: 'sink', inbound: 'in' }] });
+  const req = ((await call('GET', '/connections')).body as Body[]).find((c) => c.outbound_name === 'db')!;
   const opt = (await call('POST', '/connections', tuple('src', 'log', 'sink', 'in'))).body;
   await hooks.markEstablished(req.connection_id);
 
@@ -277,14 +279,39 @@ test('removing a required outbound needs --force; TERMINATED, then gone when the
   t.is(readd.body.link.outbound_address, '198.18.128.0');
 });
 
+test('connections at deploy time: --connect and connect[]; a required outbound not filled is refused, nothing written', async (t) => {
+  const { call, instance, cli } = await fixture(t);
+  await instance('sink', { inbounds: [{ name: 'in', port: 5432 }] });
+  const refused = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db', required: true }, { name: 'log' }] });
+  t.is(refused.status, 400);
+  t.is(refused.body.error, 'Required outbound not filled: db');
+  t.is((await call('GET', '/instances/app')).status, 404, 'nothing was written');
+  const cliRefused = await cli(['instance', 'create', 'app', '--host', 'h1', '--outbound', 'db:required']);
+  t.is(cliRefused.code, 1);
+  t.is(cliRefused.stderr, 'appnet: Required outbound not filled: db\n');
+  const bad = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db' }], connect: [{ outbound: 'nope', target: 'sink', inbound: 'in' }] });
+  t.is(bad.status, 400);
+  t.regex(bad.body.error, /connect\.0\.outbound "nope" is not an outbound of the instance/);
+  // A target inbound that does not exist: the API's own message, and the instance is gone again.
+  const noInbound = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db' }], connect: [{ outbound: 'db', target: 'sink', inbound: 'other' }] });
+  t.true(noInbound.status >= 400 && noInbound.status < 500, JSON.stringify(noInbound.body));
+  t.is((await call('GET', '/instances/app')).status, 404);
+
+  const made = await cli(['instance', 'create', 'app', '--host', 'h1', '--outbound', 'db:required', '--connect', 'db=sink:in', '--json']);
+  t.is(made.code, 0, made.stderr);
+  const conns = (await call('GET', '/connections')).body as Body[];
+  t.deepEqual(conns.map((c) => [c.source_instance_name, c.outbound_name, c.target_instance_name, c.inbound_name, c.outbound_required, c.status]), [['app', 'db', 'sink', 'in', true, 'WAITING']]);
+  t.is((await cli(['instance', 'create', 'x', '--host', 'h1', '--connect', 'db-sink:in'])).code, 2, 'a malformed --connect is a usage error');
+});
+
 test('deleting an instance with inbound connections needs force; its connections pass through TERMINATED', async (t) => {
   const { call, instance, hooks, cli } = await fixture(t);
   await instance('a', { outbounds: [{ name: 'up' }] });
-  await instance('b', { outbounds: [{ name: 'up', required: true }] });
   const sink = await instance('sink', { inbounds: [{ name: 'in', port: 80 }], outbounds: [{ name: 'next' }] });
   await instance('far', { inbounds: [{ name: 'in', port: 81 }] });
   const c1 = (await call('POST', '/connections', tuple('a', 'up', 'sink', 'in'))).body;
-  const c2 = (await call('POST', '/connections', tuple('b', 'up', 'sink', 'in'))).body;
+  await instance('b', { outbounds: [{ name: 'up', required: true }], connect: [{ outbound: 'up', target: 'sink', inbound: 'in' }] });
+  const c2 = ((await call('GET', '/connections')).body as Body[]).find((c) => c.source_instance_name === 'b')!;
   const c3 = (await call('POST', '/connections', tuple('sink', 'next', 'far', 'in'))).body;
 
   const refused = await call('DELETE', '/instances/sink');

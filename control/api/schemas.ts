@@ -327,6 +327,7 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
           },
           inbounds: { type: 'array', items: inboundSchema },
           outbounds: { type: 'array', items: outboundSchema },
+          connect: { type: 'array', items: { type: 'object' } }, // deploy-time connections (connections/deploy.ts)
         },
       },
     },

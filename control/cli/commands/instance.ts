@@ -64,6 +64,13 @@ export function parseOutbound(text: string): { name: string; required: boolean }
   return { name: m[1], required: m[2] === 'required' };
 }
 
+/** `OUTBOUND=TARGET:INBOUND` → a deploy-time connection of POST /instances. */
+export function parseConnect(text: string): { outbound: string; target: string; inbound: string } {
+  const m = /^([^=]+)=([^:]+):(.+)$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`expected OUTBOUND=TARGET_INSTANCE:INBOUND, got ${JSON.stringify(text)}`);
+  return { outbound: m[1], target: m[2], inbound: m[3] };
+}
+
 function collectWith<T>(parse: (text: string) => T) {
   return (text: string, previous: T[] | undefined): T[] => [...(previous ?? []), parse(text)];
 }
@@ -107,7 +114,8 @@ export function instanceCommand(): Command {
     .option('--network <netdesc>', 'NETREF[,address=IP][,mac=MAC]; repeat for more interfaces', collect)
     .option('--inbound <NAME:PORT[/PROTO]>', 'an inbound other instances may connect to; repeatable', collectWith(parseInbound))
     .option('--outbound <NAME[:required]>', 'an outbound this instance dials; repeatable', collectWith(parseOutbound))
-    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[]; inbound?: unknown[]; outbound?: unknown[] }, cmd: Command) =>
+    .option('--connect <OUTBOUND=TARGET:INBOUND>', 'connect an outbound at deploy time; repeatable (required outbounds must be)', collectWith(parseConnect))
+    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[]; inbound?: unknown[]; outbound?: unknown[]; connect?: unknown[] }, cmd: Command) =>
       emit(
         cmd,
         (c) =>
@@ -119,6 +127,7 @@ export function instanceCommand(): Command {
             interfaces: opts.network ?? [],
             ...(opts.inbound !== undefined ? { inbounds: opts.inbound } : {}),
             ...(opts.outbound !== undefined ? { outbounds: opts.outbound } : {}),
+            ...(opts.connect !== undefined ? { connect: opts.connect } : {}),
           }),
         showInstance,
       ),
