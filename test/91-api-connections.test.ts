@@ -217,6 +217,9 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
   t.regex(wide[0]!, /STATUS\s+REASON$/);
   t.true(wide.slice(1).every((l) => /WAITING\s+host h1 stopped answering$/.test(l)), wide.join('\n'));
   t.is((await cli(['list', '-o', 'tall'])).code, 1);
+  const shownConn = (await cli(['connection', 'show', ids[0]!])).stdout;
+  t.regex(shownConn, /^reason\s+host h1 stopped answering$/m);
+  t.regex(shownConn, /^status\s+WAITING$/m);
   for (const id of ids) await hooks.markEstablished(id);
   for (const c of (await call('GET', '/connections')).body as Body[]) {
     t.is(c.status, 'ESTABLISHED');

@@ -15,7 +15,10 @@
 import { Command } from 'commander';
 import { emit, withJson } from '../context.ts';
 import { type Column, formatRows } from '../table.ts';
-import type { View } from './network.ts';
+import { seg } from '../client.ts';
+import { type View, showObject } from './network.ts';
+
+const SHOW_CONNECTION = ['connection_id', 'status', 'reason', 'source_instance_name', 'outbound_name', 'target_instance_name', 'inbound_name', 'inbound_port', 'inbound_protocol', 'outbound_required', 'link', 'vni'];
 
 const text = (v: unknown) => (v === undefined || v === null ? '-' : String(v));
 
@@ -104,6 +107,15 @@ export function connectionCommands(): Command[] {
       ),
     );
 
+  // One connection with every field, the reason among them (list keeps STATUS bare).
+  const connection = new Command('connection').description('one application connection');
+  withJson(connection.command('show'))
+    .description('show a connection: status, reason, link addresses, VNI')
+    .argument('<connection_id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.get<View>(`/connections/${seg(id)}`), (v) => showObject(v, SHOW_CONNECTION)),
+    );
+
   const inbound = new Command('inbound').description('inbound interfaces of instances');
   withJson(inbound.command('available'))
     .description('inbounds that can be connected to (all: an inbound takes many connections)')
@@ -118,5 +130,5 @@ export function connectionCommands(): Command[] {
       emit(cmd, (c) => c.get<View[]>('/outbounds/available'), (rows) => formatRows(OUTBOUND_COLUMNS, rows)),
     );
 
-  return [list, add, remove, inbound, outbound];
+  return [list, add, remove, connection, inbound, outbound];
 }
