@@ -69,7 +69,7 @@ export async function runBundled(entry, name) {
 }
 
 /** Every launcher's bundle: `node bin/bundled.js` builds them ahead of time (setup, images). */
-export const BUNDLES = [['control/daemon/appnetd.ts', 'appnetd'], ['control/cli/appnet.ts', 'appnet']];
+export const BUNDLES = [['control/daemon/appnetd.ts', 'appnetd'], ['control/cli/appnet.ts', 'appnet'], ['control/cni/main.ts', 'appnet-cni']];
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   await Promise.all(BUNDLES.map(([entry, name]) => bundle(entry, name)));

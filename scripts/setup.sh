@@ -52,3 +52,12 @@ for cmd in appnet appnetd; do
     ln -sf "$target" /usr/local/bin/$cmd
   fi
 done
+
+# The CNI plugin where runtimes look for `type: "appnet"`. A wrapper, not a symlink: the runtime runs
+# plugins with a minimal environment (no PATH to node), so it names node by its full path.
+cni_wrapper="#!/bin/sh
+exec $(command -v node) $PWD/bin/appnet-cni.js \"\$@\""
+mkdir -p /opt/cni/bin
+if [ "$(cat /opt/cni/bin/appnet 2>/dev/null)" != "$cni_wrapper" ]; then
+  printf '%s\n' "$cni_wrapper" > /opt/cni/bin/appnet.tmp && chmod 755 /opt/cni/bin/appnet.tmp && mv /opt/cni/bin/appnet.tmp /opt/cni/bin/appnet
+fi

@@ -97,7 +97,8 @@ test('instances declare inbounds and outbounds; bad declarations are 400 naming 
 
 test('add: every validation message through the API and the CLI, one outbound refused twice', async (t) => {
   const { call, instance, cli } = await fixture(t);
-  const src = await instance('src', { outbounds: [{ name: 'db', required: true }], inbounds: [{ name: 'self', port: 1 }] });
+  // Not required: a required outbound is connected at deploy time (the deploy-time test below).
+  const src = await instance('src', { outbounds: [{ name: 'db' }], inbounds: [{ name: 'self', port: 1 }] });
   const sink = await instance('sink', { host: 'h2', inbounds: [{ name: 'in', port: 5432 }] });
   const other = await instance('other', { inbounds: [{ name: 'in', port: 80 }] });
   await instance('theirs', { inbounds: [{ name: 'in', port: 80 }] }, 'tok-b');
@@ -124,7 +125,7 @@ test('add: every validation message through the API and the CLI, one outbound re
   const added = await call('POST', '/connections', tuple('src', 'db', 'sink', 'in'));
   t.is(added.status, 202);
   t.like(added.body, {
-    source_instance_id: src.uuid, source_instance_name: 'src', outbound_name: 'db', outbound_required: true,
+    source_instance_id: src.uuid, source_instance_name: 'src', outbound_name: 'db', outbound_required: false,
     target_instance_id: sink.uuid, target_instance_name: 'sink', inbound_name: 'in', inbound_port: 5432, inbound_protocol: 'tcp',
     status: 'WAITING', reason: null, link: { outbound_address: '198.18.128.0', inbound_address: '198.18.128.1', prefix_len: 31 },
   });
@@ -173,7 +174,8 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
     const out = await cli(['add', s.name, 'sink-svc', 'sink', 'in', ...(i === 0 ? [] : ['--json'])]);
     t.is(out.code, 0, out.stderr);
     if (i === 0) {
-      t.deepEqual(rowsOf(out.stdout)[1], [s.uuid, 'src0', 'sink-svc', sink.uuid, 'sink', 'in', 'WAITING']);
+      t.is(out.stdout, 'RESULT OK\n');
+      t.deepEqual(rowsOf((await cli(['list'])).stdout)[1], [s.uuid, 'src0', 'sink-svc', sink.uuid, 'sink', 'in', 'WAITING']);
     } else {
       t.is(JSON.parse(out.stdout).status, 'WAITING');
     }
@@ -196,11 +198,28 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
   const rows = rowsOf(table.stdout);
   t.deepEqual(rows[0], ['SOURCE_INSTANCE_ID', 'SOURCE_INSTANCE_NAME', 'OUTBOUND', 'TARGET_INSTANCE_ID', 'TARGET_INSTANCE_NAME', 'INBOUND', 'STATUS']);
   t.deepEqual(rows.slice(1).map((r) => r[6]), Array(5).fill('ESTABLISHED'));
+  // `instance show` ends with Nalej's connections block, either side of the instance.
+  const shownSink = rowsOf((await cli(['instance', 'show', 'sink'])).stdout);
+  const head = shownSink.findIndex((r) => r[0] === 'SOURCE');
+  t.deepEqual(shownSink[head], ['SOURCE', 'OUTBOUND', 'TARGET', 'INBOUND', 'REQUIRED', 'STATUS']);
+  t.deepEqual(shownSink.slice(head + 1).map((r) => r.join(' ')).sort(), sources.map((s) => `${s.name} sink-svc sink in FALSE ESTABLISHED`).sort());
+  const shownSrc = rowsOf((await cli(['instance', 'show', 'src0'])).stdout);
+  t.deepEqual(shownSrc.slice(shownSrc.findIndex((r) => r[0] === 'SOURCE') + 1), [['src0', 'sink-svc', 'sink', 'in', 'FALSE', 'ESTABLISHED']]);
 
   // The sink's host goes away: WAITING with the reason, then back, with the same addresses.
   const before = new Map(listed.map((c) => [c.connection_id, c.link]));
   for (const id of ids) await hooks.markWaiting(id, 'host h1 stopped answering');
-  t.deepEqual(rowsOf((await cli(['list'])).stdout).slice(1).map((r) => r[6]), Array(5).fill('WAITING: host h1 stopped answering'));
+  // STATUS is bare (scripts split rows on whitespace); the reason is in -o wide and --json.
+  const waiting = rowsOf((await cli(['list'])).stdout);
+  t.deepEqual(waiting.slice(1).map((r) => r.length), Array(5).fill(7));
+  t.deepEqual(waiting.slice(1).map((r) => r[6]), Array(5).fill('WAITING'));
+  const wide = (await cli(['list', '-o', 'wide'])).stdout.split('\n').filter((l) => l !== '');
+  t.regex(wide[0]!, /STATUS\s+REASON$/);
+  t.true(wide.slice(1).every((l) => /WAITING\s+host h1 stopped answering$/.test(l)), wide.join('\n'));
+  t.is((await cli(['list', '-o', 'tall'])).code, 1);
+  const shownConn = (await cli(['connection', 'show', ids[0]!])).stdout;
+  t.regex(shownConn, /^reason\s+host h1 stopped answering$/m);
+  t.regex(shownConn, /^status\s+WAITING$/m);
   for (const id of ids) await hooks.markEstablished(id);
   for (const c of (await call('GET', '/connections')).body as Body[]) {
     t.is(c.status, 'ESTABLISHED');
@@ -224,9 +243,10 @@ test('five sources to one sink on two hosts: each its own link, ESTABLISHED when
 
 test('removing a required outbound needs --force; TERMINATED, then gone when the data plane finishes', async (t) => {
   const { call, instance, hooks, cli } = await fixture(t);
-  await instance('src', { outbounds: [{ name: 'db', required: true }, { name: 'log' }] });
   await instance('sink', { inbounds: [{ name: 'in', port: 5432 }] });
-  const req = (await call('POST', '/connections', tuple('src', 'db', 'sink', 'in'))).body;
+  // A required outbound is connected when the instance is deployed.
+  await instance('src', { outbounds: [{ name: 'db', required: true }, { name: 'log' }], connect: [{ outbound: 'db', target: 'sink', inbound: 'in' }] });
+  const req = ((await call('GET', '/connections')).body as Body[]).find((c) => c.outbound_name === 'db')!;
   const opt = (await call('POST', '/connections', tuple('src', 'log', 'sink', 'in'))).body;
   await hooks.markEstablished(req.connection_id);
 
@@ -239,7 +259,8 @@ test('removing a required outbound needs --force; TERMINATED, then gone when the
 
   const forced = await cli(['rm', 'src', 'db', 'sink', 'in', '--force']);
   t.is(forced.code, 0, forced.stderr);
-  t.is(rowsOf(forced.stdout)[1][6], 'TERMINATED');
+  t.is(forced.stdout, 'RESULT OK\n');
+  t.is((await call('GET', `/connections/${req.connection_id}`)).body.status, 'TERMINATED');
   // A late "up" from the data plane does not resurrect it.
   t.like(await hooks.markEstablished(req.connection_id), { status: 'TERMINATED' });
   t.deepEqual((await call('GET', '/outbounds/available')).body, [], 'a terminating connection still holds its outbound');
@@ -261,14 +282,39 @@ test('removing a required outbound needs --force; TERMINATED, then gone when the
   t.is(readd.body.link.outbound_address, '198.18.128.0');
 });
 
+test('connections at deploy time: --connect and connect[]; a required outbound not filled is refused, nothing written', async (t) => {
+  const { call, instance, cli } = await fixture(t);
+  await instance('sink', { inbounds: [{ name: 'in', port: 5432 }] });
+  const refused = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db', required: true }, { name: 'log' }] });
+  t.is(refused.status, 400);
+  t.is(refused.body.error, 'Required outbound not filled: db');
+  t.is((await call('GET', '/instances/app')).status, 404, 'nothing was written');
+  const cliRefused = await cli(['instance', 'create', 'app', '--host', 'h1', '--outbound', 'db:required']);
+  t.is(cliRefused.code, 1);
+  t.is(cliRefused.stderr, 'appnet: Required outbound not filled: db\n');
+  const bad = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db' }], connect: [{ outbound: 'nope', target: 'sink', inbound: 'in' }] });
+  t.is(bad.status, 400);
+  t.regex(bad.body.error, /connect\.0\.outbound "nope" is not an outbound of the instance/);
+  // A target inbound that does not exist: the API's own message, and the instance is gone again.
+  const noInbound = await call('POST', '/instances', { name: 'app', host: 'h1', outbounds: [{ name: 'db' }], connect: [{ outbound: 'db', target: 'sink', inbound: 'other' }] });
+  t.true(noInbound.status >= 400 && noInbound.status < 500, JSON.stringify(noInbound.body));
+  t.is((await call('GET', '/instances/app')).status, 404);
+
+  const made = await cli(['instance', 'create', 'app', '--host', 'h1', '--outbound', 'db:required', '--connect', 'db=sink:in', '--json']);
+  t.is(made.code, 0, made.stderr);
+  const conns = (await call('GET', '/connections')).body as Body[];
+  t.deepEqual(conns.map((c) => [c.source_instance_name, c.outbound_name, c.target_instance_name, c.inbound_name, c.outbound_required, c.status]), [['app', 'db', 'sink', 'in', true, 'WAITING']]);
+  t.is((await cli(['instance', 'create', 'x', '--host', 'h1', '--connect', 'db-sink:in'])).code, 2, 'a malformed --connect is a usage error');
+});
+
 test('deleting an instance with inbound connections needs force; its connections pass through TERMINATED', async (t) => {
   const { call, instance, hooks, cli } = await fixture(t);
   await instance('a', { outbounds: [{ name: 'up' }] });
-  await instance('b', { outbounds: [{ name: 'up', required: true }] });
   const sink = await instance('sink', { inbounds: [{ name: 'in', port: 80 }], outbounds: [{ name: 'next' }] });
   await instance('far', { inbounds: [{ name: 'in', port: 81 }] });
   const c1 = (await call('POST', '/connections', tuple('a', 'up', 'sink', 'in'))).body;
-  const c2 = (await call('POST', '/connections', tuple('b', 'up', 'sink', 'in'))).body;
+  await instance('b', { outbounds: [{ name: 'up', required: true }], connect: [{ outbound: 'up', target: 'sink', inbound: 'in' }] });
+  const c2 = ((await call('GET', '/connections')).body as Body[]).find((c) => c.source_instance_name === 'b')!;
   const c3 = (await call('POST', '/connections', tuple('sink', 'next', 'far', 'in'))).body;
 
   const refused = await call('DELETE', '/instances/sink');
@@ -303,7 +349,9 @@ test('an exhausted link pool puts the connection in ERROR with its reason; add e
   const third = await cli(['add', 's3', 'o', 'sink', 'in']);
   t.is(third.code, 1);
   const reason = 'no free link address: the link pool 198.18.200.0/30 has all 2 address pairs in use; remove unused connections or configure a larger link pool';
-  t.is(rowsOf(third.stdout)[1][6], `ERROR: ${reason}`);
+  t.is(third.stdout, '', 'no RESULT OK for a connection in ERROR');
+  const listed3 = rowsOf((await cli(['list'])).stdout).find((r) => r[1] === 's3')!;
+  t.is(listed3[6], 'ERROR');
   t.regex(third.stderr, new RegExp(`^appnet: connection [0-9a-f-]+ is in ERROR: no free link address`));
   const err = ((await call('GET', '/connections')).body as Body[]).find((c) => c.source_instance_name === 's3')!;
   t.like(err, { status: 'ERROR', reason, link: null });

@@ -65,10 +65,12 @@ test('five sources on two hosts reach one sink port by name, nothing else; a req
     const name = `s${i + 1}`;
     const inst = await net.addInstance(name);
     t.teardown(() => rmSync(`/etc/netns/${inst.ns}`, { recursive: true, force: true }));
-    const rec = await cliJson(h1.ns, 'instance', 'create', name, '--host', host, '--netns', inst.ns, '--outbound', i === 0 ? 'db:required' : 'db');
+    // s1's outbound is required: it is connected at deploy time (an unfilled required outbound is refused).
+    const outbound = i === 0 ? ['--outbound', 'db:required', '--connect', `db=${sink.uuid}:in`] : ['--outbound', 'db'];
+    const rec = await cliJson(h1.ns, 'instance', 'create', name, '--host', host, '--netns', inst.ns, ...outbound);
     sources.push({ ns: inst.ns, uuid: rec.uuid, name });
   }
-  for (const s of sources) t.is((await cliJson(h1.ns, 'add', s.uuid, 'db', sink.uuid, 'in')).status, 'WAITING');
+  for (const s of sources.slice(1)) t.is((await cliJson(h1.ns, 'add', s.uuid, 'db', sink.uuid, 'in')).status, 'WAITING');
 
   const established = await until('all five ESTABLISHED', async () => {
     const list = await cliJson(h2.ns, 'list');

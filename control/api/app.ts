@@ -24,6 +24,7 @@ import { SYSTEM_NAMESPACE, externalView } from '../networks/network.ts';
 import { instanceView, checkInterfaceVisible } from '../instances/instance.ts';
 import { interfaceView } from '../instances/interface.ts';
 import { ConnectionRepository } from '../repo/connections.ts';
+import { validateDeployConnections } from '../connections/deploy.ts';
 import { InstanceRepository } from '../repo/instances.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
@@ -198,7 +199,19 @@ function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: Co
   };
   return {
     'POST /instances': async ({ req, namespace, instances }) => {
-      const { instance, interfaces } = await instances.create(req.body, namespace, namespaces());
+      // Deploy-time connections are checked before anything is written; if one cannot be made, the
+      // instance goes again (its connections with it), so a refused deploy leaves nothing.
+      const { connect, ...body } = (req.body ?? {}) as Body;
+      const wanted = validateDeployConnections(connect, body.outbounds);
+      const { instance, interfaces } = await instances.create(body, namespace, namespaces());
+      try {
+        for (const c of wanted) {
+          await connections.add({ source_instance_id: instance.uuid, outbound_name: c.outbound, target_instance_id: c.target, inbound_name: c.inbound }, namespace);
+        }
+      } catch (e) {
+        await connections.deleteInstance(instance, true).catch(() => undefined);
+        throw e;
+      }
       return instanceView(instance, interfaces.map(interfaceView));
     },
 
@@ -237,6 +250,13 @@ function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: Co
         })
         .map(interfaceView);
     },
+
+    // Hot-plug (Shaken Fist's): the host's reconciler makes or removes the device in the running instance.
+    'POST /instances/:ref/interfaces': async ({ req, namespace, instances }) =>
+      interfaceView(await instances.addInterface(await instances.resolve((req.params as Params).ref, namespace), req.body)),
+
+    'DELETE /interfaces/:uuid': async ({ req, namespace, instances }) =>
+      interfaceView(await instances.removeInterface(await instances.interfaces.get((req.params as Params).uuid, namespace))),
 
     'GET /interfaces/:uuid': async ({ req, namespace, instances }) =>
       interfaceView(await instances.interfaces.get((req.params as Params).uuid, namespace)),

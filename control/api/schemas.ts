@@ -329,6 +329,7 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
           },
           inbounds: { type: 'array', items: inboundSchema },
           outbounds: { type: 'array', items: outboundSchema },
+          connect: { type: 'array', items: { type: 'object' } }, // deploy-time connections (connections/deploy.ts)
         },
       },
     },
@@ -372,6 +373,9 @@ export const INSTANCE_ROUTES: RouteDoc[] = [
     response: { type: 'array', items: interfaceViewSchema },
     errors: [400, 401, 404],
   },
+  // Hot-plug; the body is checked by validateInterfaceSpec, whose messages name the field.
+  { method: 'POST', url: '/instances/:ref/interfaces', summary: 'Add an interface {network, address?, macaddr?} to a running instance', schema: { params: ref, body: { type: 'object' } }, response: interfaceViewSchema, errors: [400, 401, 404, 406, 409, 507] },
+  { method: 'DELETE', url: '/interfaces/:uuid', summary: 'Remove an interface; its address and MAC are freed', schema: { params: uuidParam }, response: interfaceViewSchema, errors: [401, 404, 409] },
   {
     method: 'GET',
     url: '/networks/:ref/interfaces',

@@ -31,7 +31,7 @@ export function withJson(cmd: Command): Command {
   return cmd.option('--json', 'print the API response as JSON');
 }
 
-function globals(cmd: Command): GlobalOptions {
+export function globals(cmd: Command): GlobalOptions {
   const merged: GlobalOptions = {};
   // Nearest command wins.
   for (let c: Command | null = cmd; c !== null; c = c.parent) {

@@ -9,6 +9,7 @@ import { keysCommand } from './commands/keys.ts';
 import { replayCommand } from './commands/replay.ts';
 import { hostCommand } from './commands/host.ts';
 import { instanceCommand } from './commands/instance.ts';
+import { execCommand } from './commands/exec.ts';
 import { interfaceCommand } from './commands/interface.ts';
 import { networkCommand } from './commands/network.ts';
 import { loginCommand, namespaceCommand } from './commands/namespace.ts';
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
-  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), namespaceCommand(), loginCommand(), ...connectionCommands()]) program.addCommand(sub);
+  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), namespaceCommand(), loginCommand(), execCommand(), ...connectionCommands()]) program.addCommand(sub);
   return program;
 }
 
@@ -44,7 +45,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command that ran a child (appnet exec) exits with the child's status.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are not errors; commander has already printed its usage message.

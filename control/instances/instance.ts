@@ -6,7 +6,10 @@
 // Rules:
 //   name   1..63 of [A-Za-z0-9._-], starting alphanumeric, not UUID-shaped (as network names)
 //   host   required: an RFC 1123 host name (labels of [A-Za-z0-9-], dots between, <= 253)
-//   netns  optional: 1..63 of [A-Za-z0-9._-], starting alphanumeric; default `inst-<first 8 hex of uuid>`
+//   netns  optional: 1..63 of [A-Za-z0-9._-], starting alphanumeric; default `inst-<first 8 hex of uuid>`;
+//          or an absolute path to a namespace a container runtime made (CNI_NETNS, control/cni/): the
+//          daemon then never creates or deletes it, and sets the address and default route itself
+//          (nothing in a container runs our DHCP client), see reconcile/plan.ts
 //   interfaces  an array (may be empty) of netdescs, validated by interface.ts
 //   inbounds, outbounds  application-network interfaces (may be absent), validated by
 //               appnet-interfaces.ts; records written before they existed have neither (= none)
@@ -112,10 +115,19 @@ export function validateHost(value: unknown): string {
   return value.toLowerCase();
 }
 
+/** An absolute path without `.`/`..` segments, of the characters runtimes use (`/run/netns/cni-1234-...`). */
+const NETNS_PATH = /^(?:\/[A-Za-z0-9_][A-Za-z0-9._:-]{0,254}){1,16}$/;
+
+/** A namespace given by path (a container runtime's), not by name under /run/netns. */
+export function isNetnsPath(netns: string): boolean {
+  return netns.startsWith('/');
+}
+
 export function validateNetns(value: unknown): string {
-  if (typeof value !== 'string' || !NAME.test(value)) {
+  if (typeof value !== 'string' || !(NAME.test(value) || (NETNS_PATH.test(value) && value.length <= 1024))) {
     throw new BadRequest(
-      `netns ${quote(value)} is invalid: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      `netns ${quote(value)} is invalid: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, ` +
+        'or an absolute path to a namespace file',
       { reason: 'netns' },
     );
   }

@@ -11,7 +11,8 @@
 //   switches the frames between the two ports, and the link never leaves this sidecar's memory).
 //   The other host thus becomes an active link peer, and a session stays up for the connection.
 import type { NetworkRecord } from '../networks/network.ts';
-import type { InstanceRecord } from '../instances/instance.ts';
+import { type InstanceRecord, isNetnsPath } from '../instances/instance.ts';
+import { gatewayAddress } from '../services/gateway.ts';
 import type { InterfaceRecord } from '../instances/interface.ts';
 import type { HostRecord } from '../repo/hosts.ts';
 import type { ConnectionRecord } from '../connections/model.ts';
@@ -33,6 +34,11 @@ export interface DesiredPort {
    * DHCP (the instance asks for its address; the daemon does not set it).
    */
   cidr: string | null;
+  /**
+   * The gateway a default route goes to, set for the first interface of an instance whose namespace a
+   * container runtime made (a path): nothing there asks our DHCP for the address and route.
+   */
+  defaultVia?: string;
   mtu: number;
   /** Connection ports: what the engine lets through (the inbound's protocol and port only). */
   filter?: ConnectionFilter;
@@ -155,7 +161,8 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
         vni: on.net.vxid,
         mac: iface.macaddr,
         netns: inst.netns,
-        cidr: iface.ipv4 && !on.net.provideDhcp ? `${iface.ipv4}/${on.prefixLen}` : null,
+        cidr: iface.ipv4 && (!on.net.provideDhcp || isNetnsPath(inst.netns)) ? `${iface.ipv4}/${on.prefixLen}` : null,
+        ...(iface.ipv4 && iface.order === 0 && isNetnsPath(inst.netns) ? { defaultVia: gatewayAddress(on.net.netblock) } : {}),
         mtu: mtuOf(on.net),
       });
     }

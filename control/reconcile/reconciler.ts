@@ -21,6 +21,7 @@ import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import type { StateView } from '../repo/state-view.ts';
 import type { Store } from '../store/store.ts';
+import { isNetnsPath } from '../instances/instance.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
 
 const run = promisify(execFile);
@@ -253,6 +254,7 @@ export class Reconciler {
       try {
         const id = await created;
         this.#ports.set(p.iface, { id, spec: p });
+        if (p.defaultVia) await this.#defaultRoute(p).catch((e) => log.error({ err: e, port: p.name }, 'default route not set'));
         states.set(p.iface, 'created');
         log.info({ port: p.name, iface: p.iface, netns, cidr: p.cidr, vni: p.vni }, 'port created');
       } catch (e) {
@@ -271,7 +273,20 @@ export class Reconciler {
     this.#observed = text;
   }
 
+  /**
+   * A container's default route through the network's gateway (plan.ts: defaultVia). One process per
+   * container port: these namespaces are few next to the daemon's own, and the engine sets addresses only.
+   */
+  async #defaultRoute(p: DesiredPort): Promise<void> {
+    await run('nsenter', [`--net=${p.netns}`, 'ip', 'route', 'replace', 'default', 'via', p.defaultVia!, 'dev', p.name]);
+  }
+
   async #ensureNetns(ns: string): Promise<void> {
+    // A runtime's namespace (a path) is its own: never made or deleted here. Gone means the container is.
+    if (isNetnsPath(ns)) {
+      if (!existsSync(ns)) throw new Error(`network namespace ${ns} does not exist`);
+      return;
+    }
     if (existsSync(`/run/netns/${ns}`)) return;
     await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);

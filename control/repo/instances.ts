@@ -28,9 +28,9 @@
 //     finished to `deleted` (through NetworkRepository.delete, whose audit event records it).
 
 import { randomUUID } from 'node:crypto';
-import { Conflict, NotReady } from '../errors.ts';
-import { type InstanceRecord, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
-import { type InterfaceRecord, newInterfaceRecord } from '../instances/interface.ts';
+import { BadRequest, Conflict, NotFound, NotReady } from '../errors.ts';
+import { type InstanceRecord, MAX_INTERFACES, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
+import { type InterfaceRecord, type InterfaceSpec, newInterfaceRecord, validateInterfaceSpec } from '../instances/interface.ts';
 import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
 import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
 import { type NetworkRecord, isUuid, resolveNetworkRef } from '../networks/network.ts';
@@ -138,90 +138,7 @@ export class InstanceRepository {
       const now = this.now();
       const compare: Compare[] = [{ key: INSTANCES_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 }];
       const success: TxnOp[] = [];
-
-      // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards. The networks are
-      // read side by side: on etcd each read is a round trip, and the longer this phase, the likelier a
-      // concurrent create changes an IPAM key in between and the txn has to start again.
-      const networkByRef = new Map<string, NetworkRecord>();
-      const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
-      const attachments = new Map<string, Attachments>();
-      const firstIndex = new Map<string, number>();
-      for (const [index, want] of spec.interfaces.entries()) if (!firstIndex.has(want.network)) firstIndex.set(want.network, index);
-      const reads = await Promise.all([...firstIndex].map(async ([ref, index]) => {
-        // The record is read from the store (not the view) for the modRevision the txn compares: by UUID
-        // that one read also resolves the reference, by name it follows the resolution.
-        let kv: KeyValue | undefined;
-        let network: NetworkRecord;
-        if (isUuid(ref)) {
-          kv = await this.store.get(NETWORKS_PREFIX + ref);
-          network = resolveNetworkRef(ref, spec.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
-        } else {
-          const resolved = await this.networks.resolve(ref, spec.namespace);
-          kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
-          network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
-        }
-        if (network.state !== 'initial' && network.state !== 'created') {
-          throw new NotReady(`network ${network.uuid} is not ready (${network.state}); interfaces.${index} cannot attach to it`, {
-            reason: 'not-ready',
-          });
-        }
-        const [ipamKv, att] = await Promise.all([this.store.get(IPAM_PREFIX + network.uuid), readAttachments(this.store, network.uuid)]);
-        if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
-        return { ref, kv, network, ipamKv: ipamKv as KeyValue, att };
-      }));
-      for (const { ref, kv, network, ipamKv, att } of reads) {
-        networkByRef.set(ref, network);
-        if (ipams.has(network.uuid)) continue;
-        compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
-        ipams.set(network.uuid, { kv: ipamKv, state: JSON.parse(ipamKv.value) as IpamState });
-        attachments.set(network.uuid, att);
-      }
-
-      // MACs and addresses, planned against what was just read.
-      const used = new Set<string>(); // claimed MACs this attempt has seen, and its own picks
-      const records: InterfaceRecord[] = [];
-      for (const [order, want] of spec.interfaces.entries()) {
-        const ifaceUuid = ifaceUuids[order];
-        const field = `interfaces.${order}.macaddr`;
-        let macaddr: string;
-        if (want.macaddr !== undefined) {
-          const mac = parseMac(want.macaddr, field);
-          if (await this.interfaces.macTaken(mac)) used.add(mac);
-          macaddr = checkRequestedMac(want.macaddr, used, field);
-        } else {
-          for (macaddr = allocateMac(used, this.random); await this.interfaces.macTaken(macaddr); macaddr = allocateMac(used, this.random)) {
-            used.add(macaddr);
-          }
-        }
-        used.add(macaddr);
-        const network = networkByRef.get(want.network) as NetworkRecord;
-        const ipam = ipams.get(network.uuid) as { kv: KeyValue; state: IpamState };
-        let ipv4: string | null = null;
-        const reservation = { type: 'instance' as const, holder: { kind: 'interface', id: ifaceUuid }, now, comment: `instance ${uuid}` };
-        if (want.address === undefined) {
-          const got = allocate(ipam.state, { ...reservation, random: this.random });
-          ipam.state = got.state;
-          ipv4 = got.address;
-        } else if (want.address !== null) {
-          ipam.state = reserve(ipam.state, want.address, reservation);
-          ipv4 = want.address;
-        }
-        records.push(
-          newInterfaceRecord({
-            uuid: ifaceUuid, network_uuid: network.uuid, instance_uuid: uuid, namespace: spec.namespace, macaddr, ipv4, order, now,
-          }),
-        );
-        compare.push({ key: INTERFACES_PREFIX + ifaceUuid, target: 'createRevision', op: '==', value: 0 });
-        compare.push({ key: MACS_PREFIX + macaddr, target: 'createRevision', op: '==', value: 0 });
-        success.push({ type: 'put', key: INTERFACES_PREFIX + ifaceUuid, value: JSON.stringify(records[order]) });
-        success.push({ type: 'put', key: MACS_PREFIX + macaddr, value: JSON.stringify({ interface_uuid: ifaceUuid, when: now }) });
-        attachments.get(network.uuid)!.interfaces.push(ifaceUuid);
-      }
-      for (const [networkUuid, ipam] of ipams) {
-        compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
-        success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
-      }
-      for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
+      const records = await this.planInterfaces(spec.interfaces, { uuids: ifaceUuids, instance: uuid, namespace: spec.namespace, firstOrder: 0, now }, compare, success);
       const instance = newInstanceRecord(spec, { uuid, interfaces: ifaceUuids, now });
       success.push({ type: 'put', key: INSTANCES_PREFIX + uuid, value: JSON.stringify(instance) });
       const result = await this.store.txn({ compare, success });
@@ -246,45 +163,201 @@ export class InstanceRepository {
       const instance = JSON.parse(kv.value) as InstanceRecord;
       const compare: Compare[] = [{ key, target: 'modRevision', op: '==', value: kv.modRevision }];
       const success: TxnOp[] = [{ type: 'delete', key }];
-      const removed: InterfaceRecord[] = [];
-      const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
-      const attachments = new Map<string, Attachments>();
-      for (const ifaceUuid of instance.interfaces) {
-        const ikv = await this.store.get(INTERFACES_PREFIX + ifaceUuid);
-        if (ikv === undefined) continue;
-        const iface = JSON.parse(ikv.value) as InterfaceRecord;
-        let att = attachments.get(iface.network_uuid);
-        if (att === undefined) attachments.set(iface.network_uuid, (att = await readAttachments(this.store, iface.network_uuid)));
-        att.interfaces = att.interfaces.filter((u) => u !== iface.uuid);
-        removed.push({ ...iface, state: 'deleted', stateUpdatedAt: now });
-        compare.push({ key: ikv.key, target: 'modRevision', op: '==', value: ikv.modRevision });
-        success.push({ type: 'delete', key: ikv.key });
-        const macKv = await this.store.get(MACS_PREFIX + iface.macaddr);
-        if (macKv !== undefined && (JSON.parse(macKv.value) as { interface_uuid: string }).interface_uuid === iface.uuid) {
-          success.push({ type: 'delete', key: macKv.key });
-        }
-        if (iface.ipv4 === null) continue;
-        let ipam = ipams.get(iface.network_uuid);
-        if (ipam === undefined) {
-          const pkv = await this.store.get(IPAM_PREFIX + iface.network_uuid);
-          if (pkv === undefined) continue;
-          ipam = { kv: pkv, state: JSON.parse(pkv.value) as IpamState };
-          ipams.set(iface.network_uuid, ipam);
-        }
-        const holder = ipam.state.reservations[iface.ipv4]?.holder;
-        if (holder?.kind === 'interface' && holder.id === iface.uuid) ipam.state = release(ipam.state, iface.ipv4, now);
-      }
-      for (const [networkUuid, ipam] of ipams) {
-        compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
-        success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
-      }
-      for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
+      const removed = await this.planRemoval(instance.interfaces, now, compare, success);
       const result = await this.store.txn({ compare, success });
       if (!result.succeeded) continue;
       await this.finishDeleteWait(new Set(removed.map((i) => i.network_uuid)));
       return { instance, interfaces: removed.sort((a, b) => a.order - b.order) };
     }
     throw new Conflict(`instance ${resolved.uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /**
+   * POST /instances/{ref}/interfaces (hot-plug): one more interface on a live instance, the next NIC
+   * index, under the same rules as at create (404, 406, 409, 507); 400 past MAX_INTERFACES.
+   */
+  async addInterface(resolved: InstanceRecord, body: unknown): Promise<InterfaceRecord> {
+    const want = validateInterfaceSpec(body, resolved.interfaces.length);
+    const ifaceUuid = this.newUuid();
+    const key = INSTANCES_PREFIX + resolved.uuid;
+    for (let attempt = 0; attempt < CREATE_TRIES; attempt++) {
+      const kv = await this.store.get(key);
+      if (kv === undefined) throw new NotFound(`instance ${resolved.uuid} was deleted`, { reason: 'instance' });
+      const instance = JSON.parse(kv.value) as InstanceRecord;
+      if (instance.interfaces.length >= MAX_INTERFACES) {
+        throw new BadRequest(`instance ${instance.name} already has ${MAX_INTERFACES} interfaces, the most allowed`, { reason: 'interfaces' });
+      }
+      const orders = (await this.interfacesOf(instance)).map((i) => i.order);
+      const now = this.now();
+      const compare: Compare[] = [{ key, target: 'modRevision', op: '==', value: kv.modRevision }];
+      const success: TxnOp[] = [];
+      const [record] = await this.planInterfaces([want], { uuids: [ifaceUuid], instance: instance.uuid, namespace: instance.namespace, firstOrder: Math.max(-1, ...orders) + 1, now }, compare, success);
+      success.push({ type: 'put', key, value: JSON.stringify({ ...instance, interfaces: [...instance.interfaces, ifaceUuid] }) });
+      if ((await this.store.txn({ compare, success })).succeeded) return record as InterfaceRecord;
+    }
+    throw new Conflict(`instance ${resolved.uuid} or its network is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /** DELETE /interfaces/{uuid} (hot-unplug): the interface goes, its address and MAC are freed. */
+  async removeInterface(iface: InterfaceRecord): Promise<InterfaceRecord> {
+    const key = INSTANCES_PREFIX + iface.instance_uuid;
+    for (let attempt = 0; attempt < DELETE_TRIES; attempt++) {
+      const kv = await this.store.get(key);
+      if (kv === undefined) throw new NotFound(`interface ${iface.uuid} does not exist`, { reason: 'interface' });
+      const instance = JSON.parse(kv.value) as InstanceRecord;
+      const compare: Compare[] = [{ key, target: 'modRevision', op: '==', value: kv.modRevision }];
+      const success: TxnOp[] = [{ type: 'put', key, value: JSON.stringify({ ...instance, interfaces: instance.interfaces.filter((u) => u !== iface.uuid) }) }];
+      const [removed] = await this.planRemoval([iface.uuid], this.now(), compare, success);
+      if (removed === undefined) throw new NotFound(`interface ${iface.uuid} does not exist`, { reason: 'interface' });
+      if (!(await this.store.txn({ compare, success })).succeeded) continue;
+      await this.finishDeleteWait([removed.network_uuid]);
+      return removed;
+    }
+    throw new Conflict(`interface ${iface.uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+
+  /**
+   * Plans new interfaces of instance `ids.instance` (create and hot-plug): resolves their networks
+   * (404, 406 not ready), picks MACs and addresses (409 taken, 507 full) against a fresh read, and adds
+   * to `compare`/`success` the guards and writes of the interfaces, MAC claims, IPAMs and attachments.
+   */
+  private async planInterfaces(
+    specs: InterfaceSpec[],
+    ids: { uuids: string[]; instance: string; namespace: string; firstOrder: number; now: number },
+    compare: Compare[],
+    success: TxnOp[],
+  ): Promise<InterfaceRecord[]> {
+    const now = ids.now;
+
+    // Resolve each network once (404 / 400 ambiguous), with the revisions the txn guards. The networks are
+    // read side by side: on etcd each read is a round trip, and the longer this phase, the likelier a
+    // concurrent create changes an IPAM key in between and the txn has to start again.
+    const networkByRef = new Map<string, NetworkRecord>();
+    const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+    const attachments = new Map<string, Attachments>();
+    const firstIndex = new Map<string, number>();
+    for (const [index, want] of specs.entries()) if (!firstIndex.has(want.network)) firstIndex.set(want.network, index);
+    const reads = await Promise.all([...firstIndex].map(async ([ref, index]) => {
+      // The record is read from the store (not the view) for the modRevision the txn compares: by UUID
+      // that one read also resolves the reference, by name it follows the resolution.
+      let kv: KeyValue | undefined;
+      let network: NetworkRecord;
+      if (isUuid(ref)) {
+        kv = await this.store.get(NETWORKS_PREFIX + ref);
+        network = resolveNetworkRef(ref, ids.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
+      } else {
+        const resolved = await this.networks.resolve(ref, ids.namespace);
+        kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
+        network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
+      }
+      if (network.state !== 'initial' && network.state !== 'created') {
+        throw new NotReady(`network ${network.uuid} is not ready (${network.state}); interfaces.${index} cannot attach to it`, {
+          reason: 'not-ready',
+        });
+      }
+      const [ipamKv, att] = await Promise.all([this.store.get(IPAM_PREFIX + network.uuid), readAttachments(this.store, network.uuid)]);
+      if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
+      return { ref, kv, network, ipamKv: ipamKv as KeyValue, att };
+    }));
+    for (const { ref, kv, network, ipamKv, att } of reads) {
+      networkByRef.set(ref, network);
+      if (ipams.has(network.uuid)) continue;
+      compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
+      ipams.set(network.uuid, { kv: ipamKv, state: JSON.parse(ipamKv.value) as IpamState });
+      attachments.set(network.uuid, att);
+    }
+
+    // MACs and addresses, planned against what was just read.
+    const used = new Set<string>(); // claimed MACs this attempt has seen, and its own picks
+    const records: InterfaceRecord[] = [];
+    for (const [index, want] of specs.entries()) {
+      const ifaceUuid = ids.uuids[index] as string;
+      const order = ids.firstOrder + index;
+      const field = `interfaces.${index}.macaddr`;
+      let macaddr: string;
+      if (want.macaddr !== undefined) {
+        const mac = parseMac(want.macaddr, field);
+        if (await this.interfaces.macTaken(mac)) used.add(mac);
+        macaddr = checkRequestedMac(want.macaddr, used, field);
+      } else {
+        for (macaddr = allocateMac(used, this.random); await this.interfaces.macTaken(macaddr); macaddr = allocateMac(used, this.random)) {
+          used.add(macaddr);
+        }
+      }
+      used.add(macaddr);
+      const network = networkByRef.get(want.network) as NetworkRecord;
+      const ipam = ipams.get(network.uuid) as { kv: KeyValue; state: IpamState };
+      let ipv4: string | null = null;
+      const reservation = { type: 'instance' as const, holder: { kind: 'interface', id: ifaceUuid }, now, comment: `instance ${ids.instance}` };
+      if (want.address === undefined) {
+        const got = allocate(ipam.state, { ...reservation, random: this.random });
+        ipam.state = got.state;
+        ipv4 = got.address;
+      } else if (want.address !== null) {
+        ipam.state = reserve(ipam.state, want.address, reservation);
+        ipv4 = want.address;
+      }
+      records.push(
+        newInterfaceRecord({
+          uuid: ifaceUuid, network_uuid: network.uuid, instance_uuid: ids.instance, namespace: ids.namespace, macaddr, ipv4, order, now,
+        }),
+      );
+      compare.push({ key: INTERFACES_PREFIX + ifaceUuid, target: 'createRevision', op: '==', value: 0 });
+      compare.push({ key: MACS_PREFIX + macaddr, target: 'createRevision', op: '==', value: 0 });
+      success.push({ type: 'put', key: INTERFACES_PREFIX + ifaceUuid, value: JSON.stringify(records[index]) });
+      success.push({ type: 'put', key: MACS_PREFIX + macaddr, value: JSON.stringify({ interface_uuid: ifaceUuid, when: now }) });
+      attachments.get(network.uuid)!.interfaces.push(ifaceUuid);
+    }
+    for (const [networkUuid, ipam] of ipams) {
+      compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
+      success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
+    }
+    for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
+    return records;
+  }
+
+
+  /**
+   * Plans the removal of interfaces (instance delete and hot-unplug): each record and its MAC claim go,
+   * its address is released into hold-back, its network's attachments lose it; all guarded by the
+   * modRevisions read. Returns the interfaces as they were, in state `deleted`.
+   */
+  private async planRemoval(ifaceUuids: readonly string[], now: number, compare: Compare[], success: TxnOp[]): Promise<InterfaceRecord[]> {
+    const removed: InterfaceRecord[] = [];
+    const ipams = new Map<string, { kv: KeyValue; state: IpamState }>();
+    const attachments = new Map<string, Attachments>();
+    for (const ifaceUuid of ifaceUuids) {
+      const ikv = await this.store.get(INTERFACES_PREFIX + ifaceUuid);
+      if (ikv === undefined) continue;
+      const iface = JSON.parse(ikv.value) as InterfaceRecord;
+      let att = attachments.get(iface.network_uuid);
+      if (att === undefined) attachments.set(iface.network_uuid, (att = await readAttachments(this.store, iface.network_uuid)));
+      att.interfaces = att.interfaces.filter((u) => u !== iface.uuid);
+      removed.push({ ...iface, state: 'deleted', stateUpdatedAt: now });
+      compare.push({ key: ikv.key, target: 'modRevision', op: '==', value: ikv.modRevision });
+      success.push({ type: 'delete', key: ikv.key });
+      const macKv = await this.store.get(MACS_PREFIX + iface.macaddr);
+      if (macKv !== undefined && (JSON.parse(macKv.value) as { interface_uuid: string }).interface_uuid === iface.uuid) {
+        success.push({ type: 'delete', key: macKv.key });
+      }
+      if (iface.ipv4 === null) continue;
+      let ipam = ipams.get(iface.network_uuid);
+      if (ipam === undefined) {
+        const pkv = await this.store.get(IPAM_PREFIX + iface.network_uuid);
+        if (pkv === undefined) continue;
+        ipam = { kv: pkv, state: JSON.parse(pkv.value) as IpamState };
+        ipams.set(iface.network_uuid, ipam);
+      }
+      const holder = ipam.state.reservations[iface.ipv4]?.holder;
+      if (holder?.kind === 'interface' && holder.id === iface.uuid) ipam.state = release(ipam.state, iface.ipv4, now);
+    }
+
+    for (const [networkUuid, ipam] of ipams) {
+      compare.push({ key: IPAM_PREFIX + networkUuid, target: 'modRevision', op: '==', value: ipam.kv.modRevision });
+      success.push({ type: 'put', key: IPAM_PREFIX + networkUuid, value: JSON.stringify(ipam.state) });
+    }
+    for (const [networkUuid, att] of attachments) this.putAttachments(networkUuid, att, compare, success);
+    return removed;
   }
 
   /** Adds the compare-and-swap of a network's attachments key (read as `att.kv`) and its new list. */

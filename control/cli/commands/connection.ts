@@ -1,27 +1,33 @@
 // Top-level connection commands, named as Nalej's `appnet` CLI (reference A5), so that on this
 // binary they read `appnet list`, `appnet add …`:
 //
-//   list | ls                                     the connections table
-//   add <source> <outbound> <target> <inbound>     202: the record, WAITING (ERROR exits 1 with its reason)
-//   remove | delete | del | rm <same four> [--force]   202: the record, TERMINATED
+//   list | ls [-o wide]                           the connections table: Nalej's seven columns, a bare
+//                                                 STATUS (scripts split on whitespace); -o wide adds REASON
+//   add <source> <outbound> <target> <inbound>     202: `RESULT OK` (--json: the record, WAITING); ERROR
+//                                                 exits 1 with its reason on one line
+//   remove | delete | del | rm <same four> [--force]   202: `RESULT OK` (--json: the record, TERMINATED)
 //   inbound available, outbound available         what can be connected (connected outbounds hidden)
 //
 // None of these names is taken by another top-level command (network, instance, interface, host,
-// capture, decode, replay, keys). Choice (reference A8): add and remove print the connection as a
-// `list` row, with its status, instead of Nalej's request table or the docs' "RESULT OK": the
-// status is what tells the operator what happens next.
+// capture, decode, replay, keys). add and remove answer the docs' "RESULT OK" once the request is
+// accepted (reference A5); the record with its status is in --json and `appnet list`.
 
 import { Command } from 'commander';
 import { emit, withJson } from '../context.ts';
 import { type Column, formatRows } from '../table.ts';
-import type { View } from './network.ts';
+import { seg } from '../client.ts';
+import { type View, showObject } from './network.ts';
+
+const SHOW_CONNECTION = ['connection_id', 'status', 'reason', 'source_instance_name', 'outbound_name', 'target_instance_name', 'inbound_name', 'inbound_port', 'inbound_protocol', 'outbound_required', 'link', 'vni'];
 
 const text = (v: unknown) => (v === undefined || v === null ? '-' : String(v));
 
-/** STATUS, with the reason when there is one (ERROR, WAITING after the link was up, TERMINATED). */
-export function statusCell(row: View): string {
-  const status = text(row.status);
-  return row.reason === null || row.reason === undefined || row.status === 'TERMINATED' ? status : `${status}: ${text(row.reason)}`;
+/** What add and remove print when the API accepted the request (Nalej's docs). */
+export const RESULT_OK = 'RESULT OK\n';
+
+/** REASON of `list -o wide`: why a connection is WAITING or in ERROR ('-' when none). */
+function reasonCell(row: View): string {
+  return row.reason === null || row.reason === undefined || row.status === 'TERMINATED' ? '-' : text(row.reason);
 }
 
 export const CONNECTION_COLUMNS: Column<View>[] = [
@@ -31,8 +37,10 @@ export const CONNECTION_COLUMNS: Column<View>[] = [
   { header: 'target_instance_id', get: (c) => c.target_instance_id },
   { header: 'target_instance_name', get: (c) => c.target_instance_name },
   { header: 'inbound', get: (c) => c.inbound_name },
-  { header: 'status', get: statusCell },
+  { header: 'status', get: (c) => c.status },
 ];
+
+const WIDE_COLUMNS: Column<View>[] = [...CONNECTION_COLUMNS, { header: 'reason', get: reasonCell }];
 
 const INBOUND_COLUMNS: Column<View>[] = [
   { header: 'instance_id', get: (r) => r.instance_id },
@@ -68,9 +76,11 @@ export function connectionCommands(): Command[] {
   const list = withJson(new Command('list'))
     .alias('ls')
     .description('list application connections')
-    .action(async (_opts: unknown, cmd: Command) =>
-      emit(cmd, (c) => c.get<View[]>('/connections'), (rows) => formatRows(CONNECTION_COLUMNS, rows)),
-    );
+    .option('-o, --output <format>', 'wide: add a REASON column')
+    .action(async (opts: { output?: string }, cmd: Command) => {
+      if (opts.output !== undefined && opts.output !== 'wide') throw new Error(`--output must be wide, got ${JSON.stringify(opts.output)}`);
+      await emit(cmd, (c) => c.get<View[]>('/connections'), (rows) => formatRows(opts.output === 'wide' ? WIDE_COLUMNS : CONNECTION_COLUMNS, rows));
+    });
 
   const add = withTuple(new Command('add'))
     .description("connect an instance's outbound to another instance's inbound (asynchronous: WAITING, then ESTABLISHED)")
@@ -79,7 +89,7 @@ export function connectionCommands(): Command[] {
       await emit(
         cmd,
         async (c) => (record = await c.post<View>('/connections', tuple(source, outbound, target, inbound))),
-        (r) => formatRows(CONNECTION_COLUMNS, [r]),
+        (r) => (r.status === 'ERROR' ? '' : RESULT_OK),
       );
       // Accepted, but it will never come up: say so in the exit status, not only in the table.
       if (record?.status === 'ERROR') throw new Error(`connection ${text(record.connection_id)} is in ERROR: ${text(record.reason)}`);
@@ -93,8 +103,17 @@ export function connectionCommands(): Command[] {
       emit(
         cmd,
         (c) => c.delete<View>('/connections', { ...tuple(source, outbound, target, inbound), force: opts.force === true }),
-        (r) => formatRows(CONNECTION_COLUMNS, [r]),
+        () => RESULT_OK,
       ),
+    );
+
+  // One connection with every field, the reason among them (list keeps STATUS bare).
+  const connection = new Command('connection').description('one application connection');
+  withJson(connection.command('show'))
+    .description('show a connection: status, reason, link addresses, VNI')
+    .argument('<connection_id>')
+    .action(async (id: string, _opts: unknown, cmd: Command) =>
+      emit(cmd, (c) => c.get<View>(`/connections/${seg(id)}`), (v) => showObject(v, SHOW_CONNECTION)),
     );
 
   const inbound = new Command('inbound').description('inbound interfaces of instances');
@@ -111,5 +130,5 @@ export function connectionCommands(): Command[] {
       emit(cmd, (c) => c.get<View[]>('/outbounds/available'), (rows) => formatRows(OUTBOUND_COLUMNS, rows)),
     );
 
-  return [list, add, remove, inbound, outbound];
+  return [list, add, remove, connection, inbound, outbound];
 }

@@ -3,8 +3,8 @@
 
 import { Command, InvalidArgumentError } from 'commander';
 import { seg } from '../client.ts';
-import { emit, withJson } from '../context.ts';
-import { formatLoose } from '../table.ts';
+import { emit, globals, withJson } from '../context.ts';
+import { type Column, formatLoose, formatRows } from '../table.ts';
 import { INTERFACE_COLUMNS, type View, showObject } from './network.ts';
 
 const INSTANCE_COLUMNS = ['uuid', 'name', 'namespace', 'host', 'netns', 'state'];
@@ -64,6 +64,13 @@ export function parseOutbound(text: string): { name: string; required: boolean }
   return { name: m[1], required: m[2] === 'required' };
 }
 
+/** `OUTBOUND=TARGET:INBOUND` → a deploy-time connection of POST /instances. */
+export function parseConnect(text: string): { outbound: string; target: string; inbound: string } {
+  const m = /^([^=]+)=([^:]+):(.+)$/.exec(text);
+  if (m === null) throw new InvalidArgumentError(`expected OUTBOUND=TARGET_INSTANCE:INBOUND, got ${JSON.stringify(text)}`);
+  return { outbound: m[1], target: m[2], inbound: m[3] };
+}
+
 function collectWith<T>(parse: (text: string) => T) {
   return (text: string, previous: T[] | undefined): T[] => [...(previous ?? []), parse(text)];
 }
@@ -79,6 +86,22 @@ export function showInstance(view: View | null | undefined): string {
   return text;
 }
 
+/** Nalej's connections block of `app inst get`: the instance's connections, either side. */
+const CONNECTION_BLOCK: Column<View>[] = [
+  { header: 'source', get: (c) => c.source_instance_name },
+  { header: 'outbound', get: (c) => c.outbound_name },
+  { header: 'target', get: (c) => c.target_instance_name },
+  { header: 'inbound', get: (c) => c.inbound_name },
+  { header: 'required', get: (c) => (c.outbound_required === true ? 'TRUE' : 'FALSE') },
+  { header: 'status', get: (c) => c.status },
+];
+
+/** `instance show`: the instance and, under it, its connections (none: no block). */
+export function showInstanceWithConnections({ instance, connections }: { instance: View; connections: View[] }): string {
+  const mine = connections.filter((c) => c.source_instance_id === instance.uuid || c.target_instance_id === instance.uuid);
+  return showInstance(instance) + (mine.length === 0 ? '' : '\n' + formatRows(CONNECTION_BLOCK, mine));
+}
+
 export function instanceCommand(): Command {
   const instance = new Command('instance').description('instances (network endpoints on a host)');
 
@@ -91,7 +114,8 @@ export function instanceCommand(): Command {
     .option('--network <netdesc>', 'NETREF[,address=IP][,mac=MAC]; repeat for more interfaces', collect)
     .option('--inbound <NAME:PORT[/PROTO]>', 'an inbound other instances may connect to; repeatable', collectWith(parseInbound))
     .option('--outbound <NAME[:required]>', 'an outbound this instance dials; repeatable', collectWith(parseOutbound))
-    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[]; inbound?: unknown[]; outbound?: unknown[] }, cmd: Command) =>
+    .option('--connect <OUTBOUND=TARGET:INBOUND>', 'connect an outbound at deploy time; repeatable (required outbounds must be)', collectWith(parseConnect))
+    .action(async (name: string, opts: { host: string; netns?: string; namespace?: string; network?: InterfaceSpec[]; inbound?: unknown[]; outbound?: unknown[]; connect?: unknown[] }, cmd: Command) =>
       emit(
         cmd,
         (c) =>
@@ -103,6 +127,7 @@ export function instanceCommand(): Command {
             interfaces: opts.network ?? [],
             ...(opts.inbound !== undefined ? { inbounds: opts.inbound } : {}),
             ...(opts.outbound !== undefined ? { outbounds: opts.outbound } : {}),
+            ...(opts.connect !== undefined ? { connect: opts.connect } : {}),
           }),
         showInstance,
       ),
@@ -117,9 +142,10 @@ export function instanceCommand(): Command {
   withJson(instance.command('show'))
     .description('show one instance')
     .argument('<ref>', 'instance UUID or name')
-    .action(async (ref: string, _opts: unknown, cmd: Command) =>
-      emit(cmd, (c) => c.get<View>(`/instances/${seg(ref)}`), showInstance),
-    );
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      if (globals(cmd).json) return emit(cmd, (c) => c.get<View>(`/instances/${seg(ref)}`), showInstance);
+      return emit(cmd, async (c) => ({ instance: await c.get<View>(`/instances/${seg(ref)}`), connections: await c.get<View[]>('/connections') }), showInstanceWithConnections);
+    });
 
   withJson(instance.command('delete'))
     .description('delete an instance (its connections are terminated)')
