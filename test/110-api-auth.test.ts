@@ -200,7 +200,9 @@ test('another namespace gets 404 on every object route, as if the object were ab
     for (const verb of Object.keys(ops)) {
       const method = verb.toUpperCase();
       const url = path.replace(/\{(\w+)\}/g, (_, k: string) => (path.startsWith('/instances') && k === 'ref' ? inst.body.uuid : ids[k]));
-      const body = method === 'POST' && url.endsWith('/metadata') ? { key: 'k1', value: 'v' } : method === 'PUT' ? { value: 'v' } : undefined;
+      const body = method === 'POST' && url.endsWith('/metadata') ? { key: 'k1', value: 'v' }
+        : method === 'POST' && url.endsWith('/interfaces') ? { network: net.uuid }
+          : method === 'PUT' ? { value: 'v' } : undefined;
       const res = await call(a, method, url, beta, body);
       t.is(res.status, 404, `${method} ${url} as beta: ${JSON.stringify(res.body)}`);
       checked.push(`${method} ${path}`);
