@@ -265,21 +265,18 @@ function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: Co
       (await instances.interfaces.get((req.params as Params).uuid, namespace)).metadata,
 
     'POST /interfaces/:uuid/metadata': async ({ req, namespace, instances }) => {
-      const record = await instances.interfaces.get((req.params as Params).uuid, namespace);
       const body = req.body as { key: string; value: string };
-      return instances.interfaces.setMetadata(record.uuid, body.key, body.value);
+      return instances.interfaces.setMetadata((req.params as Params).uuid, namespace, body.key, body.value);
     },
 
     'PUT /interfaces/:uuid/metadata/:key': async ({ req, namespace, instances }) => {
       const params = req.params as Params;
-      const record = await instances.interfaces.get(params.uuid, namespace);
-      return instances.interfaces.setMetadata(record.uuid, params.key, (req.body as { value: string }).value);
+      return instances.interfaces.setMetadata(params.uuid, namespace, params.key, (req.body as { value: string }).value);
     },
 
     'DELETE /interfaces/:uuid/metadata/:key': async ({ req, namespace, instances }) => {
       const params = req.params as Params;
-      const record = await instances.interfaces.get(params.uuid, namespace);
-      return instances.interfaces.deleteMetadata(record.uuid, params.key);
+      return instances.interfaces.deleteMetadata(params.uuid, namespace, params.key);
     },
   };
 }

@@ -20,7 +20,7 @@ import type { InterfaceRecord, InterfaceState } from '../instances/interface.ts'
 import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import type { StateView } from '../repo/state-view.ts';
-import type { Store } from '../store/store.ts';
+import type { Compare, Store, TxnOp } from '../store/store.ts';
 import { isNetnsPath } from '../instances/instance.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
 
@@ -36,7 +36,7 @@ const NETNS_PARALLEL = 4;
  * in one or two group commits. Small enough that an API write issued meanwhile waits for one group,
  * not for a thousand writes queued ahead of it.
  */
-const STATE_WRITE_GROUP = 25;
+const STATE_WRITE_GROUP = 50;
 
 /**
  * `/appnet/observed/<host>`: what this host's daemon last observed of itself ({pid, ports, pending, vnis}),
@@ -208,7 +208,10 @@ export class Reconciler {
     // Connection ports have no interface record: their state is the endpoint report.
     const writes = [...states].filter(([iface]) => !want.get(iface)?.connection);
     for (let i = 0; i < writes.length; i += STATE_WRITE_GROUP) {
-      await Promise.all(writes.slice(i, i + STATE_WRITE_GROUP).map(([iface, state]) =>
+      const group = writes.slice(i, i + STATE_WRITE_GROUP);
+      // One txn for the group, planned from the view; if any record moved meanwhile, one by one from the store.
+      if (await this.#setInterfaceStates(group).catch(() => false)) continue;
+      await Promise.all(group.map(([iface, state]) =>
         this.#setInterfaceState(iface, state).catch((e) => log.error({ err: e, iface }, 'interface state not written')),
       ));
     }
@@ -291,6 +294,25 @@ export class Reconciler {
     await run('ip', ['netns', 'add', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     this.#netnsMade.add(ns);
+  }
+
+  /**
+   * The states of a group of interfaces in one txn, each guarded by the modRevision the view holds: false
+   * when one of them changed since (the caller then writes them one by one).
+   */
+  async #setInterfaceStates(group: Array<[string, InterfaceState]>): Promise<boolean> {
+    const compare: Compare[] = [];
+    const success: TxnOp[] = [];
+    for (const [uuid, state] of group) {
+      const kv = this.#view.cachedKv(INTERFACES_PREFIX + uuid);
+      if (!kv) return false;
+      const rec = JSON.parse(kv.value) as InterfaceRecord;
+      if (rec.state === state || rec.state === 'deleted') continue;
+      compare.push({ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision });
+      success.push({ type: 'put', key: kv.key, value: JSON.stringify({ ...rec, state, stateUpdatedAt: Date.now() }) });
+    }
+    if (success.length === 0) return true;
+    return (await this.#o.store.txn({ compare, success })).succeeded;
   }
 
   async #setInterfaceState(uuid: string, state: InterfaceState): Promise<void> {

@@ -28,7 +28,8 @@
 //     finished to `deleted` (through NetworkRepository.delete, whose audit event records it).
 
 import { randomUUID } from 'node:crypto';
-import { BadRequest, Conflict, NotFound, NotReady } from '../errors.ts';
+import { BadRequest, Conflict, NotFound, NotReady, isApiError } from '../errors.ts';
+import { KeyedTurns } from './keyed-turns.ts';
 import { type InstanceRecord, MAX_INTERFACES, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
 import { type InterfaceRecord, type InterfaceSpec, newInterfaceRecord, validateInterfaceSpec } from '../instances/interface.ts';
 import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
@@ -54,6 +55,14 @@ export interface InstanceRepoOptions {
   view?: StateView;
 }
 
+/** Where planInterfaces reads networks, IPAMs and attachments: the store, or the view as it is. */
+interface PlanReads {
+  get(key: string): Promise<KeyValue | undefined>;
+  resolveName(ref: string, namespace: string): Promise<NetworkRecord>;
+  /** Check random MACs against the claims before the txn (else only its compares do). */
+  checkMacs: boolean;
+}
+
 export interface InstanceWithInterfaces {
   instance: InstanceRecord;
   interfaces: InterfaceRecord[];
@@ -67,11 +76,12 @@ export class InstanceRepository {
   private readonly random: () => number;
   private readonly newUuid: () => string;
   private readonly view: StateView | undefined;
+  private readonly turns = new KeyedTurns();
 
   constructor(options: InstanceRepoOptions) {
     this.store = options.store;
     this.networks = options.networks;
-    this.interfaces = options.interfaces ?? new InterfaceRepository(options.store);
+    this.interfaces = options.interfaces ?? new InterfaceRepository(options.store, options.view);
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.newUuid = options.newUuid ?? randomUUID;
@@ -119,11 +129,8 @@ export class InstanceRepository {
 
   /** The instance's interfaces in NIC order (missing ones skipped). */
   async interfacesOf(instance: InstanceRecord): Promise<InterfaceRecord[]> {
-    const out: InterfaceRecord[] = [];
-    for (const uuid of instance.interfaces) {
-      const kv = await this.store.get(INTERFACES_PREFIX + uuid);
-      if (kv !== undefined) out.push(JSON.parse(kv.value) as InterfaceRecord);
-    }
+    const kvs = await Promise.all(instance.interfaces.map((uuid) => this.store.get(INTERFACES_PREFIX + uuid)));
+    const out = kvs.filter((kv): kv is KeyValue => kv !== undefined).map((kv) => JSON.parse(kv.value) as InterfaceRecord);
     return out.sort((a, b) => a.order - b.order);
   }
 
@@ -134,19 +141,71 @@ export class InstanceRepository {
     const spec = validateInstanceCreate(body, { callerNamespace, namespaces });
     const uuid = this.newUuid();
     const ifaceUuids = spec.interfaces.map(() => this.newUuid());
-    for (let attempt = 0; attempt < CREATE_TRIES; attempt++) {
-      const now = this.now();
-      const compare: Compare[] = [{ key: INSTANCES_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 }];
-      const success: TxnOp[] = [];
-      const records = await this.planInterfaces(spec.interfaces, { uuids: ifaceUuids, instance: uuid, namespace: spec.namespace, firstOrder: 0, now }, compare, success);
-      const instance = newInstanceRecord(spec, { uuid, interfaces: ifaceUuids, now });
-      success.push({ type: 'put', key: INSTANCES_PREFIX + uuid, value: JSON.stringify(instance) });
-      const result = await this.store.txn({ compare, success });
-      if (result.succeeded) return { instance, interfaces: records };
-    }
-    throw new Conflict(`could not create instance: its networks kept changing concurrently (${CREATE_TRIES} attempts); retry`, {
-      reason: 'cas',
+    // Creates of this process that share a network take turns: they would only make each other's txn fail.
+    const networkRefs = spec.interfaces.map((i) => i.network);
+    return this.turns.run(networkRefs, async () => {
+      // The view first catches up with this process's last create on these networks (it came just before).
+      const wrote = Math.max(0, ...networkRefs.map((ref) => this.lastWrite.get(ref) ?? 0));
+      if (this.view && wrote > 0) await this.view.planReady(wrote);
+      for (let attempt = 0; attempt < CREATE_TRIES; attempt++) {
+        // The first plan is made from the view, with no round trip: its txn's compares catch whatever the view
+        // had not seen yet. Any refusal (404, 406, 409, 507) and every later attempt are decided on the store.
+        const fromView = attempt === 0 && this.view !== undefined && spec.interfaces.every((i) => i.macaddr === undefined);
+        const now = this.now();
+        const compare: Compare[] = [{ key: INSTANCES_PREFIX + uuid, target: 'createRevision', op: '==', value: 0 }];
+        const success: TxnOp[] = [];
+        const ids = { uuids: ifaceUuids, instance: uuid, namespace: spec.namespace, firstOrder: 0, now };
+        let records: InterfaceRecord[];
+        try {
+          records = await this.planInterfaces(spec.interfaces, ids, compare, success, fromView ? this.viewReads() : this.storeReads());
+        } catch (err) {
+          if (fromView && isApiError(err)) continue;
+          throw err;
+        }
+        const instance = newInstanceRecord(spec, { uuid, interfaces: ifaceUuids, now });
+        success.push({ type: 'put', key: INSTANCES_PREFIX + uuid, value: JSON.stringify(instance) });
+        const result = await this.store.txn({ compare, success });
+        if (result.succeeded) {
+          this.#noteWrite(networkRefs, result.revision);
+          return { instance, interfaces: records };
+        }
+      }
+      throw new Conflict(`could not create instance: its networks kept changing concurrently (${CREATE_TRIES} attempts); retry`, {
+        reason: 'cas',
+      });
     });
+  }
+
+  /** Per network reference, the revision of this process's last create on it (bounded: old entries go). */
+  private readonly lastWrite = new Map<string, number>();
+  #noteWrite(refs: string[], revision: number): void {
+    for (const ref of refs) {
+      this.lastWrite.delete(ref);
+      this.lastWrite.set(ref, revision);
+    }
+    for (const ref of this.lastWrite.keys()) {
+      if (this.lastWrite.size <= 4096) break;
+      this.lastWrite.delete(ref);
+    }
+  }
+
+  /** Plan reads from the store: a fresh read of each key (every refusal is decided on these). */
+  private storeReads(): PlanReads {
+    return {
+      get: (key) => this.store.get(key),
+      resolveName: (ref, namespace) => this.networks.resolve(ref, namespace),
+      checkMacs: true,
+    };
+  }
+
+  /** Plan reads from the view as it is (no sync): possibly behind; the txn's compares are the guard. */
+  private viewReads(): PlanReads {
+    const view = this.view as StateView;
+    return {
+      get: async (key) => view.cachedKv(key),
+      resolveName: async (ref, namespace) => resolveNetworkRef(ref, namespace, [...view.networks.values()]),
+      checkMacs: false,
+    };
   }
 
   /**
@@ -226,6 +285,7 @@ export class InstanceRepository {
     ids: { uuids: string[]; instance: string; namespace: string; firstOrder: number; now: number },
     compare: Compare[],
     success: TxnOp[],
+    reads: PlanReads = this.storeReads(),
   ): Promise<InterfaceRecord[]> {
     const now = ids.now;
 
@@ -237,17 +297,17 @@ export class InstanceRepository {
     const attachments = new Map<string, Attachments>();
     const firstIndex = new Map<string, number>();
     for (const [index, want] of specs.entries()) if (!firstIndex.has(want.network)) firstIndex.set(want.network, index);
-    const reads = await Promise.all([...firstIndex].map(async ([ref, index]) => {
+    const found = await Promise.all([...firstIndex].map(async ([ref, index]) => {
       // The record is read from the store (not the view) for the modRevision the txn compares: by UUID
       // that one read also resolves the reference, by name it follows the resolution.
       let kv: KeyValue | undefined;
       let network: NetworkRecord;
       if (isUuid(ref)) {
-        kv = await this.store.get(NETWORKS_PREFIX + ref);
+        kv = await reads.get(NETWORKS_PREFIX + ref);
         network = resolveNetworkRef(ref, ids.namespace, kv ? [JSON.parse(kv.value) as NetworkRecord] : []);
       } else {
-        const resolved = await this.networks.resolve(ref, ids.namespace);
-        kv = await this.store.get(NETWORKS_PREFIX + resolved.uuid);
+        const resolved = await reads.resolveName(ref, ids.namespace);
+        kv = await reads.get(NETWORKS_PREFIX + resolved.uuid);
         network = kv ? (JSON.parse(kv.value) as NetworkRecord) : resolved;
       }
       if (network.state !== 'initial' && network.state !== 'created') {
@@ -255,11 +315,14 @@ export class InstanceRepository {
           reason: 'not-ready',
         });
       }
-      const [ipamKv, att] = await Promise.all([this.store.get(IPAM_PREFIX + network.uuid), readAttachments(this.store, network.uuid)]);
-      if (ipamKv === undefined) await this.networks.getIpam(network.uuid); // throws 404 naming it
+      const [ipamKv, att] = await Promise.all([reads.get(IPAM_PREFIX + network.uuid), readAttachments(reads, network.uuid)]);
+      if (ipamKv === undefined) {
+        await this.networks.getIpam(network.uuid); // throws 404 naming it
+        throw new NotFound(`network ${network.uuid} has no address plan yet`, { reason: 'not-found' }); // the view is behind
+      }
       return { ref, kv, network, ipamKv: ipamKv as KeyValue, att };
     }));
-    for (const { ref, kv, network, ipamKv, att } of reads) {
+    for (const { ref, kv, network, ipamKv, att } of found) {
       networkByRef.set(ref, network);
       if (ipams.has(network.uuid)) continue;
       compare.push({ key: NETWORKS_PREFIX + network.uuid, target: 'modRevision', op: '==', value: kv?.modRevision ?? 0 });
@@ -280,8 +343,12 @@ export class InstanceRepository {
         if (await this.interfaces.macTaken(mac)) used.add(mac);
         macaddr = checkRequestedMac(want.macaddr, used, field);
       } else {
-        for (macaddr = allocateMac(used, this.random); await this.interfaces.macTaken(macaddr); macaddr = allocateMac(used, this.random)) {
+        // A random MAC is checked against the claims unless the plan comes from the view: then a taken one (one
+        // chance in millions) only loses the txn, whose next attempt checks.
+        macaddr = allocateMac(used, this.random);
+        while (reads.checkMacs && (await this.interfaces.macTaken(macaddr))) {
           used.add(macaddr);
+          macaddr = allocateMac(used, this.random);
         }
       }
       used.add(macaddr);

@@ -16,6 +16,7 @@ import { Conflict, NotFound, quote } from '../errors.ts';
 import { type InterfaceRecord } from '../instances/interface.ts';
 import { checkInterfaceVisible } from '../instances/instance.ts';
 import type { KeyValue, Store } from '../store/store.ts';
+import type { StateView } from './state-view.ts';
 
 export const INTERFACES_PREFIX = '/appnet/interfaces/';
 export const MACS_PREFIX = '/appnet/macs/';
@@ -27,14 +28,15 @@ export interface Attachments {
   interfaces: string[];
 }
 
-export async function readAttachments(store: Store, networkUuid: string): Promise<Attachments> {
+export async function readAttachments(store: Pick<Store, 'get'>, networkUuid: string): Promise<Attachments> {
   const kv = await store.get(ATTACHMENTS_PREFIX + networkUuid);
   return { kv, interfaces: kv ? (JSON.parse(kv.value) as { interfaces: string[] }).interfaces : [] };
 }
 const UPDATE_TRIES = 5;
 
 export class InterfaceRepository {
-  constructor(private readonly store: Store) {}
+  /** With a view, a network's interfaces are listed from it after a sync (one round trip, not one per interface). */
+  constructor(private readonly store: Store, private readonly view?: StateView) {}
 
   async all(): Promise<InterfaceRecord[]> {
     const { kvs } = await this.store.range(INTERFACES_PREFIX);
@@ -43,10 +45,15 @@ export class InterfaceRepository {
 
   /** Interfaces on a network that are not `deleted` (what blocks the network's deletion). */
   async onNetwork(networkUuid: string): Promise<InterfaceRecord[]> {
-    const out: InterfaceRecord[] = [];
-    for (const uuid of (await readAttachments(this.store, networkUuid)).interfaces) {
-      const kv = await this.store.get(INTERFACES_PREFIX + uuid);
-      if (kv !== undefined) out.push(JSON.parse(kv.value) as InterfaceRecord);
+    let out: InterfaceRecord[];
+    if (this.view) {
+      const view = await this.view.sync();
+      const attached = await readAttachments({ get: async (key) => view.cachedKv(key) }, networkUuid);
+      out = attached.interfaces.map((uuid) => view.interfaces.get(uuid)).filter((i): i is InterfaceRecord => i !== undefined);
+    } else {
+      const attached = await readAttachments(this.store, networkUuid);
+      const kvs = await Promise.all(attached.interfaces.map((uuid) => this.store.get(INTERFACES_PREFIX + uuid)));
+      out = kvs.filter((kv): kv is KeyValue => kv !== undefined).map((kv) => JSON.parse(kv.value) as InterfaceRecord);
     }
     return out
       .filter((i) => i.state !== 'deleted')
@@ -71,12 +78,13 @@ export class InterfaceRepository {
     return record;
   }
 
-  async setMetadata(uuid: string, key: string, value: string): Promise<Record<string, string>> {
-    return (await this.update(uuid, (r) => ({ ...r, metadata: { ...r.metadata, [key]: value } }))).metadata;
+  /** 404 as get() for an interface `namespace` may not see. */
+  async setMetadata(uuid: string, namespace: string, key: string, value: string): Promise<Record<string, string>> {
+    return (await this.update(uuid, (r) => ({ ...r, metadata: { ...r.metadata, [key]: value } }), namespace)).metadata;
   }
 
   /** 404 if the key is not set. */
-  async deleteMetadata(uuid: string, key: string): Promise<Record<string, string>> {
+  async deleteMetadata(uuid: string, namespace: string, key: string): Promise<Record<string, string>> {
     const record = await this.update(uuid, (r) => {
       if (!Object.hasOwn(r.metadata, key)) {
         throw new NotFound(`metadata key ${quote(key)} not found on interface ${uuid}`, { reason: 'no-key' });
@@ -84,17 +92,19 @@ export class InterfaceRepository {
       const metadata = { ...r.metadata };
       delete metadata[key];
       return { ...r, metadata };
-    });
+    }, namespace);
     return record.metadata;
   }
 
   /** Read-modify-write under a modRevision compare, retried; 409 after UPDATE_TRIES lost races. */
-  async update(uuid: string, change: (record: InterfaceRecord) => InterfaceRecord): Promise<InterfaceRecord> {
+  /** Read-modify-write under a modRevision compare; with `namespace`, 404 as get() for one it may not see. */
+  async update(uuid: string, change: (record: InterfaceRecord) => InterfaceRecord, namespace?: string): Promise<InterfaceRecord> {
     const key = INTERFACES_PREFIX + uuid;
     for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
       const kv: KeyValue | undefined = await this.store.get(key);
       if (kv === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
       const current = JSON.parse(kv.value) as InterfaceRecord;
+      if (namespace !== undefined) checkInterfaceVisible(current, namespace);
       const next = change(current);
       if (next === current) return current;
       const result = await this.store.txn({

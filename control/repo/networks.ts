@@ -8,9 +8,10 @@
 //   /appnet/ipam/<uuid>                      IpamState of that network
 //   /appnet/vni/<vni>                        {network_uuid, when}: the VNI's owner, claimed by create-if-absent
 //   /appnet/events/<uuid>/<rev:15>-<ms:15>-<seq:6>
-//                                            EventRecord; <rev> is the store revision read just before
-//                                            the write, so an event written after another one committed
-//                                            sorts after it, whichever process wrote either
+//                                            EventRecord; <rev> is the latest store revision the writer
+//                                            has seen (its view's, else one read just before the write),
+//                                            so an event written by a process that saw another one (its
+//                                            own, or one its watch delivered) sorts after it
 //   /appnet/config/floating-pool             {netblock}: the pool every process must agree on
 //
 // Contracts:
@@ -371,8 +372,9 @@ export class NetworkRepository {
   // ---- internals -------------------------------------------------------------------------
 
   private async usedVnis(): Promise<Set<number>> {
-    // Only a candidate: the create txn's compare on the VNI key is what makes a claim exact.
-    if (this.view) return (await this.view.sync()).usedVnis();
+    // Only a candidate: the create txn's compare on the VNI key is what makes a claim exact, so the view as it
+    // is will do (no sync): a VNI claimed since is a lost txn and another pick.
+    if (this.view) return this.view.usedVnis();
     const { kvs } = await this.store.range(VNI_PREFIX);
     return new Set(kvs.map((kv) => Number(kv.key.slice(VNI_PREFIX.length))));
   }
@@ -405,7 +407,9 @@ export class NetworkRepository {
   }
 
   private async eventOp(uuid: string, type: string, message: string, extra: Record<string, unknown> | null): Promise<TxnOp> {
-    const revision = await this.store.revision();
+    // The revision orders a network's events across writers; the one the view has seen is close enough and
+    // costs no round trip.
+    const revision = this.view?.seenRevision || (await this.store.revision());
     const now = this.now();
     this.eventSeq = (this.eventSeq + 1) % 1_000_000;
     const event: EventRecord = { timestamp: now / 1000, fqdn: this.fqdn, duration: null, message, type, extra };

@@ -9,9 +9,11 @@
 // still queued on the stream (etcd issue 15220), and Debian ships 3.4.23. Instead it reads the revision R
 // and, at R, the keys of the prefix changed after the last event received and how many keys the prefix
 // holds. When nothing changed and the count matches the keys the watcher knows, it has received everything
-// up to R; otherwise the missing events are on their way and it looks again. (A key created and deleted
-// again between two looks is the one change this cannot see; its two events still arrive, in order, and
-// leave the handler's state as it was.)
+// up to R; otherwise the missing events are on their way and it looks again once the next event arrives.
+// (A key created and deleted again between two looks is the one change this cannot see; its two events
+// still arrive, in order, and leave the handler's state as it was.) Checks that arrive together (a state
+// view syncing its six prefixes, eight API requests) share one etcd txn: one round trip per round,
+// whatever the number of watchers.
 import type { Etcd3, IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import { toStoreError } from './etcd-errors.ts';
 import {
@@ -59,6 +61,8 @@ export class EtcdWatch implements Watcher {
   readonly live = new Set<string>();
   #queue: WatchEvent[][] = [];
   #pumping: Promise<void> | undefined;
+  /** Woken by the next events received (progress() waits on it instead of polling). */
+  #arrival: { promise: Promise<void>; resolve: () => void } | undefined;
   #handledRev: Revision;
   #ended: StoreError | undefined;
   #cancelled = false;
@@ -94,6 +98,18 @@ export class EtcdWatch implements Watcher {
       this.nextRev = batch[0].revision + 1;
     }
     this.#pump();
+    this.#arrival?.resolve();
+    this.#arrival = undefined;
+  }
+
+  /** Resolves at the next events received, or after `ms`. */
+  #nextArrival(ms: number): Promise<void> {
+    if (!this.#arrival) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => { resolve = r; });
+      this.#arrival = { promise, resolve };
+    }
+    return Promise.race([this.#arrival.promise, sleep(ms)]).then(() => undefined);
   }
 
   /** Nothing under the prefix changed up to `revision`: the watcher has received everything up to it. */
@@ -164,7 +180,7 @@ export class EtcdWatch implements Watcher {
 
   async #progress(): Promise<Revision> {
     const deadline = Date.now() + PROGRESS_TIMEOUT_MS;
-    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+    for (let pause = 5; ; pause = Math.min(pause * 2, 50)) {
       if (this.#ended) throw this.#ended;
       if (this.#cancelled) throw new StoreClosedError(`watch of ${JSON.stringify(this.prefix)}`);
       const target = await this.hub.receivedUpTo(this);
@@ -179,7 +195,9 @@ export class EtcdWatch implements Watcher {
       if (Date.now() > deadline) {
         throw new StoreUnavailableError(`the watch of ${JSON.stringify(this.prefix)} did not catch up with etcd within ${PROGRESS_TIMEOUT_MS / 1000} s`);
       }
-      await sleep(pause);
+      // The missing events are on their way: look again when they arrive (the pause bounds the wait, for the
+      // case the check cannot see, above).
+      await this.#nextArrival(pause);
     }
   }
 }
@@ -241,23 +259,59 @@ export class WatchHub {
    * The revision up to which `w` has received every event, checked against etcd now (see the file header);
    * undefined when events are still on their way.
    */
-  async receivedUpTo(w: EtcdWatch): Promise<Revision | undefined> {
-    const key = rangeStart(w.prefix);
-    const end = rangeEnd(w.prefix);
-    const what = `the progress of the watch of ${JSON.stringify(w.prefix)}`;
+  receivedUpTo(w: EtcdWatch): Promise<Revision | undefined> {
+    return new Promise((resolve, reject) => {
+      this.#checks.push({ w, resolve, reject });
+      if (this.#checks.length === 1) setImmediate(() => this.#check());
+    });
+  }
+
+  /** The highest revision a check has read. */
+  #lastRevision = 0;
+  #checks: Array<{ w: EtcdWatch; resolve: (r: Revision | undefined) => void; reject: (e: unknown) => void }> = [];
+
+  /**
+   * One txn answers every check queued meanwhile: per watcher, how many keys its prefix holds and one key (if
+   * any) changed since its last event, all read at the txn's revision R.
+   */
+  async #check(): Promise<void> {
+    const batch = this.#checks;
+    this.#checks = [];
+    const watchers = [...new Set(batch.map((c) => c.w))];
     try {
-      // Most checks find no write since the last event: one header read of a key nobody writes settles them.
-      const probe = await this.client.kv.range({ key: Buffer.from('\0appnet-revision-probe'), count_only: true });
-      if (w.nextRev > Number(probe.header.revision)) return Number(probe.header.revision);
-      const now = await this.client.kv.range({ key, range_end: end, count_only: true });
-      const revision = Number(now.header.revision);
-      const from = w.nextRev;
-      if (from > revision) return revision;
-      const changed = await this.client.kv.range({ key, range_end: end, keys_only: true, revision, min_mod_revision: from });
-      if (changed.kvs.length > 0 || Number(now.count) !== w.live.size) return undefined;
-      return revision;
+      // Counting is cheap (etcd's index); looking for a changed key reads the prefix's values, so it is asked
+      // only of watchers that are behind the last revision seen: one that has seen every revision up to it
+      // is settled by the header alone, unless something was written since (then it is asked next round).
+      const known = this.#lastRevision;
+      const success = watchers.flatMap((w) => {
+        const key = rangeStart(w.prefix);
+        const end = rangeEnd(w.prefix);
+        const count = { request_range: { key, range_end: end, count_only: true } };
+        if (w.nextRev > known) return [count];
+        // etcd drops the limit while it filters and applies it after: at most one key comes back.
+        return [count, { request_range: { key, range_end: end, keys_only: true, min_mod_revision: String(w.nextRev), limit: 1 } }];
+      });
+      const r = await this.client.kv.txn({ compare: [], success, failure: [] });
+      const revision = Number(r.header.revision);
+      this.#lastRevision = Math.max(this.#lastRevision, revision);
+      const answer = new Map<EtcdWatch, Revision | undefined | 'ask'>();
+      let at = 0;
+      for (const w of watchers) {
+        const count = Number(r.responses[at++].response_range.count);
+        const asked = w.nextRev <= known;
+        const changed = asked ? r.responses[at++].response_range.kvs.length : 0;
+        if (w.nextRev > revision) answer.set(w, revision);
+        else if (count !== w.live.size) answer.set(w, undefined);
+        else answer.set(w, asked ? (changed === 0 ? revision : undefined) : 'ask');
+      }
+      for (const c of batch) {
+        const a = answer.get(c.w);
+        if (a !== 'ask') c.resolve(a);
+        else if (this.#checks.push(c) === 1) setImmediate(() => this.#check()); // written since: ask at once
+      }
     } catch (err) {
-      throw toStoreError(err, what, this.endpoints);
+      const e = toStoreError(err, `the progress of the watches of ${watchers.map((w) => JSON.stringify(w.prefix)).join(', ')}`, this.endpoints);
+      for (const c of batch) c.reject(e);
     }
   }
 
