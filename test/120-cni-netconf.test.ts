@@ -39,6 +39,10 @@ test('netconf: versions, required fields, unknown fields, runtimeConfig', (t) =>
   fails(t, () => parseNetconf(JSON.stringify({ ...CONF, type: 'bridge' }), 'ADD'), 7, /type/);
   fails(t, () => parseNetconf(JSON.stringify({ ...CONF, api: 'ftp://x' }), 'ADD'), 7, /api/);
   fails(t, () => parseNetconf(JSON.stringify(CONF), 'CHECK'), 7, /prevResult/);
+  // A CA for the API's certificate: a file, for an https api only.
+  t.is(parseNetconf(JSON.stringify({ ...CONF, api: 'https://198.18.0.1:7878', ca: '/etc/appnet/ca.pem' }), 'ADD').ca, '/etc/appnet/ca.pem');
+  fails(t, () => parseNetconf(JSON.stringify({ ...CONF, ca: '/etc/appnet/ca.pem' }), 'ADD'), 7, /ca needs an https api/);
+  fails(t, () => parseNetconf(JSON.stringify({ ...CONF, api: 'https://198.18.0.1:7878', ca: 7 }), 'ADD'), 7, /ca must be a string/);
   // VERSION reads the version only.
   t.deepEqual(versionResult(parseNetconf(JSON.stringify({ cniVersion: '0.4.0' }), 'VERSION').cniVersion), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
 });
@@ -51,7 +55,7 @@ test('instance name and request: the pod name when valid, else the container id'
   t.is(instanceName(env('K8S_POD_NAME=-bad')), 'cni-abcdef012345');
   const conf = parseNetconf(JSON.stringify({ ...CONF, inbounds: [{ name: 'in', port: 80 }], runtimeConfig: { mac: '02:00:00:00:00:09' } }), 'ADD');
   t.deepEqual(instanceRequest(conf, env('K8S_POD_NAME=web'), 'h1'), {
-    name: 'web', host: 'h1', netns: '/run/netns/cni-1', interfaces: [{ network: 'blue', macaddr: '02:00:00:00:00:09' }], inbounds: [{ name: 'in', port: 80 }],
+    name: 'web', host: 'h1', netns: '/run/netns/cni-1', interfaces: [{ network: 'blue', device: 'eth0', macaddr: '02:00:00:00:00:09' }], inbounds: [{ name: 'in', port: 80 }],
   });
 });
 
@@ -73,4 +77,5 @@ test('result: interface in the sandbox, address with gateway, default route, DNS
   t.is(checkAgainst(r, a), null);
   t.regex(checkAgainst(r, { ...a, ipv4: '198.18.9.6' }) ?? '', /address is 198\.18\.9\.6, ADD gave 198\.18\.9\.5/);
   t.regex(checkAgainst(r, { ...a, macaddr: '02:00:00:00:00:06' }) ?? '', /MAC/);
+  t.regex(checkAgainst(r, { ...a, device: 'eth1' }) ?? '', /interface is eth1, ADD gave an12345678/);
 });

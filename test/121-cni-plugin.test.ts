@@ -35,7 +35,8 @@ test('containers on two hosts through the CNI plugin: reach by address and name,
   const net = await TestNet.create(t, { hosts: 2 });
   const [h1, h2] = net.hosts;
   const cp = await controlPlaneConfig(net);
-  const d1: Daemon = await net.startAppnetd(h1, cp);
+  // h1's API also listens on its underlay address, with TLS (its own CA, in its state directory).
+  const d1: Daemon = await net.startAppnetd(h1, { ...cp, api: { address: h1.underlayIp, port: 7878 } });
   const d2: Daemon = await net.startAppnetd(h2, cp);
   await cliJson(h1.ns, 'network', 'create', 'blue', '198.18.120.0/24', '--dns', '--no-nat');
   await cliJson(h1.ns, 'network', 'create', 'red', '198.18.121.0/24', '--no-nat');
@@ -62,7 +63,11 @@ test('containers on two hosts through the CNI plugin: reach by address and name,
   const ipB = addB.out.ips[0].address.split('/')[0];
   const ipC = addC.out.ips[0].address.split('/')[0];
 
-  // The device, its address and the default route are in the container's namespace.
+  // The device is named as the runtime asked (CNI_IFNAME), with its address and default route, in the
+  // container's namespace.
+  t.is(addA.out.interfaces[0].name, 'eth0');
+  const shown = await runIn(a.ns, 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+  t.true(shown.stdout.includes(addA.out.ips[0].address), shown.stdout);
   const route = await runIn(a.ns, 'ip', ['route', 'show', 'default']);
   t.regex(route.stdout, new RegExp(`default via 198\\.18\\.120\\.1 dev ${addA.out.interfaces[0].name}`));
   t.true(await until('a reaches b across hosts', async () => (await pings(a.ns, ipB)) || undefined, 80));
@@ -78,6 +83,13 @@ test('containers on two hosts through the CNI plugin: reach by address and name,
   t.is(again.out.ips[0].address, addA.out.ips[0].address);
   const check = await cni(h1.ns, 'CHECK', 'ca', path(a.ns), { ...conf('blue', 'h1'), prevResult: addA.out });
   t.is(check.code, 0, JSON.stringify(check.out));
+  // The same over TLS, trusting only the daemon's CA (netconf ca); an unreadable ca is a config error (7).
+  const tls = { ...conf('blue', 'h1'), api: `https://${h1.underlayIp}:7878`, ca: `${d1.config.stateDir}/tls/ca.pem`, prevResult: addA.out };
+  const checkTls = await cni(h1.ns, 'CHECK', 'ca', path(a.ns), tls);
+  t.is(checkTls.code, 0, JSON.stringify(checkTls.out));
+  const noCa = await cni(h1.ns, 'CHECK', 'ca', path(a.ns), { ...tls, ca: '/nonexistent/ca.pem' });
+  t.like(noCa.out, { code: 7 });
+  t.regex(noCa.out.msg, /ca: cannot read \/nonexistent\/ca\.pem/);
   const unknown = await cni(h1.ns, 'CHECK', 'nobody', path(a.ns), { ...conf('blue', 'h1'), prevResult: addA.out });
   t.is(unknown.code, 1);
   t.like(unknown.out, { cniVersion: '1.0.0', code: 3 });

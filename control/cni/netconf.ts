@@ -88,6 +88,8 @@ export interface Netconf {
   api: string;
   token?: string;
   tokenFile: string;
+  /** A PEM file of the CA that signed the API's certificate (an https api): only it is trusted. */
+  ca?: string;
   host?: string;
   dnsZone: string;
   inbounds?: unknown[];
@@ -140,6 +142,11 @@ export function parseNetconf(text: string, command: CniCommand): Netconf {
   const token = field<string>(o, 'token', 'string');
   if (token !== undefined) conf.token = token;
   conf.tokenFile = field<string>(o, 'tokenFile', 'string') ?? DEFAULT_TOKEN_FILE;
+  const ca = field<string>(o, 'ca', 'string');
+  if (ca !== undefined) {
+    if (!api.startsWith('https:')) throw new CniError(CNI_CODES.invalidConfig, 'netconf field ca needs an https api');
+    conf.ca = ca;
+  }
   const host = field<string>(o, 'host', 'string');
   if (host !== undefined) conf.host = host;
   conf.dnsZone = field<string>(o, 'dnsZone', 'string') ?? DEFAULT_DNS_ZONE;
@@ -176,7 +183,8 @@ export function instanceName(env: CniEnv): string {
 
 /** The POST /instances body for ADD. */
 export function instanceRequest(conf: Netconf, env: CniEnv, host: string): Record<string, unknown> {
-  const iface: Record<string, unknown> = { network: conf.network };
+  // The device is named as the runtime asks (CNI_IFNAME, e.g. eth0), as the spec requires.
+  const iface: Record<string, unknown> = { network: conf.network, device: env.ifname };
   if (conf.address) iface.address = conf.address;
   if (conf.mac) iface.macaddr = conf.mac;
   return {
@@ -238,6 +246,8 @@ export function buildResult(conf: Netconf, env: CniEnv, a: AttachedInterface): C
 
 /** CHECK: what ADD returned must still hold (same address and MAC on the same interface). */
 export function checkAgainst(prev: CniResult, a: AttachedInterface): string | null {
+  const name = prev.interfaces?.[0]?.name;
+  if (name !== undefined && name !== a.device) return `interface is ${a.device}, ADD gave ${name}`;
   const want = prev.ips?.[0]?.address?.split('/')[0] ?? null;
   if (want !== a.ipv4) return `address is ${a.ipv4 ?? 'none'}, ADD gave ${want ?? 'none'}`;
   const mac = prev.interfaces?.[0]?.mac;

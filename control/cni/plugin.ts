@@ -11,7 +11,6 @@
 //   - CHECK fails (code 100) when the instance, its interface or the address ADD returned is not there.
 import { existsSync, readFileSync } from 'node:fs';
 import { ApiClient, ApiClientError } from '../cli/client.ts';
-import { portName } from '../reconcile/plan.ts';
 import {
   type AttachedInterface, type CniEnv, CniError, CNI_CODES, type Netconf, PLUGIN_CODES,
   buildResult, checkAgainst, errorObject, instanceName, instanceRequest, parseEnv, parseNetconf, versionResult,
@@ -27,7 +26,7 @@ interface InstanceView {
   namespace: string;
   host: string;
   netns: string;
-  interfaces: Array<{ uuid: string; network_uuid: string; macaddr: string; ipv4: string | null; state: string }>;
+  interfaces: Array<{ uuid: string; network_uuid: string; macaddr: string; ipv4: string | null; state: string; device: string }>;
 }
 interface NetworkView { uuid: string; netblock: string; provide_dns: boolean; namespace: string | null }
 interface HostView { name: string; api?: string }
@@ -47,7 +46,15 @@ function client(conf: Netconf): ApiClient {
       // No file: the API answers 401, which names the problem.
     }
   }
-  return new ApiClient(conf.api, token);
+  let ca: string | undefined;
+  if (conf.ca !== undefined) {
+    try {
+      ca = readFileSync(conf.ca, 'utf8');
+    } catch (e) {
+      throw new CniError(CNI_CODES.invalidConfig, `netconf field ca: cannot read ${conf.ca}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  return new ApiClient(conf.api, token, ca);
 }
 
 /** ApiClientError -> CniError: unreachable is "try again later", a refusal names the API's reason. */
@@ -84,7 +91,7 @@ async function attached(api: ApiClient, inst: InstanceView): Promise<AttachedInt
   if (!iface) throw new CniError(PLUGIN_CODES.notReady, `instance ${inst.name} has no interface`);
   const net = await api.request<NetworkView>('GET', `/networks/${iface.network_uuid}`);
   return {
-    device: portName(iface.uuid), macaddr: iface.macaddr, ipv4: iface.ipv4,
+    device: iface.device, macaddr: iface.macaddr, ipv4: iface.ipv4,
     netblock: net.netblock, provideDns: net.provide_dns, namespace: net.namespace, instanceNamespace: inst.namespace,
   };
 }

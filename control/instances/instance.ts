@@ -168,6 +168,13 @@ export function validateInstanceCreate(
     });
   }
   const interfaces = list.map((item, index) => validateInterfaceSpec(item, index));
+  const devices = new Map<string, number>();
+  for (const [index, spec] of interfaces.entries()) {
+    if (spec.device === undefined) continue;
+    const first = devices.get(spec.device);
+    if (first !== undefined) throw new BadRequest(`interfaces.${index}.device ${quote(spec.device)} is already interfaces.${first}.device`, { reason: 'device' });
+    devices.set(spec.device, index);
+  }
   const { inbounds, outbounds } = validateAppnetInterfaces(fields.inbounds, fields.outbounds);
   let namespace = ctx.callerNamespace;
   if (fields.namespace !== undefined && fields.namespace !== null) {

@@ -33,6 +33,8 @@ export interface InterfaceRecord {
   ipv4: string | null;
   /** 0-based NIC index within the instance. */
   order: number;
+  /** The device's name in the instance's namespace when the request chose one (CNI_IFNAME), else absent. */
+  device?: string;
   state: InterfaceState;
   stateUpdatedAt: number;
   metadata: Record<string, string>;
@@ -49,6 +51,8 @@ export interface InterfaceView {
   macaddr: string;
   ipv4: string | null;
   order: number;
+  /** The device's name in the instance's namespace. */
+  device: string;
   state: InterfaceState;
   floating: string | null;
   metadata: Record<string, string>;
@@ -65,6 +69,7 @@ export function interfaceView(record: InterfaceRecord): InterfaceView {
     macaddr: record.macaddr,
     ipv4: record.ipv4,
     order: record.order,
+    device: deviceName(record),
     state: record.state,
     floating: record.floating,
     metadata: { ...record.metadata },
@@ -99,9 +104,18 @@ export interface InterfaceSpec {
   address: string | null | undefined;
   /** A canonical user-given MAC, or undefined to allocate one. */
   macaddr: string | undefined;
+  /** The device name in the instance's namespace, or undefined for the default (deviceName). */
+  device?: string;
 }
 
-const NETDESC_FIELDS = new Set(['network', 'address', 'macaddr']);
+const NETDESC_FIELDS = new Set(['network', 'address', 'macaddr', 'device']);
+/** A Linux interface name: 1-15 bytes, no '/', ':' or whitespace, not '.' or '..'. */
+const DEVICE_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.@+-]{1,15}$/;
+
+/** The device's name in the instance: the one the request chose, else `an` + 8 hex digits of the uuid. */
+export function deviceName(record: Pick<InterfaceRecord, 'uuid' | 'device'>): string {
+  return record.device ?? `an${record.uuid.replace(/-/g, '').slice(0, 8)}`;
+}
 
 /** Validate `interfaces[index]` of a request; messages name `interfaces.<index>.<field>`. */
 export function validateInterfaceSpec(value: unknown, index: number): InterfaceSpec {
@@ -124,7 +138,10 @@ export function validateInterfaceSpec(value: unknown, index: number): InterfaceS
   else if (fields.address === null || fields.address === 'none') address = null;
   else address = formatIpv4(parseIpv4(fields.address, `${at}.address`));
   const macaddr = fields.macaddr === undefined ? undefined : parseMac(fields.macaddr, `${at}.macaddr`);
-  return { network: fields.network, address, macaddr };
+  if (fields.device !== undefined && (typeof fields.device !== 'string' || !DEVICE_NAME.test(fields.device))) {
+    throw new BadRequest(`${at}.device must be a Linux interface name (1-15 of A-Z a-z 0-9 _ . @ + -), got ${quote(String(fields.device))}`, { reason: 'device' });
+  }
+  return { network: fields.network, address, macaddr, ...(fields.device !== undefined ? { device: fields.device as string } : {}) };
 }
 
 export function newInterfaceRecord(fields: {
@@ -135,11 +152,13 @@ export function newInterfaceRecord(fields: {
   macaddr: string;
   ipv4: string | null;
   order: number;
+  device?: string;
   now: number;
 }): InterfaceRecord {
-  const { now, ...rest } = fields;
+  const { now, device, ...rest } = fields;
   return {
     ...rest,
+    ...(device !== undefined ? { device } : {}),
     state: 'initial',
     stateUpdatedAt: now,
     metadata: {},

@@ -13,7 +13,7 @@
 import type { NetworkRecord } from '../networks/network.ts';
 import { type InstanceRecord, isNetnsPath } from '../instances/instance.ts';
 import { gatewayAddress } from '../services/gateway.ts';
-import type { InterfaceRecord } from '../instances/interface.ts';
+import { type InterfaceRecord, deviceName } from '../instances/interface.ts';
 import type { HostRecord } from '../repo/hosts.ts';
 import type { ConnectionRecord } from '../connections/model.ts';
 import {
@@ -22,7 +22,7 @@ import {
 } from '../connections/realise.ts';
 
 export interface DesiredPort {
-  /** Device name: `an` + the first 8 hex digits of the interface uuid (unique, <= 15 bytes). */
+  /** Device name in the instance: the interface's chosen one, else `an` + 8 hex digits of its uuid (<= 15 bytes). */
   name: string;
   iface: string;
   network: string;
@@ -125,7 +125,7 @@ export function desiredState(records: {
 const LIVE_NETWORK = new Set(['initial', 'created', 'delete-wait']);
 
 export function portName(ifaceUuid: string): string {
-  return `an${ifaceUuid.replace(/-/g, '').slice(0, 8)}`;
+  return deviceName({ uuid: ifaceUuid });
 }
 
 /**
@@ -155,7 +155,7 @@ export function planHost(host: string, state: DesiredState, underlayMtu: number)
         local.set(net.uuid, (on = { net, prefixLen: net.netblock.slice(net.netblock.indexOf('/') + 1) }));
       }
       ports.push({
-        name: portName(iface.uuid),
+        name: deviceName(iface),
         iface: iface.uuid,
         network: on.net.uuid,
         vni: on.net.vxid,

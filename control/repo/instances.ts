@@ -31,7 +31,7 @@ import { randomUUID } from 'node:crypto';
 import { BadRequest, Conflict, NotFound, NotReady, isApiError } from '../errors.ts';
 import { KeyedTurns } from './keyed-turns.ts';
 import { type InstanceRecord, MAX_INTERFACES, listInstances, newInstanceRecord, resolveInstanceRef, validateInstanceCreate } from '../instances/instance.ts';
-import { type InterfaceRecord, type InterfaceSpec, newInterfaceRecord, validateInterfaceSpec } from '../instances/interface.ts';
+import { type InterfaceRecord, type InterfaceSpec, deviceName, newInterfaceRecord, validateInterfaceSpec } from '../instances/interface.ts';
 import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
 import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
 import { type NetworkRecord, isUuid, resolveNetworkRef } from '../networks/network.ts';
@@ -246,7 +246,11 @@ export class InstanceRepository {
       if (instance.interfaces.length >= MAX_INTERFACES) {
         throw new BadRequest(`instance ${instance.name} already has ${MAX_INTERFACES} interfaces, the most allowed`, { reason: 'interfaces' });
       }
-      const orders = (await this.interfacesOf(instance)).map((i) => i.order);
+      const existing = await this.interfacesOf(instance);
+      const orders = existing.map((i) => i.order);
+      if (want.device !== undefined && existing.some((i) => deviceName(i) === want.device)) {
+        throw new Conflict(`instance ${instance.name} already has a device named ${want.device}`, { reason: 'device' });
+      }
       const now = this.now();
       const compare: Compare[] = [{ key, target: 'modRevision', op: '==', value: kv.modRevision }];
       const success: TxnOp[] = [];
@@ -367,6 +371,7 @@ export class InstanceRepository {
       records.push(
         newInterfaceRecord({
           uuid: ifaceUuid, network_uuid: network.uuid, instance_uuid: ids.instance, namespace: ids.namespace, macaddr, ipv4, order, now,
+          ...(want.device !== undefined ? { device: want.device } : {}),
         }),
       );
       compare.push({ key: INTERFACES_PREFIX + ifaceUuid, target: 'createRevision', op: '==', value: 0 });
