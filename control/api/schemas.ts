@@ -39,6 +39,7 @@ export const networkViewSchema: JsonSchema = {
     floating_gateway: { type: ['string', 'null'] },
     vxlan_id: { type: 'integer' },
     vxid: { type: 'integer', description: 'vxlan_id again, as the reference docs name it' },
+    error: { type: 'string', description: 'why the network is in state error (present in that state only)' },
   },
 };
 

@@ -58,6 +58,8 @@ export interface ConnectionRecord {
   vni: number | null;
   created_at: number;
   status_updated_at: number;
+  /** When it was first ESTABLISHED (absent until then): the placement time limit applies only before. */
+  established_at?: number;
   version: number;
 }
 

@@ -26,6 +26,11 @@ export interface EndpointReport {
   attached: boolean;
   /** Both sides on this host, or the link to the other side's host has a current session. */
   link_up: boolean;
+  /**
+   * A failure on this side that will not fix itself: the port could not be made, or the link to the other
+   * side's (live) host has had no session for the configured time. The connection goes to ERROR with it.
+   */
+  error?: string;
 }
 
 export type EndpointReports = Partial<Record<EndpointSide, EndpointReport>>;
@@ -85,6 +90,8 @@ export function connectionFilter(c: ConnectionRecord & { link: NonNullable<Conne
 export type StatusStep =
   | { type: 'establish' }
   | { type: 'wait'; reason: string }
+  /** A real failure: to ERROR with the reason (final short of removal). */
+  | { type: 'fail'; reason: string }
   /** TERMINATED and no endpoint reports remain: the link is torn down everywhere. */
   | { type: 'finish' }
   | { type: 'none' };
@@ -97,12 +104,34 @@ export type StatusStep =
  * missing side (a WAITING connection whose reason would not change gets `none`: no write). ERROR
  * is final short of removal. A TERMINATED record is finished once no report remains: every host
  * has removed its port (or its daemon died and its lease took the reports along).
+ *
+ * ERROR, with the reason: a side reports an error (its host could not make the port, or its link
+ * handshakes kept failing); or, with `placementMs`, a connection never established has been WAITING
+ * for longer than that with a side not attached (its instance was never placed on a live host).
  */
-export function nextStatus(record: ConnectionRecord, reports: EndpointReports, hostOf: (instanceId: string) => string | undefined): StatusStep {
+export function nextStatus(
+  record: ConnectionRecord,
+  reports: EndpointReports,
+  hostOf: (instanceId: string) => string | undefined,
+  limits: { now?: number; placementMs?: number } = {},
+): StatusStep {
   if (record.status === 'TERMINATED') {
     return reports.outbound === undefined && reports.inbound === undefined ? { type: 'finish' } : { type: 'none' };
   }
   if (!isRealisable(record)) return { type: 'none' };
+  for (const side of ENDPOINT_SIDES) {
+    const r = reports[side];
+    if (r?.error !== undefined) return { type: 'fail', reason: `${side} side on host ${r.host}: ${r.error}` };
+  }
+  const { now, placementMs } = limits;
+  if (placementMs !== undefined && placementMs > 0 && now !== undefined && record.status === 'WAITING' &&
+      record.established_at === undefined && now - record.status_updated_at > placementMs) {
+    const unplaced = ENDPOINT_SIDES.filter((side) => !reports[side]?.attached);
+    if (unplaced.length > 0) {
+      const which = unplaced.map((side) => `${side} instance ${side === 'outbound' ? record.source_instance_name : record.target_instance_name}`);
+      return { type: 'fail', reason: `${which.join(' and ')} not placed and attached on a live host within ${Math.round(placementMs / 1000)} s` };
+    }
+  }
   const missing: string[] = [];
   for (const side of ENDPOINT_SIDES) {
     const r = reports[side];

@@ -101,5 +101,6 @@ export function applyStatus(record: ConnectionRecord, input: StatusInput, now: n
     return { kind: 'reason', record: { ...record, reason } };
   }
   const next: ConnectionRecord = { ...record, status: rule, reason, status_updated_at: now };
+  if (rule === 'ESTABLISHED' && next.established_at === undefined) next.established_at = now;
   return { kind: 'changed', record: next, event: statusEvent(record, record.status, rule, reason, now) };
 }

@@ -81,6 +81,12 @@ export interface DaemonConfig {
   events?: { maxAgeSeconds: number; maxPerObject: number; pruneIntervalSeconds: number };
   /** Scheduled compaction of the store (store/compactor.ts; defaults DEFAULT_COMPACTION). */
   compaction?: CompactionSettings;
+  /**
+   * When a connection goes to ERROR on its own (store mode; 0 turns a limit off): its link has had no
+   * session with a live peer host for handshakeTimeoutSeconds (default 120), or, never established, it has
+   * waited placementTimeoutSeconds (default 300) for a side to be placed and attached.
+   */
+  connections?: { handshakeTimeoutSeconds: number; placementTimeoutSeconds: number };
   /** The floating pool's netblock (store mode). */
   floatingPool: string;
   /**
@@ -212,6 +218,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     },
     events: parseEvents(c.events),
     compaction: parseCompaction(c.compaction),
+    connections: parseConnections(c.connections),
     stateDir: c.stateDir === undefined ? '/var/lib/appnet' : str(c.stateDir, 'stateDir', /^\//, 'an absolute path'),
     floatingPool: c.floatingPool === undefined ? '198.19.0.0/24' : str(c.floatingPool, 'floatingPool'),
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
@@ -359,6 +366,18 @@ function parseEtcd(raw: unknown): NonNullable<DaemonConfig['etcd']> {
   }
   if ((out.username === undefined) !== (out.password === undefined)) throw new ConfigError('etcd', 'username and password go together');
   return out;
+}
+
+export const DEFAULT_CONNECTION_LIMITS = { handshakeTimeoutSeconds: 120, placementTimeoutSeconds: 300 };
+
+function parseConnections(raw: unknown): NonNullable<DaemonConfig['connections']> {
+  if (raw === undefined) return { ...DEFAULT_CONNECTION_LIMITS };
+  const c = obj(raw, 'connections');
+  for (const k of Object.keys(c)) {
+    if (!(k in DEFAULT_CONNECTION_LIMITS)) throw new ConfigError(`connections.${k}`, 'unknown field; known: handshakeTimeoutSeconds, placementTimeoutSeconds');
+  }
+  const field = (k: keyof typeof DEFAULT_CONNECTION_LIMITS) => (c[k] === undefined ? DEFAULT_CONNECTION_LIMITS[k] : int(c[k], `connections.${k}`, 0, 86400 * 7));
+  return { handshakeTimeoutSeconds: field('handshakeTimeoutSeconds'), placementTimeoutSeconds: field('placementTimeoutSeconds') };
 }
 
 function parseCompaction(raw: unknown): CompactionSettings {

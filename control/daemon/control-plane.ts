@@ -31,7 +31,7 @@ import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
 import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
-import { DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
+import { DEFAULT_CONNECTION_LIMITS, DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
 import { apiTls } from './api-tls.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
@@ -147,6 +147,9 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       hasPort: (iface) => reconcilerRef?.hasPort(iface) ?? false,
       sessions: () => new Set((links?.peers() ?? []).filter((p) => p.current !== null).map((p) => p.vtep)),
       hooks: connections,
+      portError: (iface) => reconcilerRef?.portError(iface),
+      handshakeTimeoutMs: (cfg.connections ?? DEFAULT_CONNECTION_LIMITS).handshakeTimeoutSeconds * 1000,
+      placementTimeoutMs: (cfg.connections ?? DEFAULT_CONNECTION_LIMITS).placementTimeoutSeconds * 1000,
     });
     const netnsHosts = new NetnsHosts({ host: cfg.host, log });
     const reconciler = new Reconciler({

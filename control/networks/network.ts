@@ -71,6 +71,8 @@ export interface NetworkView {
   vxlan_id: number;
   /** The same VNI under the name the reference's docs and older clients use. */
   vxid: number;
+  /** Why, in state `error` only (ours: the reference keeps it in events). */
+  error?: string;
 }
 
 export function externalView(record: NetworkRecord): NetworkView {
@@ -89,6 +91,7 @@ export function externalView(record: NetworkRecord): NetworkView {
     floating_gateway: record.floatingGateway,
     vxlan_id: record.vxid,
     vxid: record.vxid,
+    ...(record.state === 'error' && record.error ? { error: record.error } : {}),
   };
 }
 

@@ -21,31 +21,60 @@ const TICK_MS = 1000;
 /** Status writes issued together (each its own compare-and-swap), as the reconciler's state writes. */
 const WRITE_GROUP = 25;
 
+/** What makes a side report an error (EndpointReport.error). */
+export interface FailureWatch {
+  /** Why the side's port could not be made, if it could not. */
+  portError?: (iface: string) => string | undefined;
+  /** A link down this long while the other side's host is live is a failing handshake (0: never). */
+  handshakeMs?: number;
+  now?: number;
+  /** Report key -> when its link was first seen down with the other host live; kept by the caller between runs. */
+  linkDownSince?: Map<string, number>;
+}
+
 /**
- * Pure: this host's reports, by key. A side is reported by the host its instance is placed on,
+ * This host's reports, by key. A side is reported by the host its instance is placed on,
  * for realisable connections only (a TERMINATED one's report goes away with its port). `hasPort`
  * says whether the engine holds the side's port; `sessions` are the underlay addresses of link
- * peers with a current session.
+ * peers with a current session. Pure but for `watch.linkDownSince`, which it keeps current.
  */
 export function desiredReports(
   host: string,
   state: DesiredState,
   hasPort: (iface: string) => boolean,
   sessions: ReadonlySet<string>,
+  watch: FailureWatch = {},
 ): Map<string, EndpointReport> {
   const reports = new Map<string, EndpointReport>();
+  const downSeen = new Set<string>();
   for (const c of state.connections?.values() ?? []) {
     if (!isRealisable(c)) continue;
     const hosts = { outbound: state.instances.get(c.source_instance_id)?.host, inbound: state.instances.get(c.target_instance_id)?.host };
     for (const side of ENDPOINT_SIDES) {
       if (hosts[side] !== host) continue;
-      const attached = hasPort(`${c.connection_id}/${side}`);
+      const iface = `${c.connection_id}/${side}`;
+      const attached = hasPort(iface);
       const other = hosts[side === 'outbound' ? 'inbound' : 'outbound'];
       const vtep = other === undefined ? undefined : state.hosts.get(other)?.underlay_address;
       const linkUp = other === host || (vtep !== undefined && sessions.has(vtep));
-      reports.set(endpointReportKey(c.connection_id, side), { host, attached, link_up: attached && linkUp });
+      const key = endpointReportKey(c.connection_id, side);
+      const report: EndpointReport = { host, attached, link_up: attached && linkUp };
+      const portError = attached ? undefined : watch.portError?.(iface);
+      if (portError !== undefined) report.error = `its port could not be made: ${portError}`;
+      // The other host is live (its record is under its lease) and this side is attached: a link still
+      // down after handshakeMs is handshakes that keep failing, not a peer away.
+      if (attached && !linkUp && vtep !== undefined && watch.linkDownSince && watch.now !== undefined && (watch.handshakeMs ?? 0) > 0) {
+        downSeen.add(key);
+        const since = watch.linkDownSince.get(key) ?? watch.now;
+        watch.linkDownSince.set(key, since);
+        if (watch.now - since > watch.handshakeMs!) {
+          report.error = `no link session with host ${other} (${vtep}) for more than ${Math.round(watch.handshakeMs! / 1000)} s: its handshakes keep failing`;
+        }
+      }
+      reports.set(key, report);
     }
   }
+  if (watch.linkDownSince) for (const key of [...watch.linkDownSince.keys()]) if (!downSeen.has(key)) watch.linkDownSince.delete(key);
   return reports;
 }
 
@@ -53,6 +82,7 @@ export function desiredReports(
 export interface ConnectionHooks {
   markEstablished(id: string): Promise<unknown>;
   markWaiting(id: string, reason: string): Promise<unknown>;
+  markError(id: string, reason: string): Promise<unknown>;
   finishTermination(id: string): Promise<void>;
 }
 
@@ -69,7 +99,17 @@ export interface ConnectionReportsOptions {
   hooks: ConnectionHooks;
   log: Logger;
   tickMs?: number;
+  /** Why a connection port could not be made (the reconciler's last attempt), if it could not. */
+  portError?: (iface: string) => string | undefined;
+  /** ERROR for a link with no session this long while the other host is live (default 120 s; 0: never). */
+  handshakeTimeoutMs?: number;
+  /** ERROR for a connection never established, WAITING this long with a side not attached (default 300 s; 0: never). */
+  placementTimeoutMs?: number;
+  now?: () => number;
 }
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 120_000;
+export const DEFAULT_PLACEMENT_TIMEOUT_MS = 300_000;
 
 export class ConnectionReports {
   readonly #o: ConnectionReportsOptions;
@@ -80,6 +120,7 @@ export class ConnectionReports {
   #running: Promise<void> | undefined;
   #again = false;
   #closed = false;
+  readonly #linkDownSince = new Map<string, number>();
 
   constructor(o: ConnectionReportsOptions) {
     this.#o = o;
@@ -133,7 +174,10 @@ export class ConnectionReports {
       }
       this.#lease = lease;
     }
-    const want = desiredReports(host, this.#o.state(), this.#o.hasPort, this.#o.sessions());
+    const want = desiredReports(host, this.#o.state(), this.#o.hasPort, this.#o.sessions(), {
+      portError: this.#o.portError, handshakeMs: this.#o.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      now: this.#now(), linkDownSince: this.#linkDownSince,
+    });
     const puts: Array<[string, string]> = [];
     for (const [key, report] of want) {
       const text = JSON.stringify(report);
@@ -156,6 +200,10 @@ export class ConnectionReports {
     }
   }
 
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
   async #applyStatus(): Promise<void> {
     const state = this.#o.state();
     if (statusApplier(state.hosts.keys()) !== this.#o.host) return;
@@ -170,7 +218,9 @@ export class ConnectionReports {
     const hostOf = (uuid: string) => state.instances.get(uuid)?.host;
     const steps: Array<() => Promise<unknown>> = [];
     for (const c of state.connections?.values() ?? []) {
-      const step = nextStatus(c, byConnection.get(c.connection_id) ?? {}, hostOf);
+      const step = nextStatus(c, byConnection.get(c.connection_id) ?? {}, hostOf, {
+        now: this.#now(), placementMs: this.#o.placementTimeoutMs ?? DEFAULT_PLACEMENT_TIMEOUT_MS,
+      });
       if (step.type === 'none') continue;
       steps.push(() => this.#step(c, step).catch((e) => {
         // A record that moved meanwhile (removed, ERROR): the next run decides again.
@@ -187,6 +237,10 @@ export class ConnectionReports {
     if (step.type === 'establish') {
       log.info({ connection: id }, 'connection established');
       return hooks.markEstablished(id);
+    }
+    if (step.type === 'fail') {
+      log.warn({ connection: id, reason: step.reason }, 'connection failed');
+      return hooks.markError(id, step.reason);
     }
     if (step.type === 'wait') {
       if (c.status === 'ESTABLISHED') log.info({ connection: id, reason: step.reason }, 'connection waiting');

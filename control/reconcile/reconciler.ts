@@ -70,6 +70,8 @@ export class Reconciler {
   readonly #vnis = new Map<number, DesiredVni>();
   readonly #netnsMade = new Set<string>();
   readonly #view: StateView;
+  /** Interface (or connection side) -> why its port could not be made, while it is wanted and missing. */
+  readonly #portErrors = new Map<string, string>();
   #unfollow: Array<() => void> = [];
   #linkPeers = '';
   #timer: NodeJS.Timeout | undefined;
@@ -118,6 +120,11 @@ export class Reconciler {
   }
 
   /** Whether this host's engine holds the port of `iface` (an interface uuid or `<connection id>/<side>`). */
+  /** Why the last attempt to make the port of `iface` failed (undefined once made, or never tried). */
+  portError(iface: string): string | undefined {
+    return this.#portErrors.get(iface);
+  }
+
   hasPort(iface: string): boolean {
     return this.#ports.has(iface);
   }
@@ -175,6 +182,7 @@ export class Reconciler {
   async #apply(plan: HostPlan): Promise<void> {
     const { engine, log } = this.#o;
     const want = new Map(plan.ports.map((p) => [p.iface, p]));
+    for (const iface of [...this.#portErrors.keys()]) if (!want.has(iface)) this.#portErrors.delete(iface);
     for (const [iface, have] of this.#ports) {
       const p = want.get(iface);
       if (p && p.vni === have.spec.vni && p.mac === have.spec.mac && p.netns === have.spec.netns && p.cidr === have.spec.cidr) continue;
@@ -240,7 +248,10 @@ export class Reconciler {
       await this.#ensureNetns(netns);
     } catch (e) {
       log.error({ err: e, netns }, 'instance namespace could not be created');
-      for (const p of ports) states.set(p.iface, 'error');
+      for (const p of ports) {
+        states.set(p.iface, 'error');
+        this.#portErrors.set(p.iface, `namespace ${netns}: ${(e as Error).message}`);
+      }
       return;
     }
     for (const p of ports) {
@@ -257,6 +268,7 @@ export class Reconciler {
       try {
         const id = await created;
         this.#ports.set(p.iface, { id, spec: p });
+        this.#portErrors.delete(p.iface);
         if (p.defaultVia) await this.#defaultRoute(p).catch((e) => log.error({ err: e, port: p.name }, 'default route not set'));
         states.set(p.iface, 'created');
         log.info({ port: p.name, iface: p.iface, netns, cidr: p.cidr, vni: p.vni }, 'port created');
@@ -264,6 +276,7 @@ export class Reconciler {
         // Also an address the kernel refused: no port then, and the next pass tries again.
         log.error({ err: e, iface: p.iface, cidr: p.cidr }, 'port could not be created');
         states.set(p.iface, 'error');
+        this.#portErrors.set(p.iface, (e as Error).message);
       }
     }
   }

@@ -41,7 +41,7 @@ import {
   resolveNetworkRef,
   validateNetworkCreate,
 } from '../networks/network.ts';
-import { transition } from '../networks/state-machine.ts';
+import { failNetwork, transition } from '../networks/state-machine.ts';
 import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, allocate, createIpam, listReservations, release } from '../ipam/ipam.ts';
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
@@ -245,6 +245,13 @@ export class NetworkRepository {
     }
     throw new Conflict(`could not claim a free VXLAN id after ${VNI_TRIES} attempts; retry the request`, {
       reason: 'vni-race',
+    });
+  }
+
+  /** Its realisation failed in a way that will not fix itself: → error with the message (and an event). */
+  async markError(uuid: string, message: string): Promise<NetworkRecord> {
+    return this.update(uuid, (r) => (r.state === 'error' && r.error === message ? r : failNetwork(r, message, this.now())), {
+      type: 'mutate', message: `state changed to error: ${message}`,
     });
   }
 

@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { Engine } from '../../dataplane/engine.ts';
+import { InsufficientResources } from '../errors.ts';
 import { NatTable } from '../../dataplane/nat.ts';
 import type { HostPlan } from '../reconcile/plan.ts';
 import { IPAM_PREFIX, type NetworkRepository } from '../repo/networks.ts';
@@ -276,7 +277,15 @@ export class NatService {
       const address = await this.#o.networks.allocateFloatingGateway(uuid, this.#o.host);
       this.#o.log.info({ network: uuid, floatingGateway: address }, 'floating gateway allocated');
     } catch (err) {
-      this.#o.log.warn({ err, network: uuid }, 'floating gateway allocation failed; retrying on the next pass');
+      if (err instanceof InsufficientResources) {
+        // The pool is full: no retry will find an address, so the network fails, saying why (DESIGN: a real
+        // failure is an error state with its reason, not a wait forever).
+        this.#o.log.error({ err, network: uuid }, 'floating gateway cannot be allocated; the network goes to error');
+        await this.#o.networks.markError(uuid, `its floating gateway cannot be allocated: ${err.message}`)
+          .catch((e) => this.#o.log.warn({ err: e, network: uuid }, 'network not marked error; retrying on the next pass'));
+      } else {
+        this.#o.log.warn({ err, network: uuid }, 'floating gateway allocation failed; retrying on the next pass');
+      }
     } finally {
       this.#allocating.delete(uuid);
     }
