@@ -37,6 +37,8 @@ const NETNS_PARALLEL = 4;
  * not for a thousand writes queued ahead of it.
  */
 const STATE_WRITE_GROUP = 50;
+/** Networks marked created in one txn: a compare and two ops (record, event) each, within MAX_TXN_OPS. */
+const NETWORK_WRITE_GROUP = 40;
 
 /**
  * `/appnet/observed/<host>`: what this host's daemon last observed of itself ({pid, ports, pending, vnis}),
@@ -174,8 +176,10 @@ export class Reconciler {
     // A network is ready once the store has it: every daemon may mark it, compare-and-swap
     // makes that happen once. Issued together, so the store commits them as one group.
     const initial = [...state.networks.values()].filter((n) => n.state === 'initial');
-    for (let i = 0; i < initial.length; i += STATE_WRITE_GROUP) {
-      await Promise.all(initial.slice(i, i + STATE_WRITE_GROUP).map((n) => this.#o.networks.markCreated(n.uuid).catch(() => undefined)));
+    for (let i = 0; i < initial.length; i += NETWORK_WRITE_GROUP) {
+      const group = initial.slice(i, i + NETWORK_WRITE_GROUP);
+      if (await this.#o.networks.markCreatedTogether(group.map((n) => n.uuid)).catch(() => false)) continue;
+      await Promise.all(group.map((n) => this.#o.networks.markCreated(n.uuid).catch(() => undefined)));
     }
   }
 

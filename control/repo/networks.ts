@@ -45,7 +45,7 @@ import { failNetwork, transition } from '../networks/state-machine.ts';
 import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, allocate, createIpam, listReservations, release } from '../ipam/ipam.ts';
 import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
-import type { KeyValue, Store, TxnOp } from '../store/store.ts';
+import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
 import { readOrSeen, type StateView } from './state-view.ts';
 import { withFloatingPool } from './floating-pool.ts';
 
@@ -246,6 +246,28 @@ export class NetworkRepository {
     throw new Conflict(`could not claim a free VXLAN id after ${VNI_TRIES} attempts; retry the request`, {
       reason: 'vni-race',
     });
+  }
+
+  /**
+   * markCreated for several networks in one txn, planned from the view (each guarded by the modRevision the
+   * view holds): true when written (or nothing to write), false when the view had no such network or one
+   * changed since; the caller then marks them one by one. Without a view, always false.
+   */
+  async markCreatedTogether(uuids: readonly string[]): Promise<boolean> {
+    if (!this.view) return false;
+    const compare: Compare[] = [];
+    const success: TxnOp[] = [];
+    for (const uuid of uuids) {
+      const kv = this.view.cachedKv(NETWORKS_PREFIX + uuid);
+      if (kv === undefined) return false;
+      const current = JSON.parse(kv.value) as NetworkRecord;
+      if (current.state !== 'initial') continue;
+      compare.push({ key: kv.key, target: 'modRevision', op: '==', value: kv.modRevision });
+      success.push({ type: 'put', key: kv.key, value: JSON.stringify(transition(current, 'created', this.now())) });
+      success.push(await this.eventOp(uuid, 'mutate', 'state changed to created', null));
+    }
+    if (success.length === 0) return true;
+    return (await this.store.txn({ compare, success })).succeeded;
   }
 
   /** Its realisation failed in a way that will not fix itself: → error with the message (and an event). */
