@@ -44,7 +44,24 @@ test('netconf: versions, required fields, unknown fields, runtimeConfig', (t) =>
   fails(t, () => parseNetconf(JSON.stringify({ ...CONF, ca: '/etc/appnet/ca.pem' }), 'ADD'), 7, /ca needs an https api/);
   fails(t, () => parseNetconf(JSON.stringify({ ...CONF, api: 'https://198.18.0.1:7878', ca: 7 }), 'ADD'), 7, /ca must be a string/);
   // VERSION reads the version only.
-  t.deepEqual(versionResult(parseNetconf(JSON.stringify({ cniVersion: '0.4.0' }), 'VERSION').cniVersion), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
+  t.deepEqual(versionResult(parseNetconf(JSON.stringify({ cniVersion: '0.4.0' }), 'VERSION').cniVersion), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+});
+
+test('STATUS and GC (1.1.0): the command alone in the environment; the valid attachments parsed; older versions refused', (t) => {
+  t.like(parseEnv({ CNI_COMMAND: 'STATUS', CNI_PATH: '/opt/cni/bin' }), { command: 'STATUS' });
+  t.like(parseEnv({ CNI_COMMAND: 'GC' }), { command: 'GC' });
+  fails(t, () => parseEnv({ CNI_COMMAND: 'INIT' }), 4, /INIT.*not one of ADD, DEL, CHECK, VERSION, STATUS, GC/);
+  const v11 = { ...CONF, cniVersion: '1.1.0' };
+  t.is(parseNetconf(JSON.stringify(v11), 'STATUS').network, 'blue');
+  const attachments = [{ containerID: 'abc', ifname: 'eth0' }, { containerID: 'def', ifname: 'net1' }];
+  t.deepEqual(parseNetconf(JSON.stringify({ ...v11, 'cni.dev/valid-attachments': attachments }), 'GC').validAttachments, attachments);
+  // The spec's earlier name for the field is read too; none listed is an empty list.
+  t.deepEqual(parseNetconf(JSON.stringify({ ...v11, 'cni.dev/attachments': attachments.slice(1) }), 'GC').validAttachments, attachments.slice(1));
+  t.deepEqual(parseNetconf(JSON.stringify(v11), 'GC').validAttachments, []);
+  fails(t, () => parseNetconf(JSON.stringify({ ...v11, 'cni.dev/valid-attachments': {} }), 'GC'), 7, /must be an array/);
+  fails(t, () => parseNetconf(JSON.stringify({ ...v11, 'cni.dev/valid-attachments': [{ ifname: 'eth0' }] }), 'GC'), 7, /valid-attachments\.0\.containerID/);
+  fails(t, () => parseNetconf(JSON.stringify(CONF), 'STATUS'), 1, /STATUS needs cniVersion 1\.1\.0/);
+  fails(t, () => parseNetconf(JSON.stringify(CONF), 'GC'), 1, /GC needs cniVersion 1\.1\.0/);
 });
 
 test('instance name and request: the pod name when valid, else the container id', (t) => {

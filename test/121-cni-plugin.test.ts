@@ -24,6 +24,12 @@ async function cni(hostNs: string, command: string, containerId: string, netnsPa
   return { code: r.code, out: r.stdout.trim() === '' ? null : JSON.parse(r.stdout), stderr: r.stderr };
 }
 
+/** A network-level command (STATUS, GC): only CNI_COMMAND and CNI_PATH in the environment, as the spec says. */
+async function cniNet(hostNs: string, command: string, conf: Record<string, unknown>): Promise<Cni> {
+  const r = await runIn(hostNs, 'env', ['-i', `CNI_COMMAND=${command}`, 'CNI_PATH=/opt/cni/bin', process.execPath, PLUGIN], { input: JSON.stringify(conf), reject: false });
+  return { code: r.code, out: r.stdout.trim() === '' ? null : JSON.parse(r.stdout), stderr: r.stderr };
+}
+
 const pings = async (ns: string, addr: string) => (await runIn(ns, 'ping', ['-c', '1', '-W', '1', addr], { reject: false })).code === 0;
 
 async function usedAddresses(ns: string, network: string): Promise<string[]> {
@@ -105,6 +111,24 @@ test('containers on two hosts through the CNI plugin: reach by address and name,
   await d1.stop();
   await d1.start();
   t.true(await until('a reaches b after the restart', async () => (await pings(a.ns, ipB)) || undefined, 120));
+
+  // STATUS (1.1.0): ready for a network that exists; code 50 naming the cause otherwise, or with appnetd gone.
+  const v11 = (network: string, host: string) => ({ ...conf(network, host), cniVersion: '1.1.0' });
+  t.is((await cniNet(h2.ns, 'STATUS', v11('blue', 'h2'))).code, 0);
+  const noNet = await cniNet(h2.ns, 'STATUS', v11('green', 'h2'));
+  t.like(noNet.out, { cniVersion: '1.1.0', code: 50 });
+  t.regex(noNet.out.msg, /network green/);
+  // GC (1.1.0) of red on h2 with no valid attachment: cc (red, h2) goes and its address is freed; cb (blue,
+  // h2) and ca (h1) stay. A GC that lists cc keeps it.
+  t.is((await cniNet(h2.ns, 'GC', { ...v11('red', 'h2'), 'cni.dev/valid-attachments': [{ containerID: 'cc', ifname: 'eth0' }] })).code, 0);
+  t.is((await apiCall(h1.ns, 'GET', '/instances/cc', TEST_TOKEN)).status, 200);
+  const gcRed = await cniNet(h2.ns, 'GC', { ...v11('red', 'h2'), 'cni.dev/valid-attachments': [] });
+  t.is(gcRed.code, 0, JSON.stringify(gcRed.out));
+  t.is(gcRed.out, null);
+  t.is((await apiCall(h1.ns, 'GET', '/instances/cc', TEST_TOKEN)).status, 404);
+  t.false((await usedAddresses(h1.ns, 'red')).includes(ipC));
+  t.is((await apiCall(h1.ns, 'GET', '/instances/cb', TEST_TOKEN)).status, 200);
+  t.is((await apiCall(h1.ns, 'GET', '/instances/ca', TEST_TOKEN)).status, 200);
 
   // DEL frees the address; DEL again, and DEL with appnetd gone, succeed.
   const delB = await cni(h2.ns, 'DEL', 'cb', path(b.ns), conf('blue', 'h2'));

@@ -1,18 +1,24 @@
-// The pure core of the `appnet` CNI plugin (CNI spec 1.0.0): the runtime's environment and network
+// The pure core of the `appnet` CNI plugin (CNI spec 1.1.0): the runtime's environment and network
 // configuration in, the instance request and the CNI result or error object out. No I/O here; the edge
 // (control/cni/plugin.ts) talks to appnetd's REST API.
 //
 // Contracts:
 //   - every failure is a CniError with a spec code: 1 incompatible version, 2 unsupported field,
 //     3 container unknown, 4 invalid environment variables, 5 I/O failure, 6 undecodable content,
-//     7 invalid network configuration, 11 try again later; 100+ are ours (PLUGIN_CODES).
+//     7 invalid network configuration, 11 try again later, 50 not available (STATUS); 100+ are ours
+//     (PLUGIN_CODES).
 //   - the instance for a container is named after the pod (K8S_POD_NAME, which podman sets to the
 //     container's name) when that is a valid instance name, else `cni-<first 12 of the container id>`;
-//     its metadata is not used: the name and netns identify it, so ADD is repeatable (it adopts).
+//     the name and netns identify it, so ADD is repeatable (it adopts). Its interface's metadata records
+//     the container id and the network configuration's name (CNI_METADATA), which is how GC (1.1.0)
+//     finds the attachments this plugin made and the runtime no longer lists.
+//   - STATUS and GC exist from 1.1.0 on and need only CNI_COMMAND (and the netconf).
 
-export const SPEC_VERSION = '1.0.0';
-/** Versions whose configuration and result formats we read and write (0.4.0 and 1.0.0 differ only in fields we do not use). */
-export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0'];
+export const SPEC_VERSION = '1.1.0';
+/** Versions whose configuration and result formats we read and write (0.4.0 to 1.1.0 differ only in fields we do not use). */
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
+/** Interface metadata keys by which the plugin knows the attachments it made. */
+export const CNI_METADATA = { containerId: 'cni.container_id', network: 'cni.network' } as const;
 export const DEFAULT_API = 'http://127.0.0.1:7878';
 export const DEFAULT_TOKEN_FILE = '/run/appnet/token';
 export const DEFAULT_DNS_ZONE = 'appnet.internal';
@@ -26,6 +32,7 @@ export const CNI_CODES = {
   decode: 6,
   invalidConfig: 7,
   tryAgain: 11,
+  notAvailable: 50,
 } as const;
 /** Plugin-specific codes (the spec reserves 100 and up for plugins). */
 export const PLUGIN_CODES = { apiRefused: 100, notReady: 101 } as const;
@@ -41,8 +48,10 @@ export class CniError extends Error {
   }
 }
 
-export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION';
-const COMMANDS = new Set<string>(['ADD', 'DEL', 'CHECK', 'VERSION']);
+export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';
+const COMMANDS = new Set<string>(['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC']);
+/** Commands about the network, not one container: CNI_COMMAND (and CNI_PATH) is all they get. */
+const NETWORK_COMMANDS = new Set<string>(['VERSION', 'STATUS', 'GC']);
 
 export interface CniEnv {
   command: CniCommand;
@@ -55,9 +64,9 @@ export interface CniEnv {
 /** CNI_* variables. VERSION needs only the command; DEL tolerates an empty CNI_NETNS (the namespace may be gone). */
 export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   const command = env.CNI_COMMAND ?? '';
-  if (!COMMANDS.has(command)) throw new CniError(CNI_CODES.invalidEnv, `CNI_COMMAND ${JSON.stringify(command)} is not one of ADD, DEL, CHECK, VERSION`);
+  if (!COMMANDS.has(command)) throw new CniError(CNI_CODES.invalidEnv, `CNI_COMMAND ${JSON.stringify(command)} is not one of ${[...COMMANDS].join(', ')}`);
   const out: CniEnv = { command: command as CniCommand, containerId: env.CNI_CONTAINERID ?? '', netns: env.CNI_NETNS ?? '', ifname: env.CNI_IFNAME ?? '', args: new Map() };
-  if (command === 'VERSION') return out;
+  if (NETWORK_COMMANDS.has(command)) return out;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(out.containerId)) throw new CniError(CNI_CODES.invalidEnv, 'CNI_CONTAINERID is missing or not alphanumeric with _ . -');
   if (out.ifname === '') throw new CniError(CNI_CODES.invalidEnv, 'CNI_IFNAME is missing');
   if (command !== 'DEL' && !out.netns.startsWith('/')) throw new CniError(CNI_CODES.invalidEnv, 'CNI_NETNS must be an absolute path');
@@ -99,11 +108,14 @@ export interface Netconf {
   /** runtimeConfig.ips: the address to reserve (the first IPv4 one). */
   address?: string;
   prevResult?: CniResult;
+  /** GC: the attachments the runtime still has (`cni.dev/valid-attachments`). */
+  validAttachments?: Array<{ containerID: string; ifname: string }>;
 }
 
 const NETCONF_FIELDS = new Set([
   'cniVersion', 'name', 'type', 'network', 'api', 'token', 'tokenFile', 'ca', 'host', 'dnsZone', 'inbounds', 'outbounds',
-  'args', 'runtimeConfig', 'capabilities', 'prevResult', 'dns', 'ipam', 'cniVersions', 'disableCheck',
+  'args', 'runtimeConfig', 'capabilities', 'prevResult', 'dns', 'ipam', 'cniVersions', 'disableCheck', 'disableGC',
+  'cni.dev/valid-attachments', 'cni.dev/attachments',
 ]);
 
 function field<T>(o: Record<string, unknown>, key: string, type: string): T | undefined {
@@ -167,6 +179,10 @@ export function parseNetconf(text: string, command: CniCommand): Netconf {
   }
   if (o.prevResult !== undefined) conf.prevResult = o.prevResult as CniResult;
   if (command === 'CHECK' && conf.prevResult === undefined) throw new CniError(CNI_CODES.invalidConfig, 'CHECK needs prevResult');
+  if ((command === 'STATUS' || command === 'GC') && SUPPORTED_VERSIONS.indexOf(cniVersion) < SUPPORTED_VERSIONS.indexOf('1.1.0')) {
+    throw new CniError(CNI_CODES.incompatibleVersion, `${command} needs cniVersion 1.1.0 or later, got ${cniVersion}`);
+  }
+  if (command === 'GC') conf.validAttachments = parseAttachments(o['cni.dev/valid-attachments'] ?? o['cni.dev/attachments']);
   return conf;
 }
 
@@ -179,6 +195,19 @@ export function instanceName(env: CniEnv): string {
   const full = pod && ns && ns !== pod ? `${ns}.${pod}` : pod;
   if (full && valid(full)) return full;
   return `cni-${env.containerId.slice(0, 12)}`;
+}
+
+/** `cni.dev/valid-attachments`: [{containerID, ifname}]; absent is none (GC then removes every attachment of the network here). */
+function parseAttachments(v: unknown): Array<{ containerID: string; ifname: string }> {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new CniError(CNI_CODES.invalidConfig, 'netconf field cni.dev/valid-attachments must be an array');
+  return v.map((a, i) => {
+    const o = (a ?? {}) as Record<string, unknown>;
+    if (typeof o.containerID !== 'string' || o.containerID === '') {
+      throw new CniError(CNI_CODES.invalidConfig, `netconf field cni.dev/valid-attachments.${i}.containerID must be a non-empty string`);
+    }
+    return { containerID: o.containerID, ifname: typeof o.ifname === 'string' ? o.ifname : '' };
+  });
 }
 
 /** The POST /instances body for ADD. */

@@ -9,10 +9,15 @@
 //     appnetd itself dies meanwhile, the runtime's DEL, or a later ADD of the same name, removes it.)
 //   - DEL is idempotent: no instance, no namespace or no appnetd at all is success.
 //   - CHECK fails (code 100) when the instance, its interface or the address ADD returned is not there.
+//   - STATUS (1.1.0) succeeds when appnetd answers and the netconf's network exists for the token: ADD
+//     would work; else code 50 with the reason.
+//   - GC (1.1.0) deletes the instances this plugin made on this host for this network configuration (their
+//     interface metadata, CNI_METADATA) whose container the runtime no longer lists, as many as it can,
+//     and reports the ones it could not (code 5).
 import { existsSync, readFileSync } from 'node:fs';
 import { ApiClient, ApiClientError } from '../cli/client.ts';
 import {
-  type AttachedInterface, type CniEnv, CniError, CNI_CODES, type Netconf, PLUGIN_CODES,
+  type AttachedInterface, type CniEnv, CniError, CNI_CODES, CNI_METADATA, type Netconf, PLUGIN_CODES,
   buildResult, checkAgainst, errorObject, instanceName, instanceRequest, parseEnv, parseNetconf, versionResult,
 } from './netconf.ts';
 
@@ -26,7 +31,7 @@ interface InstanceView {
   namespace: string;
   host: string;
   netns: string;
-  interfaces: Array<{ uuid: string; network_uuid: string; macaddr: string; ipv4: string | null; state: string; device: string }>;
+  interfaces: Array<{ uuid: string; network_uuid: string; macaddr: string; ipv4: string | null; state: string; device: string; metadata?: Record<string, string> }>;
 }
 interface NetworkView { uuid: string; netblock: string; provide_dns: boolean; namespace: string | null }
 interface HostView { name: string; api?: string }
@@ -128,6 +133,13 @@ async function add(conf: Netconf, env: CniEnv): Promise<string> {
     throw fromApi(e, `instance ${name} not created`);
   }
   try {
+    // Which container and network configuration the attachment is for: what GC goes by.
+    const iface = inst.interfaces[0];
+    if (iface) {
+      for (const [key, value] of [[CNI_METADATA.containerId, env.containerId], [CNI_METADATA.network, conf.name]]) {
+        if (iface.metadata?.[key] !== value) await api.request('POST', `/interfaces/${iface.uuid}/metadata`, { body: { key, value } });
+      }
+    }
     const ready = await waitCreated(api, inst.uuid, Date.now() + ADD_WAIT_MS);
     return JSON.stringify(buildResult(conf, env, await attached(api, ready)));
   } catch (e) {
@@ -165,6 +177,42 @@ async function check(conf: Netconf, env: CniEnv): Promise<void> {
   }
 }
 
+async function status(conf: Netconf): Promise<void> {
+  const api = client(conf);
+  try {
+    await api.request('GET', `/networks/${encodeURIComponent(conf.network)}`);
+  } catch (e) {
+    const why = e instanceof ApiClientError && e.status === 0 ? `appnetd's API at ${conf.api} is not answering` : (e as Error).message;
+    throw new CniError(CNI_CODES.notAvailable, `cannot attach containers to network ${conf.network}: ${why}`);
+  }
+}
+
+async function gc(conf: Netconf): Promise<void> {
+  const api = client(conf);
+  const valid = new Set((conf.validAttachments ?? []).map((a) => a.containerID));
+  let stale: InstanceView[];
+  try {
+    const host = await thisHost(api, conf);
+    const all = await api.request<InstanceView[]>('GET', '/instances');
+    stale = all.filter((inst) => {
+      const md = inst.interfaces[0]?.metadata ?? {};
+      return inst.host === host && md[CNI_METADATA.network] === conf.name && md[CNI_METADATA.containerId] !== undefined &&
+        !valid.has(md[CNI_METADATA.containerId]!);
+    });
+  } catch (e) {
+    throw fromApi(e, 'garbage collection not started');
+  }
+  const failed: string[] = [];
+  for (const inst of stale) {
+    try {
+      await api.request('DELETE', `/instances/${inst.uuid}`, { query: { force: true } });
+    } catch (e) {
+      if (!(e instanceof ApiClientError && e.status === 404)) failed.push(`${inst.name}: ${(e as Error).message}`);
+    }
+  }
+  if (failed.length > 0) throw new CniError(CNI_CODES.io, `${failed.length} of ${stale.length} stale attachments not removed`, failed.join('; '));
+}
+
 /** One plugin run: environment and stdin in, stdout and exit status out. Never throws. */
 export async function runCni(envVars: Record<string, string | undefined>, stdin: string): Promise<CniOutcome> {
   let version = '1.0.0';
@@ -182,6 +230,12 @@ export async function runCni(envVars: Record<string, string | undefined>, stdin:
         return { stdout: '', exitCode: 0 };
       case 'CHECK':
         await check(conf, env);
+        return { stdout: '', exitCode: 0 };
+      case 'STATUS':
+        await status(conf);
+        return { stdout: '', exitCode: 0 };
+      case 'GC':
+        await gc(conf);
         return { stdout: '', exitCode: 0 };
     }
   } catch (e) {
