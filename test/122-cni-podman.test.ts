@@ -15,7 +15,7 @@ import path from 'node:path';
 import { TestNet, type Daemon } from './helpers/testnet.ts';
 import { spawn } from 'node:child_process';
 import { run, runIn, type RunResult } from './helpers/run.ts';
-import { apiCall, cliJson, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, cliRun, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { until } from './helpers/until.ts';
 
 const PLUGIN = new URL('../bin/appnet-cni.js', import.meta.url).pathname;
@@ -106,6 +106,13 @@ test('podman containers on appnet networks across two hosts: address, name, isol
     return r.stdout.includes(`hello from ${port}`);
   };
   t.true(await until('src reaches sink:5201 over the connection', async () => (await reaches(5201)) || undefined, 40));
+  // The outbound's name (APPNET_OUTBOUND_DB, from `appnet instance env src --format env`, as podman's
+  // --env-file reads it) resolves in the container through the network's DNS, to the inbound's address.
+  const env = await cliRun(h1.ns, 'instance', 'env', 'src', '--format', 'env');
+  const outboundName = /^APPNET_OUTBOUND_DB=(\S+)$/m.exec(env.stdout)?.[1];
+  t.truthy(outboundName, env.stdout);
+  const resolved = await p1(['exec', 'src', 'nslookup', outboundName!, '198.18.122.1'], false);
+  t.true(resolved.stdout.includes(conn.link.inbound_address), resolved.stdout + resolved.stderr);
   t.false(await reaches(5202), 'another port of the sink passed');
 
   // A restart of appnetd on h1: ca's port comes back and still reaches cb.

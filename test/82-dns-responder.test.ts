@@ -89,6 +89,18 @@ test('unknown names in our zone are NXDOMAIN and never forwarded, even with an u
   t.is(r.counters().forwarded, 0);
 });
 
+test('an extra zone (the outbound names of connections) is answered and kept from the upstream like the main one', (t) => {
+  const records = staticRecordSource(DOMAIN, [{ name: 'db.0a1b2c3d.appnet', ipv4: '198.19.128.1' }]);
+  const r = new DnsResponder({ ...BASE, records, extraZones: ['appnet'], upstream: '198.18.0.53' });
+  const m = reply(t, r.handleQuery(query('DB.0a1b2c3d.appnet.')), DNS_RCODE_NOERROR);
+  t.deepEqual(m.answers.map((a) => a.data), [{ kind: 'a', address: 0xc6138001 }]);
+  t.true(m.aa);
+  t.true(reply(t, r.handleQuery(query('cache.0a1b2c3d.appnet')), DNS_RCODE_NXDOMAIN).aa);
+  // Without the extra zone the same name goes upstream.
+  t.is(new DnsResponder({ ...BASE, records, upstream: '198.18.0.53' }).handleQuery(query('db.0a1b2c3d.appnet')).action, 'forward');
+  t.is(r.counters().forwarded, 0);
+});
+
 test('PTR for the network\'s addresses: every name of the address; unknown addresses NXDOMAIN', (t) => {
   const r = new DnsResponder(BASE);
   const m = reply(t, r.handleQuery(query('20.4.18.198.in-addr.arpa', DNS_TYPE_PTR)), DNS_RCODE_NOERROR);

@@ -8,7 +8,7 @@
  *   2. fewer than 12 bytes, or a response (QR set): dropped, never answered (no reply loops)
  *   3. the rest of the message unreadable, not exactly one question, two OPT records: FORMERR
  *   4. opcode other than QUERY: NOTIMP; EDNS version above 0: BADVERS (RFC 6891)
- *   5. names in `zone`: A from the record source (NXDOMAIN when unknown, NODATA for other types);
+ *   5. names in `zone` (or `extraZones`): A from the record source (NXDOMAIN when unknown, NODATA for other types);
  *      in-addr.arpa names of the network's addresses: PTR likewise
  *   6. anything else: forwarded to `upstream` as it came, or REFUSED without one
  * Replies are authoritative (AA) for 5, copy RD, and set RA only when there is an upstream.
@@ -62,6 +62,8 @@ function push(m: Map<string, string[]>, k: string, v: string): void {
 export interface DnsResponderOptions {
   /** Names at or under this zone are answered here or get NXDOMAIN; they never leak upstream. */
   zone: string;
+  /** More zones answered the same way (the `appnet` names of application connections' outbounds). */
+  extraZones?: readonly string[];
   /** The network's block: the in-addr.arpa names of its addresses are answered here. */
   cidr: string;
   records: DnsRecordSource;
@@ -97,7 +99,7 @@ const EDNS_PAYLOAD = 1232;
 
 export class DnsResponder {
   readonly #opts: DnsResponderOptions;
-  readonly #zone: string;
+  readonly #zones: readonly string[];
   readonly #cidr: Cidr;
   readonly #upstream: { ipv4: string; port: number } | undefined;
   readonly #ttl: number;
@@ -106,7 +108,7 @@ export class DnsResponder {
   /** Throws (naming the option) when the options are unusable: that is the integrator's bug, not input. */
   constructor(opts: DnsResponderOptions) {
     this.#opts = opts;
-    this.#zone = canonicalDnsName(opts.zone);
+    this.#zones = [opts.zone, ...(opts.extraZones ?? [])].map(canonicalDnsName);
     this.#cidr = parseCidr(opts.cidr, 'cidr');
     this.#upstream = opts.upstream === undefined ? undefined : parseUpstream(opts.upstream);
     this.#ttl = opts.ttl ?? 0;
@@ -170,9 +172,10 @@ export class DnsResponder {
 
     const name = canonicalDnsName(q.name);
     const inet = q.class === DNS_CLASS_IN || q.class === DNS_CLASS_ANY;
-    if (inet && (name === this.#zone || name.endsWith(`.${this.#zone}`))) {
+    const zone = inet ? this.#zones.find((z) => name === z || name.endsWith(`.${z}`)) : undefined;
+    if (zone !== undefined) {
       const addresses = this.#opts.records.lookup(name);
-      if (addresses.length === 0 && name !== this.#zone) return this.#reply(header, [q], DNS_RCODE_NXDOMAIN, [], true, edns);
+      if (addresses.length === 0 && name !== zone) return this.#reply(header, [q], DNS_RCODE_NXDOMAIN, [], true, edns);
       const wanted = q.type === DNS_TYPE_A || q.type === DNS_TYPE_ANY;
       const answers = wanted ? addresses.map((a) => this.#record(q.name, DNS_TYPE_A, { kind: 'a', address: parseIpv4Address(a) })) : [];
       return this.#reply(header, [q], DNS_RCODE_NOERROR, answers, true, edns);

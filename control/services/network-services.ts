@@ -8,6 +8,8 @@
 //
 // Only frames from local ports are answered (the gateway is distributed: every host answers its own
 // ports, docs/services.md). Frames of a rule that arrive from the wire are counted and ignored.
+import { NAME_SUFFIX, outboundHostname } from '../connections/env.ts';
+import { isRealisable } from '../connections/realise.ts';
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -344,10 +346,18 @@ export class NetworkServices {
     if (prev) this.#retired.dns.push(prev.counters());
     const entries: DnsEntry[] = [];
     const { view } = this.#o;
+    const onNetwork = new Set<string>();
     for (const i of view.interfaces.values() as Iterable<InterfaceRecord>) {
       if (i.network_uuid !== s.network || i.state === 'deleted' || !i.ipv4) continue;
       const inst = view.instances.get(i.instance_uuid);
       if (inst) entries.push({ name: `${inst.name}.${inst.namespace}.${this.#zone}`, ipv4: i.ipv4 });
+      onNetwork.add(i.instance_uuid);
+    }
+    // The outbound names of this network's instances (APPNET_OUTBOUND_*), as their hosts files have them: a
+    // container, whose hosts file is its runtime's, resolves them here.
+    for (const c of view.connections.values()) {
+      if (!isRealisable(c) || !onNetwork.has(c.source_instance_id)) continue;
+      entries.push({ name: outboundHostname(c.source_instance_id, c.outbound_name), ipv4: c.link.inbound_address });
     }
     const net = view.networks.get(s.network);
     const domain = `${net?.namespace ?? 'system'}.${this.#zone}`;
@@ -356,7 +366,7 @@ export class NetworkServices {
     const usable = entries.filter((e) => {
       try { staticRecordSource(domain, [e]); return true; } catch { return false; }
     });
-    return new DnsResponder({ zone: this.#zone, cidr: net?.netblock ?? '0.0.0.0/32', records: staticRecordSource(domain, usable), upstream: this.#o.dnsUpstream });
+    return new DnsResponder({ zone: this.#zone, extraZones: [NAME_SUFFIX], cidr: net?.netblock ?? '0.0.0.0/32', records: staticRecordSource(domain, usable), upstream: this.#o.dnsUpstream });
   }
 
   #forward(port: number, request: UdpFrame, query: Uint8Array, upstream: string, to: { ipv4: string; port: number }): void {

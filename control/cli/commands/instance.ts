@@ -1,7 +1,7 @@
 // `appnet instance …`: the /instances routes. Their shapes are not settled yet, so output tables pick
 // whatever of the usual columns the API returns, and `--json` prints it verbatim.
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { seg } from '../client.ts';
 import { emit, globals, withJson } from '../context.ts';
 import { type Column, formatLoose, formatRows } from '../table.ts';
@@ -167,11 +167,13 @@ export function instanceCommand(): Command {
     );
 
   withJson(instance.command('env'))
-    .description('the APPNET_OUTBOUND_* variables of an instance, as NAME=VALUE lines')
+    .description('the APPNET_OUTBOUND_* variables of an instance, as NAME=VALUE lines (podman run --env-file)')
     .argument('<ref>', 'instance UUID or name')
-    .action(async (ref: string, _opts: unknown, cmd: Command) =>
-      emit(cmd, (c) => c.get<View[]>(`/instances/${seg(ref)}/env`), (rows) => rows.map((r) => `${String(r.name)}=${String(r.value)}\n`).join('')),
-    );
+    .addOption(new Option('--format <format>', 'env: NAME=VALUE lines; json: as --json').choices(['env', 'json']).default('env'))
+    .action(async (ref: string, opts: { format: string }, cmd: Command) => {
+      if (opts.format === 'json') cmd.setOptionValue('json', true);
+      return emit(cmd, (c) => c.get<View[]>(`/instances/${seg(ref)}/env`), (rows) => rows.map((r) => `${String(r.name)}=${String(r.value)}\n`).join(''));
+    });
 
   return instance;
 }
