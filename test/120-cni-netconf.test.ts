@@ -96,3 +96,12 @@ test('result: interface in the sandbox, address with gateway, default route, DNS
   t.regex(checkAgainst(r, { ...a, macaddr: '02:00:00:00:00:06' }) ?? '', /MAC/);
   t.regex(checkAgainst(r, { ...a, device: 'eth1' }) ?? '', /interface is eth1, ADD gave an12345678/);
 });
+
+test('the plugin setup installs: /opt/cni/bin/appnet answers VERSION with an empty environment, as runtimes run it', async (t) => {
+  const { execFile } = await import('node:child_process');
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = execFile('/opt/cni/bin/appnet', [], { env: { CNI_COMMAND: 'VERSION' } }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    child.stdin!.end(JSON.stringify({ cniVersion: '1.1.0' }));
+  });
+  t.deepEqual(JSON.parse(out), { cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+});
