@@ -18,7 +18,9 @@
 // a JSON body (sf-compat.ts); POST, PUT and DELETE take a JSON body, as the reference does.
 
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { ApiError, BadRequest, NotFound, Unauthenticated, errorBody, isApiError, quote } from '../errors.ts';
+import { ApiError, BadRequest, Forbidden, NotFound, Unauthenticated, errorBody, isApiError, quote } from '../errors.ts';
+import type { Histogram } from 'prom-client';
+import { METRICS_CONTENT_TYPE } from '../metrics/daemon-metrics.ts';
 import type { Cidr } from '../net/ipv4-cidr.ts';
 import { SYSTEM_NAMESPACE, externalView } from '../networks/network.ts';
 import { instanceView, checkInterfaceVisible } from '../instances/instance.ts';
@@ -64,6 +66,11 @@ export interface BuildApiOptions {
   https?: { cert: string; key: string };
   /** Failed POST /auth attempts allowed per source (control/auth/rate-limit.ts). */
   authRateLimit?: RateLimitOptions;
+  /**
+   * GET /metrics (Prometheus text), for the system namespace or `token` (which opens nothing else); every
+   * request's duration is observed into `requests` by method, route pattern and status.
+   */
+  metrics?: { text(): Promise<string>; requests: Histogram<'method' | 'route' | 'status'>; token?: string };
 }
 
 type Handler = (ctx: {
@@ -77,6 +84,9 @@ type Params = { ref: string; key: string; uuid: string };
 type Body = Record<string, unknown>;
 
 const OPENAPI_URL = '/openapi.json';
+const METRICS_URL = '/metrics';
+/** The caller of a request authenticated by the metrics token (not a namespace: nothing else accepts it). */
+const METRICS_CALLER = '#metrics';
 const CALLER = Symbol('appnet caller namespace');
 /** Routes served without a token: the document, the capabilities page, and the login itself. */
 const PUBLIC = new Set([`GET ${OPENAPI_URL}`, 'GET /', 'POST /auth']);
@@ -354,8 +364,27 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
   app.addHook('onClose', async () => lists.cache.close());
   app.addHook('onClose', async () => auth.state.stop());
 
+  const metrics = options.metrics;
+  if (metrics) {
+    app.addHook('onResponse', async (req, reply) => {
+      // The route's pattern, never the raw URL: one series per route, whatever the ids in the path.
+      metrics.requests.observe({ method: req.method, route: req.routeOptions.url ?? 'unknown', status: reply.statusCode }, reply.elapsedTime / 1000);
+    });
+    app.get(METRICS_URL, async (req, reply) => {
+      if (callers.get(req) !== 'system' && callers.get(req) !== METRICS_CALLER) {
+        throw new Forbidden(`GET ${METRICS_URL} needs the system namespace or the metrics token`, { reason: 'metrics' });
+      }
+      return reply.type(METRICS_CONTENT_TYPE).send(await metrics.text());
+    });
+  }
+
   app.addHook('onRequest', async (req, reply) => {
     if (PUBLIC.has(`${req.method} ${req.routeOptions.url}`)) return;
+    // The metrics token opens GET /metrics only; anywhere else it is an unknown token.
+    if (metrics?.token && req.method === 'GET' && req.routeOptions.url === METRICS_URL && req.headers.authorization === `Bearer ${metrics.token}`) {
+      callers.set(req, METRICS_CALLER);
+      return;
+    }
     let namespace: string;
     try {
       namespace = await auth.caller(req.headers.authorization);

@@ -22,6 +22,8 @@ export interface CaptureRouteContext {
   /** An interface uuid or port name on this host -> the engine port. */
   port(ref: string): { id: number; name: string; vni: number } | undefined;
   allowKeyExport: boolean;
+  /** Where the capture sessions' ring drops are counted for /metrics. */
+  metrics?: { noteCapture(id: number, dropped: number, ended?: boolean): void };
   /** Records an operator event (key export). */
   event(message: string, extra: Record<string, unknown>): Promise<void>;
 }
@@ -123,12 +125,14 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
     const id = session(req);
     if (/application\/octet-stream/.test(req.headers.accept ?? '')) {
       const b = ctx.engine.captureDrainPacked(id);
+      ctx.metrics?.noteCapture(id, b.dropped);
       return reply.type('application/octet-stream').headers({
         'x-appnet-records': String(b.count), 'x-appnet-captured': String(b.captured),
         'x-appnet-dropped': String(b.dropped), 'x-appnet-filtered': String(b.filtered),
       }).send(b.records);
     }
     const b = ctx.engine.captureDrain(id);
+    ctx.metrics?.noteCapture(id, b.dropped);
     return {
       captured: b.captured,
       dropped: b.dropped,
@@ -143,6 +147,7 @@ export function registerCaptureRoutes(app: FastifyInstance, ctx: CaptureRouteCon
     const id = session(req);
     const b = ctx.engine.captureDrainPacked(id);
     ctx.engine.captureStop(id);
+    ctx.metrics?.noteCapture(id, b.dropped, true);
     sessions.delete(id);
     return { id, captured: b.captured, dropped: b.dropped, filtered: b.filtered, unread: b.count };
   });

@@ -4,6 +4,7 @@ import { unlinkSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Engine } from '../../dataplane/engine.ts';
+import { METRICS_CONTENT_TYPE } from '../metrics/daemon-metrics.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
 
 export interface AdminContext {
@@ -14,6 +15,8 @@ export interface AdminContext {
   publicKey?: Uint8Array;
   /** Store mode: gateway, DHCP and DNS counters (malformed input is counted here). */
   services?: { stats(): unknown };
+  /** GET /metrics: the daemon's Prometheus text (no auth here: the socket is root's). */
+  metrics?: { text(): Promise<string> };
 }
 
 function sessionView(s: { localIndex: number; remoteIndex: number; initiator: boolean; ageMs: number; sendCounter: bigint } | null) {
@@ -24,6 +27,10 @@ export async function startAdminApi(socketPath: string, ctx: AdminContext): Prom
   const app = Fastify({ logger: false });
   app.get('/healthz', async () => ({ ok: true, host: ctx.host }));
   app.get('/engine/counters', async () => ctx.engine.counters());
+  app.get('/metrics', async (_req, reply) => {
+    if (!ctx.metrics) return reply.code(404).send({ error: 'metrics are not set up on this daemon', status: 404 });
+    return reply.type(METRICS_CONTENT_TYPE).send(await ctx.metrics.text());
+  });
   app.get('/engine/ports', async () => [...ctx.ports].map(([name, id]) => ({ name, id })));
   app.get('/engine/vnis', async () => ctx.engine.floods());
   app.get<{ Params: { vni: string } }>('/engine/fdb/:vni', async (req, reply) => {

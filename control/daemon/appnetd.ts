@@ -11,6 +11,7 @@ import type { KeyPair } from '../../dataplane/link/noise-ik.ts';
 import { startAdminApi } from './admin-api.ts';
 import { ConfigError, defaultMac, parseDaemonConfig, type DaemonConfig } from './config.ts';
 import { startControlPlane, type ControlPlane } from './control-plane.ts';
+import { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 
 // While the store is away every periodic job fails the same way each tick: one line each, not a stack.
 const log = pino({
@@ -134,16 +135,19 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   let control: ControlPlane | undefined;
+  // Static mode has the engine's and links' families; store mode adds the control plane's (it attaches them).
+  const metrics = new DaemonMetrics();
+  metrics.attach({ engine, links });
   if (cfg.store) {
     try {
-      control = await startControlPlane(cfg, engine, log, { links, publicKey: staticKey?.publicKey, puntConsumers });
+      control = await startControlPlane(cfg, engine, log, { links, publicKey: staticKey?.publicKey, puntConsumers, metrics });
     } catch (e) {
       engine.stop();
       process.stderr.write(`appnetd: ${(e as Error).message}\n`);
       process.exit(1);
     }
   }
-  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports, links, publicKey: staticKey?.publicKey, services: control?.services });
+  const api = await startAdminApi(cfg.adminSocket, { engine, host: cfg.host, ports, links, publicKey: staticKey?.publicKey, services: control?.services, metrics });
   log.info({ host: cfg.host, underlay: cfg.underlay, vnis: cfg.vnis.length, ports: [...ports.keys()], admin: cfg.adminSocket }, 'appnetd ready');
 
   let stopping = false;

@@ -97,6 +97,8 @@ export interface DaemonConfig {
   /** Bearer tokens of the REST API: token -> namespace. Empty: one system token in tokenFile. */
   tokens: Record<string, string>;
   tokenFile: string;
+  /** A bearer token that opens GET /metrics of the REST API and nothing else (for Prometheus), >= 16 characters. */
+  metricsToken?: string;
   /** JWTs of POST /auth: lifetime (default 900 s) and signing-key rotation (default 3600 s); docs/api-auth.md. */
   auth?: { tokenSeconds: number; rotateSeconds: number };
   link: LinkConfig;
@@ -224,6 +226,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     linkPool: c.linkPool === undefined ? DEFAULT_LINK_POOL : linkPool(c.linkPool),
     tokens: tokens as Record<string, string>,
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
+    ...(c.metricsToken === undefined ? {} : { metricsToken: str(c.metricsToken, 'metricsToken', /^\S{16,}$/, 'a token of at least 16 characters without spaces') }),
     ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),

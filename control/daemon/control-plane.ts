@@ -31,6 +31,8 @@ import { DEFAULT_LINK_POOL } from '../connections/link-pool.ts';
 import type { Engine, PuntedFrame } from '../../dataplane/engine.ts';
 import { openStore } from '../store/index.ts';
 import type { Store } from '../store/store.ts';
+import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
+import { timedStore } from '../metrics/timed-store.ts';
 import { DEFAULT_CONNECTION_LIMITS, DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
 import { apiTls } from './api-tls.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
@@ -82,10 +84,14 @@ export interface LinkContext {
   publicKey?: Uint8Array;
   /** The daemon's punt consumers: the network services add theirs before any rule exists. */
   puntConsumers?: Array<(frames: PuntedFrame[]) => void>;
+  /** The daemon's metrics: the control plane times its store, API and passes into them and serves GET /metrics. */
+  metrics?: DaemonMetrics;
 }
 
 export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: Logger, link: LinkContext = {}): Promise<ControlPlane> {
-  const store = await openStore(cfg.store!, { etcd: cfg.etcd });
+  const opened = await openStore(cfg.store!, { etcd: cfg.etcd });
+  const metrics = link.metrics;
+  const store = metrics ? timedStore(opened, metrics.storeOps) : opened;
   const hosts = new HostRegistry(store);
   const view = new StateView(store);
   try {
@@ -103,7 +109,10 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
     // One copy of the records in memory, for the reconciler's plans and the API's lists.
     await view.start();
     const linkPool = cfg.linkPool ?? DEFAULT_LINK_POOL;
-    const api = buildApi({ store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...cfg.auth, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}) });
+    const api = buildApi({
+      store, tokens: loadTokens(cfg), floatingPool: cfg.floatingPool, linkPool, view, ...cfg.auth, ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+      ...(metrics ? { metrics: { text: () => metrics.text(), requests: metrics.apiRequests, token: cfg.metricsToken } } : {}),
+    });
     registerHostRoutes(api, hosts, store);
     const networks = new NetworkRepository({ store, floatingPool: cfg.floatingPool, fqdn: cfg.host, view });
     const connections = new ConnectionRepository({ store, instances: new InstanceRepository({ store, networks, view }), linkPool });
@@ -119,6 +128,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       },
       port: (ref) => reconcilerRef?.port(ref),
       allowKeyExport: cfg.link.allowKeyExport,
+      metrics,
       event: async (message, extra) => {
         log.warn({ ...extra }, message);
         await store.put(`${HOST_EVENTS_PREFIX}${cfg.host}/${Date.now().toString().padStart(15, '0')}`,
@@ -163,6 +173,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
         })))
         : undefined,
       onApplied: (plan, ports) => { services.apply(plan, ports); nat.apply(plan); },
+      onPassTimed: metrics ? (seconds) => metrics.reconcilePasses.observe(seconds) : undefined,
       afterPass: async () => {
         const state = view.state();
         await netnsHosts.apply(desiredHostsFiles(cfg.host, state), localNetns(cfg.host, state));
@@ -170,6 +181,7 @@ export async function startControlPlane(cfg: DaemonConfig, engine: Engine, log: 
       },
     });
     reconcilerRef = reconciler;
+    metrics?.attach({ engine, links, services, nat, view, pendingPorts: () => reconciler.pendingPorts });
     await reconciler.start();
     connectionReports.start();
     const usage = new UsageReporter({ store, engine, localPorts: () => services.localPorts(), host: cfg.host, intervalSeconds: cfg.usageIntervalSeconds ?? 60, log });

@@ -64,6 +64,8 @@ export interface ReconcilerOptions {
    * what depends on the devices being there runs after they are.
    */
   afterPass?: (plan: HostPlan) => Promise<void>;
+  /** How long each completed pass took (seconds), for the metrics. */
+  onPassTimed?: (seconds: number) => void;
 }
 
 export class Reconciler {
@@ -122,6 +124,9 @@ export class Reconciler {
   }
 
   /** Whether this host's engine holds the port of `iface` (an interface uuid or `<connection id>/<side>`). */
+  /** Ports of the last pass's plan not made (yet). */
+  pendingPorts = 0;
+
   /** Why the last attempt to make the port of `iface` failed (undefined once made, or never tried). */
   portError(iface: string): string | undefined {
     return this.#portErrors.get(iface);
@@ -139,8 +144,10 @@ export class Reconciler {
     this.#idle = (async () => {
       do {
         this.#again = false;
+        const started = performance.now();
         try {
           await this.#pass();
+          this.#o.onPassTimed?.((performance.now() - started) / 1000);
         } catch (e) {
           this.#o.log.error({ err: e }, 'reconcile pass failed; retrying on the next change or resync');
         }
@@ -287,6 +294,7 @@ export class Reconciler {
 
   async #writeObserved(plan: HostPlan): Promise<void> {
     const observed = { pid: process.pid, ports: this.#ports.size, pending: plan.ports.filter((p) => !this.#ports.has(p.iface)).length, vnis: this.#vnis.size };
+    this.pendingPorts = observed.pending;
     const text = JSON.stringify(observed);
     if (text === this.#observed) return;
     await this.#o.store.put(OBSERVED_PREFIX + this.#o.host, JSON.stringify({ ...observed, at: new Date().toISOString() }));
