@@ -257,6 +257,8 @@ test('openapi.json lists every route the app serves and needs no token', async (
     'GET /networks/{ref}/interfaces',
     'GET /networks/{ref}/metadata',
     'GET /outbounds/available',
+    'GET /ui',
+    'GET /ui/*',
     'POST /auth',
     'POST /auth/namespaces',
     'POST /auth/namespaces/{ns}/keys',

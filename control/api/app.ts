@@ -36,6 +36,7 @@ import { registerConnectionRoutes } from './connections-route.ts';
 import { registerShakenFistCompat } from './sf-compat.ts';
 import type { RateLimitOptions } from '../auth/rate-limit.ts';
 import { ListCache } from './list-cache.ts';
+import { UI_PREFIX, registerUiRoutes } from './ui-route.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument, routeDocOf } from './schemas.ts';
 
 export interface BuildApiOptions {
@@ -89,7 +90,7 @@ const METRICS_URL = '/metrics';
 const METRICS_CALLER = '#metrics';
 const CALLER = Symbol('appnet caller namespace');
 /** Routes served without a token: the document, the capabilities page, and the login itself. */
-const PUBLIC = new Set([`GET ${OPENAPI_URL}`, 'GET /', 'POST /auth']);
+const PUBLIC = new Set([`GET ${OPENAPI_URL}`, 'GET /', 'POST /auth', 'GET /ui', `GET ${UI_PREFIX}*`]);
 
 /** The authenticated namespace of a request (for routes registered outside buildApi). */
 export function callerNamespace(req: FastifyRequest): string {
@@ -422,6 +423,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
   registerConnectionRoutes(app, connectionRepo);
   registerAuthRoutes(app, auth, callerNamespace);
   registerShakenFistCompat(app);
+  registerUiRoutes(app);
   // Built on first request: by then every route is registered (fastify refuses new ones once ready).
   let document: Record<string, unknown> | undefined;
   app.get(OPENAPI_URL, async () => (document ??= openApiDocument(served)));
