@@ -105,7 +105,7 @@ test('with a tiny ring during iperf3, capture copies are dropped and counted; fo
   };
   const before = await drops();
   const cap = await startCliCapture(x.net, x.h1.ns, '--point', 'port', '--point', 'vni_encap', '--point', 'vni_decap', '--point', 'wire',
-    '--ring', '4', '--poll-ms', '1000', '--snaplen', '128', '-w', path.join(path.dirname(x.d1.config.adminSocket), 'tiny.pcapng'));
+    '--ring', '4', '--poll-ms', '1000', '--snaplen', '128', '--progress', '-w', path.join(path.dirname(x.d1.config.adminSocket), 'tiny.pcapng'));
   const r = await iperf3(x.net, x.a.ns, x.b.ns, x.addrB, [], 3);
   const xfer = await x.net.tcpTransfer(x.a.ns, x.b.ns, x.addrB, 5 * 1024 * 1024);
   cap.stop();
@@ -114,6 +114,12 @@ test('with a tiny ring during iperf3, capture copies are dropped and counted; fo
   const m = /the engine copied (\d+), dropped (\d+)/.exec(done.stderr);
   t.truthy(m, done.stderr);
   t.true(Number(m![2]) > 1000, `only ${m![2]} copies dropped`);
+  // --progress: packets and bytes so far while it ran (one line per update, stderr being no terminal here),
+  // growing, and the size in the final summary.
+  const lines = [...done.stderr.matchAll(/appnet capture: (\d+) packets, ([\d.]+ k?B|[\d.]+ [MG]B) written to \S+tiny\.pcapng/g)];
+  t.true(lines.length >= 2, done.stderr);
+  t.true(Number(lines[lines.length - 1][1]) > Number(lines[0][1]), done.stderr);
+  t.regex(done.stderr, /appnet capture: \d+ packets \([\d.]+ [kMG]?B\) written to \S+tiny\.pcapng; the engine copied/);
   t.true(Number(m![1]) > 0);
   t.is(xfer.receivedSha256, xfer.sentSha256);
   t.true(r.end.sum_received.bytes > 0);

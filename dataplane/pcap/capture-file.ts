@@ -33,16 +33,19 @@ export class CaptureFile {
   private readonly littleEndian: boolean;
 
   /** Creates (truncates) `path` and writes the file header. */
+  /** Bytes written to the file so far, headers included. */
+  bytesWritten = 0;
+
   constructor(readonly path: string, readonly format: CaptureFormat, opts: CaptureWriterOptions = {}) {
     this.writer = createCaptureWriter(format, opts);
     this.littleEndian = (opts.byteOrder ?? 'le') === 'le';
     this.fd = openSync(path, 'w');
-    writeSync(this.fd, this.writer.header());
+    this.bytesWritten += writeSync(this.fd, this.writer.header());
   }
 
   write(record: CaptureRecord): void {
     if (this.fd === null) throw new Error(`capture file ${this.path} is closed`);
-    writeSync(this.fd, this.writer.record(record));
+    this.bytesWritten += writeSync(this.fd, this.writer.record(record));
   }
 
   /**
@@ -60,7 +63,7 @@ export class CaptureFile {
     } else {
       out = packedToPcapRecords(packed, { nanosecond: this.format === 'pcap-ns', snaplen: this.writer.snaplen, max });
     }
-    if (out.bytes.length) writeSync(this.fd, out.bytes);
+    if (out.bytes.length) this.bytesWritten += writeSync(this.fd, out.bytes);
     return out.count;
   }
 

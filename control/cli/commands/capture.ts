@@ -22,6 +22,20 @@ interface CaptureOpts {
   snaplen?: number;
   ring?: number;
   pollMs: number;
+  progress?: boolean;
+}
+
+/** At most this often, the progress line on stderr is redrawn. */
+const PROGRESS_MS = 250;
+
+/** 1234567 -> "1.2 MB". */
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  return `${v.toFixed(1)} ${units[u]}`;
 }
 
 interface Totals { captured: number; dropped: number; filtered: number }
@@ -64,8 +78,14 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
   process.on('SIGTERM', onSignal);
   let n = 0;
   let last: Totals | undefined;
-  const progress = () => {
-    if (file) process.stderr.write(`\rappnet capture: ${n} packets written to ${o.write}` + (last ? `, ${last.dropped} dropped by the ring, ${last.filtered} filtered` : ''));
+  // While it runs: packets and bytes so far, in place, a few times a second, on a terminal or with --progress.
+  const live = file !== undefined && (o.progress === true || process.stderr.isTTY === true);
+  let shown = 0;
+  const progress = (final = false) => {
+    if (!live || (!final && Date.now() - shown < PROGRESS_MS)) return;
+    shown = Date.now();
+    process.stderr.write(`\rappnet capture: ${n} packets, ${formatBytes(file!.bytesWritten)} written to ${o.write}` +
+      (last ? `, ${last.dropped} dropped by the ring, ${last.filtered} filtered` : '') + (process.stderr.isTTY ? '\x1b[K' : '\n'));
   };
   try {
     process.stderr.write(`appnet capture: host ${started.host}, points ${points.join(',')}` +
@@ -100,8 +120,9 @@ async function runCapture(client: ApiClient, filter: string[], o: CaptureOpts, j
     process.off('SIGTERM', onSignal);
     file?.close();
     const end = await client.delete<{ captured: number; dropped: number; filtered: number }>(`/captures/${started.id}`).catch(() => undefined);
-    if (file) process.stderr.write('\n');
-    process.stderr.write(`appnet capture: ${n} packets${end ? `; the engine copied ${end.captured}, dropped ${end.dropped} (ring full), filtered ${end.filtered}` : ''}\n`);
+    if (live && process.stderr.isTTY) process.stderr.write('\n');
+    process.stderr.write(`appnet capture: ${n} packets${file ? ` (${formatBytes(file.bytesWritten)}) written to ${o.write}` : ''}` +
+      `${end ? `; the engine copied ${end.captured}, dropped ${end.dropped} (ring full), filtered ${end.filtered}` : ''}\n`);
   }
 }
 
@@ -122,6 +143,7 @@ export function captureCommand(): Command {
     .option('--snaplen <bytes>', 'bytes kept per packet', positive)
     .option('--ring <records>', 'records the engine holds between polls (copies beyond are dropped and counted)', positive)
     .option('--poll-ms <ms>', 'how often to collect from the daemon', positive, 200)
+    .option('--progress', 'with -w: packets and bytes written so far on stderr (the default on a terminal)')
     .option('--json', 'print each packet as a JSON line with its decoded layers')
     .action(async (filter: string[], opts: CaptureOpts & { json?: boolean }, ...rest: unknown[]) => {
       const cmd = commandOf(rest);
