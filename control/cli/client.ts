@@ -114,8 +114,13 @@ export class ApiClient {
   }
 
   /** GET of a binary resource: the body as bytes and the response headers; errors as for JSON. */
-  async getBytes(path: string): Promise<{ body: Buffer; headers: Headers }> {
-    const headers: Record<string, string> = { accept: 'application/octet-stream' };
+  getBytes(path: string): Promise<{ body: Buffer; headers: Headers }> {
+    return this.getBody(path, 'application/octet-stream');
+  }
+
+  /** GET of a non-JSON resource of content type `type`. */
+  private async getBody(path: string, type: string): Promise<{ body: Buffer; headers: Headers }> {
+    const headers: Record<string, string> = { accept: type };
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
     let res: Response;
     try {
@@ -123,14 +128,20 @@ export class ApiClient {
     } catch (err) {
       throw this.unreachable(err);
     }
-    if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/octet-stream')) {
+    if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith(type)) {
       const text = await res.text();
       let parsed: { error?: unknown } | undefined;
       try { parsed = JSON.parse(text); } catch { /* not JSON */ }
       const message = parsed && typeof parsed === 'object' && 'error' in parsed ? errorText(parsed.error) : `HTTP ${res.status}: ${text.slice(0, 200)}`;
-      throw new ApiClientError(oneLine(res.ok ? `the API answered GET ${path} without binary content: ${message}` : message), res.status, parsed ?? text);
+      throw new ApiClientError(oneLine(res.ok ? `the API answered GET ${path} without ${type} content: ${message}` : message), res.status, parsed ?? text);
     }
     return { body: Buffer.from(await res.arrayBuffer()), headers: res.headers };
+  }
+
+  /** GET of a text resource (GET /metrics): the body; errors as for JSON. */
+  async getText(path: string): Promise<string> {
+    const { body } = await this.getBody(path, 'text/plain');
+    return body.toString('utf8');
   }
 
   get<T = unknown>(path: string, query?: Query): Promise<T> {

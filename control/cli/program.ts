@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { ApiClientError } from './client.ts';
 import { captureCommand } from './commands/capture.ts';
+import { topCommand } from './commands/top.ts';
 import { connectionCommands } from './commands/connection.ts';
 import { decodeCommand } from './commands/decode.ts';
 import { keysCommand } from './commands/keys.ts';
@@ -24,7 +25,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
-  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), namespaceCommand(), loginCommand(), execCommand(), ...connectionCommands()]) program.addCommand(sub);
+  for (const sub of [networkCommand(), instanceCommand(), interfaceCommand(), hostCommand(), captureCommand(), decodeCommand(), replayCommand(), keysCommand(), namespaceCommand(), loginCommand(), execCommand(), topCommand(), ...connectionCommands()]) program.addCommand(sub);
   return program;
 }
 
