@@ -18,7 +18,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export interface MetricSources {
   engine: Engine;
   links?: LinkManager;
-  services?: { stats(): ServiceStats };
+  services?: { stats(): ServiceStats; leasesInUse?(): number };
   nat?: { stats(): { table: NatStats | null } };
   view?: StateView;
   /** Ports of the last reconcile pass still to be made. */
@@ -189,6 +189,9 @@ export class DaemonMetrics {
     family('appnet_dhcp_lease_changes_total', 'DHCP lease changes, by kind', ['change'], (c) => {
       for (const [change, n] of Object.entries(services()?.dhcp.leases ?? {})) setCounter(c, { change }, n);
     });
+    new Gauge({ name: 'appnet_dhcp_leases', help: 'DHCP leases bound and unexpired on the networks this host serves', registers, collect: () => {
+      (this.registry.getSingleMetric('appnet_dhcp_leases') as Gauge).set(this.#sources?.services?.leasesInUse?.() ?? 0);
+    } });
     family('appnet_dns_answers_total', 'DNS replies, by RCODE', ['rcode'], (c) => {
       for (const [rcode, n] of Object.entries(services()?.dns.replies ?? {})) setCounter(c, { rcode }, n);
     });

@@ -185,6 +185,13 @@ export class NetworkServices {
     return out;
   }
 
+  /** Bound, unexpired DHCP leases of the networks this host serves (the metrics' leases in use). */
+  leasesInUse(now = Date.now()): number {
+    let n = 0;
+    for (const s of this.#served.values()) for (const l of this.#leases.leases(s.network)) if (l.state === 'bound' && l.expiresAt > now) n++;
+    return n;
+  }
+
   /** Leases this host holds in memory for a network (what the store has, plus writes in flight). */
   leases(network: string) {
     return this.#leases.leases(network);
