@@ -68,7 +68,8 @@ export function plotSvg(result: Record<string, unknown>, meta: PlotMeta): string
     for (const b of f.bars) {
       const w = Math.max(1, Math.round((Math.abs(b.value) / max) * BAR_W));
       parts.push(`<text x="${LABEL_W - 8}" y="${y + 13}" class="sys" text-anchor="end">${esc(b.system)}</text>`);
-      parts.push(`<rect x="${LABEL_W}" y="${y + 2}" width="${w}" height="${ROW - 4}" class="${b.system === 'ours' ? 'ours' : 'anchor'}"/>`);
+      const ours = b.system === 'ours' || (!f.bars.some((x) => x.system === 'ours') && b === f.bars[0]);
+      parts.push(`<rect x="${LABEL_W}" y="${y + 2}" width="${w}" height="${ROW - 4}" class="${ours ? 'ours' : 'anchor'}"/>`);
       parts.push(`<text x="${LABEL_W + w + 6}" y="${y + 13}" class="val">${esc(fmt(b.value))}</text>`);
       y += ROW;
     }
@@ -84,7 +85,8 @@ export function plotSvg(result: Record<string, unknown>, meta: PlotMeta): string
     '<style>.title{font-size:15px;font-weight:bold}.sub{font-size:11px;fill:#555}.fig{font-size:12px;font-weight:bold}' +
       '.sys,.val{font-size:11px}.ours{fill:#1565c0}.anchor{fill:#9e9e9e}</style>',
     `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
-    `<text x="10" y="22" class="title">npm run bench -- ${esc(meta.bench)}: ours (blue) against the anchors of the same run</text>`,
+    `<text x="10" y="22" class="title">npm run bench -- ${esc(meta.bench)}: ${figures.some((f) => f.bars.some((b) => b.system === 'ours'))
+      ? 'ours (blue) against the anchors of the same run' : 'each setup of the same run (the first in blue)'}</text>`,
     `<text x="10" y="40" class="sub">${esc(meta.date)}${machine ? ` · ${esc(machine)}` : ''}</text>`,
     ...parts,
     `<text x="10" y="${height - 8}" class="sub">Each figure has its own scale; units are in its name (gbps, ms, pps, ...).</text>`,

@@ -38,7 +38,8 @@ test('GET /metrics: system token or metrics token only; promtool clean; port, VN
   const cp = await controlPlaneConfig(net, { metricsToken: METRICS_TOKEN });
   const d1 = await net.startAppnetd(h1, cp);
   await net.startAppnetd(h2, cp);
-  const network = await cliJson(h1.ns, 'network', 'create', 'm1', '198.18.150.0/24', '--no-dhcp', '--no-nat');
+  // Encrypted, so that the hosts' link shows in the link families too.
+  const network = await cliJson(h1.ns, 'network', 'create', 'm1', '198.18.150.0/24', '--no-dhcp', '--no-nat', '--encrypt');
   const a = await natInstance(net, h1, 'ma', network);
   const b = await natInstance(net, h2, 'mb', network);
 
@@ -69,6 +70,10 @@ test('GET /metrics: system token or metrics token only; promtool clean; port, VN
   t.true(delta(after, 'appnet_vni_rx_bytes_total', { vni }) - delta(before, 'appnet_vni_rx_bytes_total', { vni }) >= 30 * 98);
   // The control plane's own: hosts, store operations, the API requests made above, reconcile passes, Node's.
   t.is(after.value('appnet_hosts', {}), 2);
+  t.true((after.value('appnet_link_rekeys_total', { peer: 'h2' }) ?? 0) >= 1);
+  t.true((after.value('appnet_link_handshake_age_seconds', { peer: 'h2' }) ?? -1) >= 0);
+  t.true((after.value('appnet_link_tx_bytes_total', { peer: 'h2' }) ?? 0) >= 30 * 98);
+  t.true((after.value('appnet_watch_lag_seconds', {}) ?? -1) >= 0);
   t.true((after.value('appnet_store_operation_seconds_count', { op: 'txn' }) ?? 0) > 0);
   t.true((after.value('appnet_api_request_seconds_count', { method: 'GET', route: '/metrics', status: '200' }) ?? 0) >= 2);
   t.true((after.value('appnet_reconcile_seconds_count', {}) ?? 0) > 0);

@@ -154,6 +154,7 @@ export class DaemonMetrics {
     perPeer('appnet_link_tx_packets_total', 'Data messages sent to a peer', (p) => p.tx_packets);
     perPeer('appnet_link_roams_total', 'Times an authenticated packet moved the peer\'s endpoint', (p) => p.roams);
     perPeer('appnet_link_handshakes_received_total', 'Handshake messages received from a peer', (p) => p.handshakes_rx);
+    perPeer('appnet_link_rekeys_total', 'Sessions made with a peer since start: the first handshake and every rekey', (p) => this.#sources?.links?.sessionsMade().get(p.vtep) ?? 0);
     new Counter({
       name: 'appnet_link_drops_total', help: 'Link messages dropped, by reason (every peer and none)', labelNames: ['reason'], registers,
       collect: () => {
@@ -228,6 +229,17 @@ export class DaemonMetrics {
     new Gauge({ name: 'appnet_pending_ports', help: 'Ports of the last reconcile pass not made yet', registers, collect: () => {
       (this.registry.getSingleMetric('appnet_pending_ports') as Gauge).set(this.#sources?.pendingPorts?.() ?? 0);
     } });
+    new Gauge({
+      name: 'appnet_watch_lag_seconds', help: 'How long the view took, at this scrape, to catch up with every write committed before it (a round trip when current)',
+      registers,
+      collect: async () => {
+        const v = view();
+        if (!v) return;
+        const started = performance.now();
+        await v.sync().catch(() => undefined);
+        (this.registry.getSingleMetric('appnet_watch_lag_seconds') as Gauge).set((performance.now() - started) / 1000);
+      },
+    });
     new Gauge({ name: 'appnet_store_seen_revision', help: 'The latest store revision this daemon\'s view has applied', registers, collect() {
       this.set(view()?.seenRevision ?? 0);
     } });

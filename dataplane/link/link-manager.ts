@@ -126,6 +126,7 @@ export class LinkManager {
     const st = this.#peers.get(s.peer);
     if (!st) return;
     this.#engine.linkInstall(s.peer, s);
+    this.#sessionsMade.set(s.peer, (this.#sessionsMade.get(s.peer) ?? 0) + 1);
     st.indexes.add(s.localIndex);
     st.timers.onSession(now, s.initiator);
     // The initiator speaks first so that the responder can confirm (and start using) the session.
@@ -189,6 +190,12 @@ export class LinkManager {
   peers(): LinkPeerInfo[] {
     return this.#engine.linkPeers();
   }
+
+  /** Sessions installed per peer (underlay address) since start: the first handshake and every rekey. */
+  sessionsMade(): ReadonlyMap<string, number> {
+    return this.#sessionsMade;
+  }
+  readonly #sessionsMade = new Map<string, number>();
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
