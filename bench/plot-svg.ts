@@ -2,9 +2,9 @@
 // run, with the machine and the date. Pure: the result object in, SVG text out (bench/run.ts writes it next to
 // the JSON; bench/plot.ts re-plots a saved JSON).
 //
-// Figures are found in the result's flat keys, `<system>_<figure>`: every `ours_<figure>` (not `ours_over_*`,
-// the ratios) with at least one other `<anchor>_<figure>` makes a group; each group has its own scale (units
-// differ between figures). The control-plane benchmark's shape (results: [{store, routes}]) gives one group per
+// Figures are found in the result's flat keys, which name a system as one of their tokens (`ours_tcp_gbps`,
+// `wg_tcp_gbps`, `encap_native_ops_per_s`); a figure with ours (ours, native, nat) and at least one anchor
+// makes a group, ratios left out; each group has its own scale (units differ between figures). The control-plane benchmark's shape (results: [{store, routes}]) gives one group per
 // route, the stores side by side.
 
 export interface Bar { system: string; value: number }
@@ -15,6 +15,10 @@ const GAP = 14;
 const LABEL_W = 190;
 const BAR_W = 420;
 const WIDTH = LABEL_W + BAR_W + 150;
+
+/** Systems a benchmark names in its keys, longest first; OURS are appnet's side. */
+const SYSTEMS = ['kernel_nooffload', 'kernel_offload', 'ours', 'native', 'ts', 'kernel', 'wg', 'nebula', 'tinc', 'plain2', 'plain', 'nat'];
+const OURS = new Set(['ours', 'native', 'nat']);
 
 function numeric(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v);
@@ -33,15 +37,28 @@ export function figuresOf(result: Record<string, unknown>): Figure[] {
     if (floor.length) out.push({ name: 'a 1 KiB put, 8 in flight, p99 (ms)', bars: floor });
     return out.filter((f) => f.bars.length > 0);
   }
-  const keys = Object.keys(result).filter((k) => numeric(result[k]));
+  // Flat results: a key names a system as one of its `_`-separated tokens (`ours_tcp_gbps`, `wg_tcp_gbps`,
+  // `encap_native_ops_per_s`, `nat_tcp_gbps`); the key without it names the figure.
+  const groups = new Map<string, Bar[]>();
+  for (const key of Object.keys(result)) {
+    if (!numeric(result[key]) || /(^|_)(over|ratio)(_|$)/.test(key)) continue;
+    const tokens = key.split('_');
+    for (const system of SYSTEMS) {
+      const parts = system.split('_');
+      const at = tokens.findIndex((_t, n) => parts.every((p, m) => tokens[n + m] === p));
+      if (at < 0) continue;
+      const figure = [...tokens.slice(0, at), ...tokens.slice(at + parts.length)].join('_');
+      if (figure === '') break;
+      if (!groups.has(figure)) groups.set(figure, []);
+      groups.get(figure)!.push({ system, value: result[key] as number });
+      break;
+    }
+  }
   const out: Figure[] = [];
-  for (const k of keys) {
-    if (!k.startsWith('ours_') || k.startsWith('ours_over_')) continue;
-    const figure = k.slice('ours_'.length);
-    const anchors = keys.filter((a) => a !== k && a.endsWith(`_${figure}`) && !a.startsWith('ours_'))
-      .map((a) => ({ system: a.slice(0, -figure.length - 1), value: result[a] as number }));
-    if (anchors.length === 0) continue;
-    out.push({ name: figure, bars: [{ system: 'ours', value: result[k] as number }, ...anchors] });
+  for (const [name, bars] of groups) {
+    if (bars.length < 2 || !bars.some((b) => OURS.has(b.system))) continue;
+    bars.sort((a, b) => Number(OURS.has(b.system)) - Number(OURS.has(a.system)));
+    out.push({ name, bars });
   }
   return out;
 }
@@ -68,7 +85,7 @@ export function plotSvg(result: Record<string, unknown>, meta: PlotMeta): string
     for (const b of f.bars) {
       const w = Math.max(1, Math.round((Math.abs(b.value) / max) * BAR_W));
       parts.push(`<text x="${LABEL_W - 8}" y="${y + 13}" class="sys" text-anchor="end">${esc(b.system)}</text>`);
-      const ours = b.system === 'ours' || (!f.bars.some((x) => x.system === 'ours') && b === f.bars[0]);
+      const ours = OURS.has(b.system) || (!f.bars.some((x) => OURS.has(x.system)) && b === f.bars[0]);
       parts.push(`<rect x="${LABEL_W}" y="${y + 2}" width="${w}" height="${ROW - 4}" class="${ours ? 'ours' : 'anchor'}"/>`);
       parts.push(`<text x="${LABEL_W + w + 6}" y="${y + 13}" class="val">${esc(fmt(b.value))}</text>`);
       y += ROW;
@@ -85,7 +102,7 @@ export function plotSvg(result: Record<string, unknown>, meta: PlotMeta): string
     '<style>.title{font-size:15px;font-weight:bold}.sub{font-size:11px;fill:#555}.fig{font-size:12px;font-weight:bold}' +
       '.sys,.val{font-size:11px}.ours{fill:#1565c0}.anchor{fill:#9e9e9e}</style>',
     `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
-    `<text x="10" y="22" class="title">npm run bench -- ${esc(meta.bench)}: ${figures.some((f) => f.bars.some((b) => b.system === 'ours'))
+    `<text x="10" y="22" class="title">npm run bench -- ${esc(meta.bench)}: ${figures.some((f) => f.bars.some((b) => OURS.has(b.system)))
       ? 'ours (blue) against the anchors of the same run' : 'each setup of the same run (the first in blue)'}</text>`,
     `<text x="10" y="40" class="sub">${esc(meta.date)}${machine ? ` · ${esc(machine)}` : ''}</text>`,
     ...parts,

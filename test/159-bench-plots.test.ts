@@ -41,6 +41,15 @@ test('flat results: one group per figure with an anchor, ours first, ratios and 
   t.false(/NaN|undefined|Infinity/.test(svg));
 });
 
+test('keys that name the system inside (native/ts, plain/nat) group the same way, ours first', (t) => {
+  t.deepEqual(figuresOf({ encap_native_ops_per_s: 3, encap_ts_ops_per_s: 5, encap_native_over_ts: 0.6 }), [
+    { name: 'encap_ops_per_s', bars: [{ system: 'native', value: 3 }, { system: 'ts', value: 5 }] },
+  ]);
+  t.deepEqual(figuresOf({ plain_tcp_gbps: 1.04, nat_tcp_gbps: 1.03, plain2_tcp_gbps: 1.02, ratio: 1.01 }), [
+    { name: 'tcp_gbps', bars: [{ system: 'nat', value: 1.03 }, { system: 'plain', value: 1.04 }, { system: 'plain2', value: 1.02 }] },
+  ]);
+});
+
 test('control-plane results: one group per route, the stores side by side, and the store-alone floor', (t) => {
   const figures = figuresOf(CONTROLPLANE);
   t.deepEqual(figures.map((f) => f.name), ['POST /networks p99 (ms)', 'GET /hosts p99 (ms)', 'a 1 KiB put, 8 in flight, p99 (ms)']);
