@@ -43,6 +43,8 @@ export interface Instance { name: string; ns: string; host?: Host }
 
 /** A machine's private directories (tmpfs each): nothing in them is seen by another host or the test's root. */
 export const MACHINE_PRIVATE_DIRS = ['/var/lib/appnet', '/run/appnet', '/tmp', '/etc/netns'];
+/** The checkout the daemons run from. */
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
 
 export interface KernelVtepOptions {
   vni: number;
@@ -195,9 +197,19 @@ export class TestNet {
    */
   private async startMachine(host: Host): Promise<number> {
     await run('mkdir', ['-p', ...MACHINE_PRIVATE_DIRS]);
+    // The software is part of every machine: a checkout under a private directory (a clone in /tmp) is bound
+    // back over the machine's tmpfs, by way of a stash outside the private directories.
+    const hidden = MACHINE_PRIVATE_DIRS.some((d) => REPO_ROOT === d || REPO_ROOT.startsWith(`${d}/`));
+    const stash = `/run/appnet-code-${this.prefix}-${host.name}`;
+    if (hidden) {
+      await run('mkdir', ['-p', stash]);
+      this.stashes.push(stash);
+    }
     const script = [
       'set -e',
+      ...(hidden ? [`mount --bind ${REPO_ROOT} ${stash}`] : []),
       ...MACHINE_PRIVATE_DIRS.map((d) => `mount -t tmpfs -o mode=${d === '/tmp' ? '1777' : '0755'} machine ${d}`),
+      ...(hidden ? [`mkdir -p ${REPO_ROOT}`, `mount --bind ${stash} ${REPO_ROOT}`] : []),
       `hostname "$0"`,
       'echo ready',
       'exec sleep infinity',
@@ -398,6 +410,7 @@ export class TestNet {
       for (const d of this.daemons) console.error(`--- appnetd ${d.host.name} (${d.logFile}), last 40 lines ---\n${d.logTail(40)}`);
     }
     await Promise.all([...this.procs].map((c) => stopProcess(c, { group: true, graceMs: 3000 }).catch((e: Error) => errors.push(e.message))));
+    for (const d of this.stashes.splice(0)) await run('rmdir', [d], { reject: false });
     for (const ns of [...this.namespaces].reverse()) {
       const r = await run('ip', ['netns', 'delete', ns], { reject: false });
       if (r.code !== 0) errors.push(`ip netns delete ${ns}: ${r.stderr.trim()}`);
@@ -416,6 +429,9 @@ export class TestNet {
   /** Last-resort cleanup from 'exit' and signal handlers: synchronous, best effort. */
   destroySync(): void {
     for (const c of this.procs) signalGroup(c, 'SIGKILL');
+    for (const d of this.stashes.splice(0)) {
+      try { execFileSync('rmdir', [d], { stdio: 'ignore' }); } catch { /* still in use: swept by a later run */ }
+    }
     for (const ns of this.namespaces.splice(0).reverse()) {
       try {
         execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
@@ -426,6 +442,9 @@ export class TestNet {
     liveNets.delete(this);
     if (this.dirPath) process.stderr.write(`TestNet ${this.prefix}: interrupted, artifacts kept in ${this.dirPath}\n`);
   }
+
+  /** Empty directories in /run that held a machine's view of the checkout (startMachine), removed at the end. */
+  private readonly stashes: string[] = [];
 
   /** Register a child so destroy() kills it. */
   track(child: ChildProcess): ChildProcess {
