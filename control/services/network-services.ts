@@ -10,6 +10,7 @@
 // ports, docs/services.md). Frames of a rule that arrive from the wire are counted and ignored.
 import { NAME_SUFFIX, outboundHostname } from '../connections/env.ts';
 import { isRealisable } from '../connections/realise.ts';
+import type { ConnectionRecord } from '../connections/model.ts';
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -362,7 +363,7 @@ export class NetworkServices {
     }
     // The outbound names of this network's instances (APPNET_OUTBOUND_*), as their hosts files have them: a
     // container, whose hosts file is its runtime's, resolves them here.
-    for (const c of view.connections.values()) {
+    for (const c of (view.connections as ReadonlyMap<string, ConnectionRecord> | undefined)?.values() ?? []) {
       if (!isRealisable(c) || !onNetwork.has(c.source_instance_id)) continue;
       entries.push({ name: outboundHostname(c.source_instance_id, c.outbound_name), ipv4: c.link.inbound_address });
     }
