@@ -15,9 +15,9 @@ export type PortKind = 'tap' | 'tun';
  * (its stats say why, e.g. conntrack_full). no_neighbour: from the uplink to an address no instance holds.
  */
 export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted' | 'filtered'
-  | 'no_uplink' | 'nat' | 'no_neighbour';
+  | 'no_uplink' | 'nat' | 'no_neighbour' | 'unknown_vtep' | 'vni_not_shared' | 'mac_conflict';
 export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered',
-  'no_uplink', 'nat', 'no_neighbour'];
+  'no_uplink', 'nat', 'no_neighbour', 'unknown_vtep', 'vni_not_shared', 'mac_conflict'];
 export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted';
 
 export interface CounterBlock {
@@ -272,6 +272,23 @@ export class Engine {
     checkVni(vni);
     this.#n.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
     this.#floods.set(vni, [...remotes].sort());
+  }
+
+  /**
+   * The VTEPs clear VXLAN is accepted from; until the first call, any. Datagrams from other addresses are
+   * dropped as `unknown_vtep` before any lookup or learning, and a link peer's datagrams for a VNI whose flood
+   * list does not hold it as `vni_not_shared`. The control plane gives the registered hosts; static mode its
+   * flood lists and link peers.
+   */
+  setKnownVteps(addresses: Iterable<string>): void {
+    const list = [...new Set(addresses)].sort();
+    this.#n.setKnownVteps(list.map((a) => parseIpv4Address(a)));
+    this.#knownVteps = list;
+  }
+  #knownVteps: string[] | null = null;
+  /** The known VTEPs as last set; null: not enforced. */
+  knownVteps(): readonly string[] | null {
+    return this.#knownVteps;
   }
 
   /** Each VNI's flood list as last set (for operators: which hosts a VNI's mesh holds now). */

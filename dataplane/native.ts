@@ -25,6 +25,7 @@ export interface NativeEngine {
   addVni(vni: number, mtu: number): void;
   removeVni(vni: number): void;
   setFlood(vni: number, remotes: number[]): void;
+  setKnownVteps(vteps: number[]): void;
   addPort(spec: NativePortSpec): number;
   /** addPort with the device made on a libuv pool thread; rejects with the same errors. */
   addPortAsync(spec: NativePortSpec): Promise<number>;

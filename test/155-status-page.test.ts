@@ -59,11 +59,11 @@ test('the status page shows what the test made, without console errors, and a po
   // A port's chart rises while iperf3 runs from a to b.
   const port = deviceName(a.iface);
   const idle = (await page.evaluate(`window.appnetUi.latest('ports', ${JSON.stringify(port)})`) as number | null) ?? 0;
-  const run = iperf3(net, a.ns, b.ns, b.ipv4, [], 8);
+  const run = iperf3(net, a.ns, b.ns, b.ipv4, [], 12);
   const peak = await until('the chart of a\'s port rises', async () => {
     const v = await page.evaluate(`window.appnetUi.latest('ports', ${JSON.stringify(port)})`) as number | null;
     return v !== null && v > 10_000_000 ? v : undefined;
-  }, 40);
+  }, 60);
   const report = await run;
   t.true(peak > idle + 10_000_000, `idle ${idle} bit/s, under iperf3 ${peak} bit/s`);
   t.true(report.end.sum_received.bits_per_second > 10_000_000);

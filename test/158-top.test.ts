@@ -7,6 +7,7 @@ import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
 import { cliJson, cliRun, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { natInstance } from './helpers/nat-net.ts';
+import { until } from './helpers/until.ts';
 import { iperf3 } from './helpers/iperf.ts';
 import { deviceName } from '../control/instances/interface.ts';
 
@@ -55,15 +56,18 @@ test('appnet top --once against a real daemon shows the busy port with a rate; b
   const network = await cliJson(h1.ns, 'network', 'create', 'top1', '198.18.158.0/24', '--no-dhcp', '--no-nat');
   const a = await natInstance(net, h1, 'ta', network);
   const b = await natInstance(net, h2, 'tb', network);
-  const run = iperf3(net, a.ns, b.ns, b.ipv4, [], 6);
-  await new Promise((r) => setTimeout(r, 1500)); // iperf3 under way
-  const top = await cliRun(h1.ns, 'top', '--once', '--interval', '2');
-  await run;
   const port = deviceName(a.iface);
-  const row = top.stdout.split('\n').find((l) => l.startsWith(port));
-  t.truthy(row, top.stdout);
-  const [, rx] = /^\S+ +([\d.]+ [kMG]?)/.exec(row!) ?? [];
-  t.true(/ [MG]$/.test(rx ?? ''), `rx column ${rx} of: ${row}`); // megabits or more per second
+  const run = iperf3(net, a.ns, b.ns, b.ipv4, [], 15);
+  // A frame taken while iperf3 sends (it may take a moment to start on a loaded machine: look again until then).
+  let last = '';
+  const top = await until('appnet top shows a\'s port at megabits per second', async () => {
+    const r = await cliRun(h1.ns, 'top', '--once', '--interval', '1');
+    last = r.stdout;
+    const row = r.stdout.split('\n').find((l) => l.startsWith(port));
+    const rx = row ? /^\S+ +([\d.]+(?: [kMG])?)/.exec(row)?.[1] : undefined;
+    return rx !== undefined && / [MG]$/.test(rx) ? r : undefined;
+  }, 12).catch((e: Error) => { throw new Error(`${e.message}; last frame:\n${last}`); });
+  await run;
   t.true(top.stdout.indexOf(port) < top.stdout.indexOf('VNI'), 'the busy port is listed first');
   t.regex(top.stdout, /LINK PEER/);
 

@@ -114,6 +114,9 @@ async function main(): Promise<void> {
       engine.addVni(v.vni, v.mtu!, { encrypted: v.encrypted });
       engine.setFlood(v.vni, v.flood ?? []);
     }
+    // Static mode: clear VXLAN only from the configured VTEPs, when there are any (docs/security.md).
+    const staticVteps = [...cfg.vnis.flatMap((v) => v.flood ?? []), ...cfg.link.peers.map((p) => p.address)];
+    if (!cfg.store && staticVteps.length > 0) engine.setKnownVteps(staticVteps);
     if (links && cfg.link.peers.length > 0) {
       links.setPeers(cfg.link.peers.map((p) => ({
         vtep: p.address,

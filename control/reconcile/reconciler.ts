@@ -124,6 +124,8 @@ export class Reconciler {
   }
 
   /** Whether this host's engine holds the port of `iface` (an interface uuid or `<connection id>/<side>`). */
+  #knownVteps: string | undefined;
+
   /** Ports of the last pass's plan not made (yet). */
   pendingPorts = 0;
 
@@ -170,6 +172,12 @@ export class Reconciler {
   async #pass(): Promise<void> {
     const state = this.#view.state();
     const plan = planHost(this.#o.host, state, this.#o.underlayMtu);
+    // Clear VXLAN is accepted only from registered hosts (docs/security.md); set before the plan's floods.
+    const vteps = [...state.hosts.values()].map((h) => h.underlay_address).sort();
+    if (vteps.join() !== this.#knownVteps) {
+      this.#o.engine.setKnownVteps(vteps);
+      this.#knownVteps = vteps.join();
+    }
     await this.#apply(plan);
     if (this.#o.onApplied) {
       try {

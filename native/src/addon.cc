@@ -140,6 +140,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::AddVni>("addVni"),
       InstanceMethod<&EngineWrap::RemoveVni>("removeVni"),
       InstanceMethod<&EngineWrap::SetFlood>("setFlood"),
+      InstanceMethod<&EngineWrap::SetKnownVteps>("setKnownVteps"),
       InstanceMethod<&EngineWrap::AddPort>("addPort"),
       InstanceMethod<&EngineWrap::AddPortAsync>("addPortAsync"),
       InstanceMethod<&EngineWrap::RemovePort>("removePort"),
@@ -226,6 +227,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
   Napi::Value RemoveVni(const Napi::CallbackInfo& info) {
     guard(info.Env(), [&] { engine_->remove_vni(u32(info[0])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value SetKnownVteps(const Napi::CallbackInfo& info) {
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<uint32_t> vteps;
+    for (uint32_t i = 0; i < a.Length(); i++) vteps.push_back(u32(a.Get(i)));
+    guard(info.Env(), [&] { engine_->set_known_vteps(std::move(vteps)); });
     return info.Env().Undefined();
   }
   Napi::Value SetFlood(const Napi::CallbackInfo& info) {

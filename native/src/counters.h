@@ -19,13 +19,17 @@ enum Drop : int {
   kDropNoUplink,     // for the uplink (off-net on a NAT network) but this host has none
   kDropNat,          // the NAT table refused it: the reason is counted in the table's stats
   kDropNoNeighbour,  // from the uplink to an address no instance of the network holds
+  kDropUnknownVtep,  // clear VXLAN from an address that is not a known VTEP (Engine::set_known_vteps)
+  kDropVniNotShared, // a link peer sent into a VNI whose flood list does not hold it
+  kDropMacConflict,  // from the wire with the source MAC of a live local port
   kDropCount
 };
 
 inline const char* drop_name(int d) {
   static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
                                           "queue_full", "oversize", "no_session", "unencrypted",
-                                          "filtered", "no_uplink", "nat", "no_neighbour"};
+                                          "filtered", "no_uplink", "nat", "no_neighbour", "unknown_vtep",
+                                          "vni_not_shared", "mac_conflict"};
   return names[d];
 }
 

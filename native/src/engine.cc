@@ -321,19 +321,32 @@ bool Engine::remove_punt_rule(uint32_t id) {
   return punt_.remove(id);
 }
 
-void Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
-  if (mac_is_group(src)) return;
+bool Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
+  if (mac_is_group(src)) return true;
   uint64_t k = mac_key(src);
   uint64_t now = now_ms();
   std::lock_guard fl(v.fdb_mu);
   auto it = v.fdb.find(k);
   if (it == v.fdb.end()) {
     v.fdb.emplace(k, FdbEntry{port, remote, now, false});
-  } else if (!it->second.is_static) {
-    it->second.port = port;
-    it->second.remote = remote;
-    it->second.seen_ms = now;
+    return true;
   }
+  FdbEntry& e = it->second;
+  // From the wire, the MAC of a local port (static, or learnt and spoken within the ageing time) is a conflict:
+  // nobody on the underlay can pull an instance's traffic to itself. A static entry never moves, whoever sends.
+  if (port < 0 && e.port >= 0 && (e.is_static || now - e.seen_ms <= opt_.ageing_ms)) return false;
+  if (!e.is_static) {
+    e.port = port;
+    e.remote = remote;
+    e.seen_ms = now;
+  }
+  return true;
+}
+
+void Engine::set_known_vteps(std::vector<uint32_t> vteps) {
+  std::unique_lock lock(cfg_mu_);
+  known_vteps_ = std::unordered_set<uint32_t>(vteps.begin(), vteps.end());
+  vteps_enforced_ = true;
 }
 
 bool Engine::lookup(Vni& v, const uint8_t* dst, FdbEntry* out) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "capture.h"
@@ -189,6 +190,9 @@ class Engine {
   void add_vni(uint32_t vni, int mtu, bool encrypted = false);
   void remove_vni(uint32_t vni);
   void set_flood(uint32_t vni, std::vector<uint32_t> remotes);
+  // The VTEPs clear VXLAN is accepted from (host order); until the first call, any. Anything else is dropped
+  // as unknown_vtep before decapsulation, lookup or learning.
+  void set_known_vteps(std::vector<uint32_t> vteps);
 
   struct PortSpec {
     std::string name;
@@ -290,7 +294,11 @@ class Engine {
   void gro_write(TapGro& g, TapGro::Slot& s);
   // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
   bool write_port(Port& p, const uint8_t* data, size_t len);
-  void learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
+  // Static entries never move. False (nothing learnt) when a frame from the wire (port < 0) claims the MAC of a
+  // local port (a static entry, or a learnt one still live): the caller drops it as mac_conflict.
+  bool learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
+  bool vtep_known(uint32_t remote) const { return !vteps_enforced_ || known_vteps_.count(remote) != 0; }
+  bool vteps_enforced() const { return vteps_enforced_; }
   bool lookup(Vni& v, const uint8_t* dst_mac, FdbEntry* out);
   bool punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len);
   void age_fdb();
@@ -320,6 +328,8 @@ class Engine {
   RwLock cfg_mu_;
   std::vector<std::unique_ptr<Port>> ports_;
   std::unordered_map<uint32_t, std::unique_ptr<Vni>> vnis_;
+  std::unordered_set<uint32_t> known_vteps_;  // read under cfg_mu_ shared, written under unique
+  bool vteps_enforced_ = false;
   uint32_t next_gen_ = 1;
   Counters wire_;
   std::atomic<uint64_t> gso_fallbacks_{0};

@@ -5,9 +5,12 @@
 //     address. The socket has UDP_GRO: the kernel may coalesce a run of datagrams from one
 //     sender into one message (the UDP_GRO control message gives the datagram size); it is
 //     split here, so every later step sees single datagrams.
-//  3. Decapsulate: the VXLAN header and the inner frame are checked (wire.h vxlan_decap);
-//     malformed, truncated or unknown-VNI datagrams are dropped and counted on the wire.
-//  4. Learn: the inner source MAC is learned at the outer source address (the remote VTEP).
+//  3. Decapsulate: clear VXLAN from an address that is not a known VTEP is dropped first (unknown_vtep);
+//     then the VXLAN header and the inner frame are checked (wire.h vxlan_decap): malformed, truncated or
+//     unknown-VNI datagrams are dropped and counted on the wire, as is a link peer's datagram for a VNI it
+//     does not share (vni_not_shared).
+//  4. Learn: the inner source MAC is learned at the outer source address (the remote VTEP); a static entry
+//     never moves, and a frame claiming a live local port's MAC is dropped (mac_conflict).
 //  5. Punt: frames matching a classifier are copied to the punt ring.
 //  6. Switch: a known local destination is written to its device; broadcast, multicast and
 //     unknown unicast go to every local port of the VNI; nothing is sent back to the wire
@@ -25,13 +28,15 @@
 //      first message on a responder's new session promotes it; a source address that differs
 //      from the peer's endpoint moves the endpoint (roaming). An empty plaintext is a keepalive;
 //      anything else is a VXLAN datagram and continues at step 3, learnt at the peer's identity.
-//  3b. Handshake messages (types 1-3) are punted to JS, which runs the Noise handshake.
+//  3b. Handshake messages (types 1-3) of their exact sizes are punted to JS, which runs the Noise handshake;
+//      any other size is dropped as malformed here.
 // Clear VXLAN for a VNI marked encrypted is dropped: only the link may carry it.
 #include <arpa/inet.h>
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -133,7 +138,7 @@ class RxPipeline {
     LinkCounters& g = e_.links_.global();
     if (len < 4 || d[1] || d[2] || d[3]) { g.drop(kLinkDropMalformed); return; }
     if (d[0] != link::kTypeData) {
-      if (d[0] < link::kTypeInit || d[0] > link::kTypeCookie) { g.drop(kLinkDropMalformed); return; }
+      if (!link::handshake_size_ok(d[0], len)) { g.drop(kLinkDropMalformed); return; }  // wrong type or size: JS never sees it
       g.handshakes_rx.fetch_add(1, std::memory_order_relaxed);
       e_.punt_.push_raw(Engine::kLinkPuntRule, src, sport, d, len);
       return;
@@ -169,16 +174,23 @@ class RxPipeline {
   void handle(uint8_t* d, size_t len, uint32_t remote, bool via_link) {
     Counters& w = e_.wire_;
     w.rx(len);
+    // Clear VXLAN only from known VTEPs, before anything reads it (a link peer is authenticated instead).
+    if (!via_link && !e_.vtep_known(remote)) { w.drop(kDropUnknownVtep); return; }
     uint32_t vni;
     if (vxlan_decap(d, len, &vni) != DecapError::kNone) { w.drop(kDropMalformed); return; }
     Vni* v = e_.vni_by_id(vni);
     if (!v) { w.drop(kDropUnknownVni); return; }
     if (v->encrypted && !via_link) { w.drop(kDropUnencrypted); return; }
+    // An authenticated peer sends only into VNIs both hosts carry: those whose flood list holds it.
+    if (via_link && e_.vteps_enforced() && std::find(v->flood.begin(), v->flood.end(), remote) == v->flood.end()) {
+      w.drop(kDropVniNotShared);
+      return;
+    }
     if (!e_.captures_.empty()) e_.captures_.offer(kCapVniDecap, kCapIn, vni, -1, d + kVxlanHdr, len - kVxlanHdr);
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
     v->c.rx(flen);
-    e_.learn(*v, frame + 6, -1, remote);
+    if (!e_.learn(*v, frame + 6, -1, remote)) { v->c.drop(kDropMacConflict); return; }
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
     if (v->gw.nat && e_.nat_egress(*v, frame, flen)) return;  // off-net, from a host without the uplink
 

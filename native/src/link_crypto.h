@@ -32,6 +32,13 @@ constexpr uint8_t kTypeInit = 1;
 constexpr uint8_t kTypeResp = 2;
 constexpr uint8_t kTypeCookie = 3;
 constexpr uint8_t kTypeData = 4;
+// Handshake messages have one size each (dataplane/link/messages.ts): anything else is never punted.
+constexpr size_t kInitLen = 148;
+constexpr size_t kRespLen = 92;
+constexpr size_t kCookieLen = 64;
+inline bool handshake_size_ok(uint8_t type, size_t len) {
+  return (type == kTypeInit && len == kInitLen) || (type == kTypeResp && len == kRespLen) || (type == kTypeCookie && len == kCookieLen);
+}
 
 // WireGuard's limits: a session asks for a new handshake after 2^60 messages, and never sends or
 // accepts a counter at or above 2^64 - 2^13 - 1 (leaves room for in-flight messages while rekeying).

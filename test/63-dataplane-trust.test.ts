@@ -1,0 +1,141 @@
+// The data plane trusts only whom it should (issue 13, docs/security.md): clear VXLAN only from known VTEPs
+// (registered hosts; in static mode the flood lists and link peers), an authenticated link peer only into
+// VNIs both hosts carry, and no frame from the wire may take over a live local instance's MAC. Each refusal
+// is a counted drop, and the same datagram from a host that may send it is delivered (so the check is the
+// sender, not the bytes).
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TestNet, type Daemon } from './helpers/testnet.ts';
+import { runIn } from './helpers/run.ts';
+import { cliJson, controlPlaneConfig } from './helpers/api-in-ns.ts';
+import { natInstance } from './helpers/nat-net.ts';
+import { until } from './helpers/until.ts';
+import { deviceName } from '../control/instances/interface.ts';
+
+const SEND_UDP = fileURLToPath(new URL('./helpers/send-udp.mjs', import.meta.url));
+
+const mac = (text: string) => Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
+/** A VXLAN datagram (I flag, `vni`) carrying an Ethernet frame dst <- src of the local experimental EtherType. */
+function vxlan(vni: number, dst: string, src: string): string {
+  const hdr = Buffer.from([0x08, 0, 0, 0, (vni >> 16) & 255, (vni >> 8) & 255, vni & 255, 0]);
+  const frame = Buffer.concat([mac(dst), mac(src), Buffer.from([0x88, 0xb5]), Buffer.alloc(46, 0x55)]);
+  return Buffer.concat([hdr, frame]).toString('hex');
+}
+
+async function portTx(d: Daemon, name: string): Promise<number> {
+  const c = await d.get('/engine/counters');
+  return c.ports.find((p: any) => p.name === name)?.tx_packets ?? 0;
+}
+
+test('registered hosts: clear VXLAN from an unregistered address is dropped as unknown_vtep; a frame claiming a live local MAC as mac_conflict', async (t) => {
+  const net = await TestNet.create(t, { hosts: 3 });
+  const [h1, h2, h3] = net.hosts; // h3 runs no daemon: an address on the underlay that is not a registered host
+  const cp = await controlPlaneConfig(net);
+  const d1 = await net.startAppnetd(h1, cp);
+  await net.startAppnetd(h2, cp);
+  const network = await cliJson(h1.ns, 'network', 'create', 'trust', '198.18.63.0/24', '--no-dhcp', '--no-nat');
+  const a = await natInstance(net, h1, 'ta', network);
+  const b = await natInstance(net, h2, 'tb', network);
+  const p = await net.ping(a.ns, b.ipv4, { count: 3, interval: 0.1 });
+  t.is(p.received, 3, p.output);
+  await until('h1 knows h2 as a VTEP', async () => ((await d1.get('/engine/counters')).wire.rx_packets > 0 ? true : undefined));
+  const port = deviceName(a.iface);
+  const vni = network.vxlan_id as number;
+  const toA = vxlan(vni, a.iface.macaddr, '02:00:00:63:00:01');
+  const before = (await d1.get('/engine/counters')).wire.drops.unknown_vtep ?? 0;
+  const txBefore = await portTx(d1, port);
+
+  // From h3: counted, and a's port delivers nothing.
+  await runIn(h3.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '10', toA]);
+  const after = await until('h1 counts the unknown VTEP', async () => {
+    const c = await d1.get('/engine/counters');
+    return (c.wire.drops.unknown_vtep ?? 0) - before >= 10 ? c : undefined;
+  });
+  t.is((after.wire.drops.unknown_vtep ?? 0) - before, 10);
+  t.is(await portTx(d1, port), txBefore, 'nothing from the unknown VTEP reached the instance');
+
+  // The same frames from h2, a registered host, are delivered.
+  await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '10', toA]);
+  t.true(await until('the frames from h2 are delivered', async () => ((await portTx(d1, port)) - txBefore >= 10 ? true : undefined)));
+
+  // From h2, a frame whose source is a's MAC (a spoke just now): dropped, and a's entry stays local.
+  const spoof = vxlan(vni, 'ff:ff:ff:ff:ff:ff', a.iface.macaddr);
+  await net.ping(a.ns, b.ipv4, { count: 1 });
+  await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '5', spoof]);
+  const c = await until('h1 counts the MAC conflict', async () => {
+    const x = await d1.get('/engine/counters');
+    return (x.vnis[String(vni)]?.drops.mac_conflict ?? 0) >= 5 ? x : undefined;
+  }, 20).catch(async (e: Error) => {
+    throw new Error(`${e.message}: counters ${JSON.stringify((await d1.get('/engine/counters')).vnis)} fdb ${JSON.stringify(await d1.get(`/engine/fdb/${vni}`))} a ${a.iface.macaddr}`);
+  });
+  t.is(c.vnis[String(vni)].drops.mac_conflict, 5);
+  const fdb = await d1.get(`/engine/fdb/${vni}`);
+  const entry = fdb.find((e: any) => e.mac === a.iface.macaddr);
+  t.truthy(entry?.port !== null && entry?.remote === null, JSON.stringify(entry));
+  const again = await net.ping(a.ns, b.ipv4, { count: 3, interval: 0.1 });
+  t.is(again.received, 3, 'a still reaches b');
+
+  // Datagrams that start like a handshake but have another size never reach JS: malformed, not punted.
+  const links = async () => (await d1.get('/engine/links')).global;
+  const l0 = await links();
+  const fakeInit = '01000000' + '00'.repeat(996);
+  const shortResp = '02000000' + '00'.repeat(40);
+  await runIn(h3.ns, 'node', [SEND_UDP, h1.underlayIp, '51830', '4', fakeInit, shortResp]);
+  const l1 = await until('h1 counts the odd-sized handshakes', async () => {
+    const l = await links();
+    return l.drops.malformed - l0.drops.malformed >= 8 ? l : undefined;
+  });
+  t.is(l1.drops.malformed - l0.drops.malformed, 8);
+  t.is(l1.handshakes_rx, l0.handshakes_rx, 'none was punted as a handshake');
+});
+
+test('static mode: a link peer sending into a VNI whose flood list lacks it is dropped as vni_not_shared; a shared VNI passes', async (t) => {
+  const net = await TestNet.create(t, { hosts: 2 });
+  const [h1, h2] = net.hosts;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-trust-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const keyFile = (h: string) => path.join(dir, `${h}.key`);
+  // First start: each host makes its key; read the public keys, then start again with each other as peers.
+  const keys: Record<string, string> = {};
+  for (const h of [h1, h2]) {
+    const d = await net.startAppnetd(h, { link: { keyFile: keyFile(h.name) } });
+    keys[h.name] = (await d.get('/engine/links')).publicKey;
+    await d.stop();
+  }
+  const ia = await net.addInstance('sa');
+  const ib = await net.addInstance('sb');
+  // VNI 100: h2 floods to h1, but h1's flood list for it is empty (h1 does not share it with h2).
+  // VNI 200: both list each other.
+  const config = (self: typeof h1, peer: typeof h1, inst: typeof ia, shared100: boolean) => ({
+    vnis: [
+      { vni: 100, encrypted: true, flood: shared100 ? [peer.underlayIp] : [] },
+      { vni: 200, encrypted: true, flood: [peer.underlayIp] },
+    ],
+    ports: [
+      { name: 'nsh100', kind: 'tap', vni: 100, netns: inst.ns },
+      { name: 'nsh200', kind: 'tap', vni: 200, netns: inst.ns },
+    ],
+    link: { keyFile: keyFile(self.name), peers: [{ address: peer.underlayIp, publicKey: keys[peer.name] }] },
+  });
+  const d1 = await net.startAppnetd(h1, config(h1, h2, ia, false) as any);
+  await net.startAppnetd(h2, config(h2, h1, ib, true) as any);
+  for (const [inst, host] of [[ia, 1], [ib, 2]] as const) {
+    await runIn(inst.ns, 'ip', ['addr', 'add', `198.18.64.${host}/24`, 'dev', 'nsh100']);
+    await runIn(inst.ns, 'ip', ['addr', 'add', `198.18.65.${host}/24`, 'dev', 'nsh200']);
+  }
+
+  const shared = await until('ping over the shared VNI', async () => {
+    const r = await net.ping(ib.ns, '198.18.65.1', { count: 2, interval: 0.2 });
+    return r.received > 0 ? r : undefined;
+  }, 40);
+  t.true(shared.received > 0);
+  const before = (await d1.get('/engine/counters')).wire.drops.vni_not_shared ?? 0;
+  const lost = await net.ping(ib.ns, '198.18.64.1', { count: 3, interval: 0.2 });
+  t.is(lost.received, 0, 'nothing crossed into the VNI h1 does not share with h2');
+  const c = await d1.get('/engine/counters');
+  t.true((c.wire.drops.vni_not_shared ?? 0) - before >= 3, JSON.stringify(c.wire.drops));
+  t.is(c.ports.find((p: any) => p.name === 'nsh100')?.tx_packets ?? 0, 0);
+});
