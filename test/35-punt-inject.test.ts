@@ -110,4 +110,7 @@ test.serial('sendDatagram sends from the engine socket, and remove/re-add of rul
   t.throws(() => engine.addPort({ name: 'x', kind: 'tap', vni: 8, mac: '02:00:00:00:00:09', mtu: 1450 }), { message: /VNI 8 does not exist/ });
   t.throws(() => engine.addVni(0x1000000, 1450), { message: /vni must be an integer in 0..16777215/ });
   t.throws(() => engine.addPort({ name: 'this-name-is-too-long', kind: 'tap', vni: 7, mac: '02:00:00:00:00:09', mtu: 1450 }), { message: /1-15 characters/ });
+  // A frame handed in must hold at least an Ethernet header: later stages read it unchecked.
+  t.throws(() => engine.injectToVni(7, new Uint8Array(13)), { message: /frame of 13 bytes: an injected frame is 14 to 65535 bytes/ });
+  t.notThrows(() => engine.injectToVni(7, new Uint8Array(14)));
 });

@@ -535,10 +535,18 @@ bool Engine::write_port(Port& p, const uint8_t* data, size_t len) {
   return writev(p.fd, iov, 2) >= 0;
 }
 
+// Frames the control plane hands in (services' answers, replays) are at least an Ethernet header and at most
+// a jumbo frame: every later stage reads the header without checking again.
+static void check_inject_len(size_t len) {
+  if (len < kEthHdr || len > 65535)
+    throw std::invalid_argument("frame of " + std::to_string(len) + " bytes: an injected frame is 14 to 65535 bytes");
+}
+
 void Engine::inject_to_port(int id, const uint8_t* frame, size_t len) {
   std::shared_lock lock(cfg_mu_);
   Port* p = port_by_id(id);
   if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
+  check_inject_len(len);
   std::vector<uint8_t> buf = with_headroom(frame, len);
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   deliver_to_port(*p, buf.data() + kVxlanHdr, len, out);
@@ -548,6 +556,7 @@ void Engine::inject_to_vni(uint32_t vni, const uint8_t* frame, size_t len) {
   std::shared_lock lock(cfg_mu_);
   Vni* v = vni_by_id(vni);
   if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
+  check_inject_len(len);
   std::vector<uint8_t> buf = with_headroom(frame, len);
   ImmediateSender out(tx_fds_, opt_.underlay_port, link_fd_);
   forward_from_local(*v, nullptr, buf.data() + kVxlanHdr, len, out);
