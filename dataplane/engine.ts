@@ -18,7 +18,8 @@ export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue
   | 'no_uplink' | 'nat' | 'no_neighbour' | 'unknown_vtep' | 'vni_not_shared' | 'mac_conflict';
 export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered',
   'no_uplink', 'nat', 'no_neighbour', 'unknown_vtep', 'vni_not_shared', 'mac_conflict'];
-export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted';
+export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted'
+  | 'handshake_rate' | 'handshake_queue_full';
 
 export interface CounterBlock {
   rx_packets: number;

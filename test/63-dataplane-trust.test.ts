@@ -139,3 +139,45 @@ test('static mode: a link peer sending into a VNI whose flood list lacks it is d
   t.true((c.wire.drops.vni_not_shared ?? 0) - before >= 3, JSON.stringify(c.wire.drops));
   t.is(c.ports.find((p: any) => p.name === 'nsh100')?.tx_packets ?? 0, 0);
 });
+
+test('100,000 handshake initiations a second at the link port: a DHCP client gets its lease and an encrypted ping loses nothing', async (t) => {
+  const net = await TestNet.create(t, { hosts: 3 });
+  const [h1, h2, h3] = net.hosts; // h3: the flooder, no daemon
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-flood-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const flood = path.join(dir, 'udp-flood');
+  await runIn(h1.ns, 'cc', ['-O2', '-o', flood, fileURLToPath(new URL('./helpers/udp-flood.c', import.meta.url))]);
+  const cp = await controlPlaneConfig(net);
+  const d1 = await net.startAppnetd(h1, cp);
+  await net.startAppnetd(h2, cp);
+  const dhcpNet = await cliJson(h1.ns, 'network', 'create', 'fl-dhcp', '198.18.66.0/24', '--no-nat');
+  const secret = await cliJson(h1.ns, 'network', 'create', 'fl-enc', '198.18.67.0/24', '--no-dhcp', '--no-nat', '--encrypt');
+  const a = await natInstance(net, h1, 'fa', secret);
+  const b = await natInstance(net, h2, 'fb', secret);
+  const c = await net.addInstance('fc');
+  const ci = await cliJson(h1.ns, 'instance', 'create', 'fc', '--host', 'h1', '--netns', c.ns, '--network', dhcpNet.uuid);
+  const tap = deviceName(ci.interfaces[0]);
+  await until('the DHCP instance\'s TAP', async () => ((await runIn(c.ns, 'ip', ['link', 'show', 'dev', tap], { reject: false })).code === 0 ? true : undefined));
+  t.is((await net.ping(a.ns, b.ipv4, { count: 3, interval: 0.1 })).received, 3, 'the link is up before the flood');
+  const l0 = (await d1.get('/engine/links')).global;
+
+  // 300,000 initiations of the right size from one address, at 100,000 a second; meanwhile DHCP and ping.
+  const initiation = '01000000' + '00'.repeat(144);
+  const flooding = runIn(h3.ns, flood, [h1.underlayIp, '51830', '100000', '300000', initiation], { timeoutMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const [lease, ping] = await Promise.all([
+    runIn(c.ns, 'udhcpc', ['-i', tap, '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { timeoutMs: 30_000, reject: false }),
+    net.ping(a.ns, b.ipv4, { count: 150, interval: 0.01 }),
+  ]);
+  const sent = await flooding;
+  t.regex(sent.stdout, /sent 300000/);
+  t.log(`flooder: ${sent.stdout.trim()}`);
+  t.is(lease.code, 0, lease.stdout + lease.stderr);
+  t.regex(lease.stdout + lease.stderr, /lease of 198\.18\.66\.\d+ obtained/);
+  t.is(ping.received, 150, ping.output);
+  const l1 = (await d1.get('/engine/links')).global;
+  const limited = l1.drops.handshake_rate - l0.drops.handshake_rate;
+  const punted = l1.handshakes_rx - l0.handshakes_rx;
+  t.true(limited >= 250_000, `only ${limited} rate-limited`);
+  t.true(punted < 200, `${punted} punted to JS`);
+});

@@ -28,8 +28,9 @@
 //      first message on a responder's new session promotes it; a source address that differs
 //      from the peer's endpoint moves the endpoint (roaming). An empty plaintext is a keepalive;
 //      anything else is a VXLAN datagram and continues at step 3, learnt at the peer's identity.
-//  3b. Handshake messages (types 1-3) of their exact sizes are punted to JS, which runs the Noise handshake;
-//      any other size is dropped as malformed here.
+//  3b. Handshake messages (types 1-3) of their exact sizes, at most 20/s (burst 10) per source address, are
+//      punted to JS, which runs the Noise handshake, through their own bounded queue (a flood never takes the
+//      room of DHCP, ARP and ICMP punts); any other size is dropped as malformed here.
 // Clear VXLAN for a VNI marked encrypted is dropped: only the link may carry it.
 #include <arpa/inet.h>
 #include <netinet/udp.h>
@@ -139,8 +140,9 @@ class RxPipeline {
     if (len < 4 || d[1] || d[2] || d[3]) { g.drop(kLinkDropMalformed); return; }
     if (d[0] != link::kTypeData) {
       if (!link::handshake_size_ok(d[0], len)) { g.drop(kLinkDropMalformed); return; }  // wrong type or size: JS never sees it
+      if (!hs_limit_.allow(src, Engine::now_ms())) { g.drop(kLinkDropHandshakeRate); return; }
       g.handshakes_rx.fetch_add(1, std::memory_order_relaxed);
-      e_.punt_.push_raw(Engine::kLinkPuntRule, src, sport, d, len);
+      if (!e_.punt_.push_raw(Engine::kLinkPuntRule, src, sport, d, len)) g.drop(kLinkDropHandshakeQueueFull);
       return;
     }
     link::DataHeader h;
@@ -212,6 +214,7 @@ class RxPipeline {
   ImmediateSender out_;
   std::vector<uint8_t> slots_;
   std::unique_ptr<TapGro> gro_;  // null when coalescing is switched off
+  HandshakeLimiter hs_limit_;    // the link pipeline's: handshake messages per source
   mmsghdr msgs_[kBatch];
   iovec iov_[kBatch];
   sockaddr_in addrs_[kBatch];

@@ -34,12 +34,15 @@ enum LinkDrop : int {
   kLinkDropBadTag,
   kLinkDropNoSession,
   kLinkDropCounterExhausted,
+  kLinkDropHandshakeRate,       // handshake messages from one source above its rate (HandshakeLimiter)
+  kLinkDropHandshakeQueueFull,  // handshake messages while their own punt queue was full
   kLinkDropCount
 };
 
 inline const char* link_drop_name(int d) {
   static const char* names[kLinkDropCount] = {"malformed", "unknown_index", "expired", "replay",
-                                              "bad_tag", "no_session", "counter_exhausted"};
+                                              "bad_tag", "no_session", "counter_exhausted",
+                                              "handshake_rate", "handshake_queue_full"};
   return names[d];
 }
 

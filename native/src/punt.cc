@@ -1,5 +1,8 @@
 #include "punt.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "wire.h"
 
 namespace appnet {
@@ -42,21 +45,21 @@ const PuntRule* PuntTable::match(uint32_t vni, const uint8_t* f, size_t len) con
 
 bool PuntTable::push(const PuntRule& r, int port, uint32_t vni, uint32_t remote,
                      const uint8_t* f, size_t len) {
-  return enqueue(PuntItem{r.id, port, vni, remote, 0, {}}, f, len);
+  return enqueue(ring_, kCapacity, PuntItem{r.id, port, vni, remote, 0, {}}, f, len);
 }
 
 bool PuntTable::push_raw(uint32_t rule, uint32_t remote, uint16_t remote_port, const uint8_t* d,
                          size_t len) {
-  return enqueue(PuntItem{rule, -1, 0, remote, remote_port, {}}, d, len);
+  return enqueue(handshakes_, kHandshakeCapacity, PuntItem{rule, -1, 0, remote, remote_port, {}}, d, len);
 }
 
-bool PuntTable::enqueue(PuntItem item, const uint8_t* f, size_t len) {
+bool PuntTable::enqueue(std::vector<PuntItem>& ring, size_t capacity, PuntItem item, const uint8_t* f, size_t len) {
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (ring_.size() >= kCapacity || len > kMaxFrame) { dropped_++; return false; }
+    if (ring.size() >= capacity || len > kMaxFrame) { dropped_++; return false; }
     item.frame.assign(f, f + len);
-    ring_.push_back(std::move(item));
+    ring.push_back(std::move(item));
     punted_++;
     if (!notified_) { notified_ = true; wake = true; }
   }
@@ -68,8 +71,23 @@ std::vector<PuntItem> PuntTable::drain() {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<PuntItem> out;
   out.swap(ring_);
+  out.insert(out.end(), std::make_move_iterator(handshakes_.begin()), std::make_move_iterator(handshakes_.end()));
+  handshakes_.clear();
   notified_ = false;
   return out;
+}
+
+bool HandshakeLimiter::allow(uint32_t src, uint64_t now_ms) {
+  if (buckets_.size() >= kMaxSources && buckets_.find(src) == buckets_.end()) buckets_.clear();
+  auto [it, fresh] = buckets_.try_emplace(src, Bucket{kBurst, now_ms});
+  Bucket& b = it->second;
+  if (!fresh) {
+    b.tokens = std::min(kBurst, b.tokens + double(now_ms - b.at_ms) * kPerSecond / 1000.0);
+    b.at_ms = now_ms;
+  }
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
+  return true;
 }
 
 }  // namespace appnet

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace appnet {
@@ -44,22 +45,42 @@ class PuntTable {
   // Copies a frame into the ring; false (and counted) when full or too large.
   bool push(const PuntRule& r, int port, uint32_t vni, uint32_t remote, const uint8_t* f,
             size_t len);
-  // Copies a whole datagram (a link handshake message) under a reserved rule id.
+  // Copies a whole datagram (a link handshake message) under a reserved rule id, into the handshake queue:
+  // its own, bounded (kHandshakeCapacity), so that a flood of handshakes never takes the room of DHCP, ARP
+  // and ICMP punts. False when that queue is full.
   bool push_raw(uint32_t rule, uint32_t remote, uint16_t remote_port, const uint8_t* d, size_t len);
+  // Both queues, control frames first.
   std::vector<PuntItem> drain();
+  static constexpr size_t kHandshakeCapacity = 256;
 
   std::function<void()> notify;  // called once when the ring turns non-empty
   uint64_t dropped() const { return dropped_; }
   uint64_t punted() const { return punted_; }
 
  private:
-  bool enqueue(PuntItem item, const uint8_t* f, size_t len);
+  bool enqueue(std::vector<PuntItem>& ring, size_t capacity, PuntItem item, const uint8_t* f, size_t len);
   std::vector<PuntRule> rules_;
   uint32_t next_id_ = 1;
   std::mutex mu_;
   std::vector<PuntItem> ring_;
+  std::vector<PuntItem> handshakes_;
   bool notified_ = false;
   uint64_t dropped_ = 0, punted_ = 0;
+};
+
+// Handshake messages per source address: a token bucket each (kPerSecond, kBurst), as WireGuard limits them.
+// Used by the link RX thread alone. The table is bounded: past kMaxSources it starts again empty, which gives
+// every source a fresh burst at worst (a flood from many addresses is bounded by the queue instead).
+class HandshakeLimiter {
+ public:
+  static constexpr double kPerSecond = 20;
+  static constexpr double kBurst = 10;
+  static constexpr size_t kMaxSources = 4096;
+  bool allow(uint32_t src, uint64_t now_ms);
+
+ private:
+  struct Bucket { double tokens; uint64_t at_ms; };
+  std::unordered_map<uint32_t, Bucket> buckets_;
 };
 
 }  // namespace appnet
