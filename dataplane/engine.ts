@@ -15,9 +15,9 @@ export type PortKind = 'tap' | 'tun';
  * (its stats say why, e.g. conntrack_full). no_neighbour: from the uplink to an address no instance holds.
  */
 export type DropReason = 'malformed' | 'unknown_vni' | 'no_destination' | 'queue_full' | 'oversize' | 'no_session' | 'unencrypted' | 'filtered'
-  | 'no_uplink' | 'nat' | 'no_neighbour' | 'unknown_vtep' | 'vni_not_shared' | 'mac_conflict';
+  | 'no_uplink' | 'nat' | 'no_neighbour' | 'unknown_vtep' | 'vni_not_shared' | 'mac_conflict' | 'fdb_full';
 export const DROP_REASONS: readonly DropReason[] = ['malformed', 'unknown_vni', 'no_destination', 'queue_full', 'oversize', 'no_session', 'unencrypted', 'filtered',
-  'no_uplink', 'nat', 'no_neighbour', 'unknown_vtep', 'vni_not_shared', 'mac_conflict'];
+  'no_uplink', 'nat', 'no_neighbour', 'unknown_vtep', 'vni_not_shared', 'mac_conflict', 'fdb_full'];
 export type LinkDropReason = 'malformed' | 'unknown_index' | 'expired' | 'replay' | 'bad_tag' | 'no_session' | 'counter_exhausted'
   | 'handshake_rate' | 'handshake_queue_full';
 
@@ -99,6 +99,8 @@ export interface EngineOptions {
   underlayAddress: string;
   underlayPort?: number;
   ageingSeconds?: number;
+  /** Entries per VNI's FDB (default 16384); new MACs off the wire beyond it are dropped as `fdb_full`. */
+  fdbLimit?: number;
   /** Offloads, all on by default; each can be switched off if a kernel mishandles it. */
   offloads?: Offloads;
   /** Called with every batch of punted frames (never once per frame). */
@@ -237,12 +239,14 @@ export class Engine {
     check(Number.isInteger(port) && port > 0 && port < 65536, `underlayPort must be 1..65535, got ${port}`);
     const ageing = opts.ageingSeconds ?? 300;
     check(ageing > 0 && ageing <= 86400, `ageingSeconds must be in (0, 86400], got ${ageing}`);
+    const fdbLimit = opts.fdbLimit ?? 16384;
+    check(Number.isInteger(fdbLimit) && fdbLimit >= 1 && fdbLimit <= 1_000_000, `fdbLimit must be 1..1000000, got ${fdbLimit}`);
     const onPunt = opts.onPunt;
     const linkPort = opts.linkPort ?? 0;
     check(Number.isInteger(linkPort) && linkPort >= 0 && linkPort < 65536 && linkPort !== port, `linkPort must be 0..65535 and differ from underlayPort, got ${linkPort}`);
     let self: Engine | undefined;
     this.#n = new native.Engine(
-      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), linkPort, ...opts.offloads },
+      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), fdbLimit, linkPort, ...opts.offloads },
       onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
     );
     self = this;

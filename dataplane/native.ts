@@ -124,7 +124,7 @@ export interface NativeReplayWindow {
 
 export interface NativeBinding {
   Engine: new (
-    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; linkPort?: number },
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; fdbLimit?: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; linkPort?: number },
     onPunt?: () => void,
   ) => NativeEngine;
   vxlanEncap(vni: number, frame: Buffer): Buffer;

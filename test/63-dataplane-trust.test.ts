@@ -181,3 +181,47 @@ test('100,000 handshake initiations a second at the link port: a DHCP client get
   t.true(limited >= 250_000, `only ${limited} rate-limited`);
   t.true(punted < 200, `${punted} punted to JS`);
 });
+
+test('the FDB is bounded per VNI: new MACs off the wire beyond the limit are fdb_full; learnt entries age out, refreshed ones stay', async (t) => {
+  const net = await TestNet.create(t, { hosts: 2 });
+  const [h1, h2] = net.hosts;
+  const cp = await controlPlaneConfig(net, { fdbLimit: 8, ageingSeconds: 3 });
+  const d1 = await net.startAppnetd(h1, cp);
+  await net.startAppnetd(h2, cp);
+  const network = await cliJson(h1.ns, 'network', 'create', 'bounded', '198.18.68.0/24', '--no-dhcp', '--no-nat');
+  const a = await natInstance(net, h1, 'ba', network);
+  const vni = network.vxlan_id as number;
+  const fdb = async () => (await d1.get(`/engine/fdb/${vni}`)) as Array<{ mac: string; remote: string | null; static: boolean }>;
+  const learnt = async () => (await fdb()).filter((e) => e.remote !== null && !e.static);
+  const drops = async () => (await d1.get('/engine/counters')).vnis[String(vni)]?.drops.fdb_full ?? 0;
+  await until('h1 accepts VXLAN from h2', async () => ((await d1.get('/engine/counters')).wire.rx_packets >= 0 ? true : undefined));
+  const room = 8 - (await fdb()).length;
+  t.true(room > 0 && room <= 8, `room ${room}`);
+  // 20 new source MACs from h2 (a registered host), to a's MAC: room of them are learnt, the rest are fdb_full.
+  const macs = Array.from({ length: 20 }, (_, i) => `02:00:00:68:00:${(i + 16).toString(16).padStart(2, '0')}`);
+  await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '1', ...macs.map((m) => vxlan(vni, a.iface.macaddr, m))]);
+  const full = await until('h1 counts fdb_full', async () => ((await drops()) >= 20 - room ? drops() : undefined));
+  t.is(full, 20 - room);
+  t.is((await fdb()).length, 8);
+  t.deepEqual((await learnt()).map((e) => e.mac).sort(), macs.slice(0, room).sort());
+
+  // Ageing (3 s): one MAC is refreshed every 500 ms, the others go quiet. They expire; it stays; then the room
+  // they leave takes new MACs again.
+  const keep = vxlan(vni, a.iface.macaddr, macs[0]!);
+  let refreshing = true;
+  const refresher = (async () => {
+    while (refreshing) {
+      await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '1', keep]);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  })();
+  const aged = await until('the quiet MACs age out', async () => {
+    const l = await learnt();
+    return l.length === 1 ? l : undefined;
+  }, 60).finally(() => { refreshing = false; });
+  await refresher;
+  t.deepEqual(aged.map((e) => e.mac), [macs[0]]);
+  await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '1', vxlan(vni, a.iface.macaddr, macs[19]!)]);
+  t.truthy(await until('a new MAC is learnt again', async () => ((await learnt()).some((e) => e.mac === macs[19]) ? true : undefined)));
+  t.is(await drops(), full, 'no more fdb_full once there was room');
+});

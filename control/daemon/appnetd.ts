@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     underlayAddress: cfg.underlay.address,
     underlayPort: cfg.underlay.port,
     ageingSeconds: cfg.ageingSeconds,
+    ...(cfg.fdbLimit !== undefined ? { fdbLimit: cfg.fdbLimit } : {}),
     offloads: cfg.offloads,
     linkPort: cfg.link.enabled ? cfg.link.port : 0,
     onPunt: (frames) => { for (const c of puntConsumers) c(frames); },

@@ -58,6 +58,8 @@ export interface DaemonConfig {
   /** Unix socket of the admin API (HTTP). */
   adminSocket: string;
   ageingSeconds: number;
+  /** Entries per VNI's FDB (default 16384): new MACs off the wire beyond it are dropped as fdb_full. */
+  fdbLimit?: number;
   /** Offload kill switches; all default to true (tapGro too when absent). */
   offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean };
   vnis: VniConfig[];
@@ -233,6 +235,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),
     ageingSeconds: c.ageingSeconds === undefined ? 300 : int(c.ageingSeconds, 'ageingSeconds', 1, 86400),
+    ...(c.fdbLimit === undefined ? {} : { fdbLimit: int(c.fdbLimit, 'fdbLimit', 1, 1_000_000) }),
     vnis,
     ports,
     link,

@@ -185,6 +185,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.underlay_ip = u32(o.Get("underlayAddress"));
     opt.underlay_port = uint16_t(opt_int(o, "underlayPort", 4789));
     opt.ageing_ms = uint32_t(opt_int(o, "ageingMs", 300000));
+    opt.fdb_limit = uint32_t(opt_int(o, "fdbLimit", 16384));
     auto flag = [&](const char* k) { return !o.Get(k).IsBoolean() || o.Get(k).As<Napi::Boolean>().Value(); };
     opt.udp_gso = flag("udpGso");
     opt.udp_gro = flag("udpGro");

@@ -22,6 +22,7 @@ enum Drop : int {
   kDropUnknownVtep,  // clear VXLAN from an address that is not a known VTEP (Engine::set_known_vteps)
   kDropVniNotShared, // a link peer sent into a VNI whose flood list does not hold it
   kDropMacConflict,  // from the wire with the source MAC of a live local port
+  kDropFdbFull,      // from the wire with a new source MAC while the VNI's FDB is at its limit
   kDropCount
 };
 
@@ -29,7 +30,7 @@ inline const char* drop_name(int d) {
   static const char* names[kDropCount] = {"malformed", "unknown_vni", "no_destination",
                                           "queue_full", "oversize", "no_session", "unencrypted",
                                           "filtered", "no_uplink", "nat", "no_neighbour", "unknown_vtep",
-                                          "vni_not_shared", "mac_conflict"};
+                                          "vni_not_shared", "mac_conflict", "fdb_full"};
   return names[d];
 }
 

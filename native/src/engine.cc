@@ -321,26 +321,28 @@ bool Engine::remove_punt_rule(uint32_t id) {
   return punt_.remove(id);
 }
 
-bool Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
-  if (mac_is_group(src)) return true;
+Learn Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
+  if (mac_is_group(src)) return Learn::kOk;
   uint64_t k = mac_key(src);
   uint64_t now = now_ms();
   std::lock_guard fl(v.fdb_mu);
   auto it = v.fdb.find(k);
   if (it == v.fdb.end()) {
-    v.fdb.emplace(k, FdbEntry{port, remote, now, false});
-    return true;
+    if (v.fdb.size() >= opt_.fdb_limit) return Learn::kFull;
+    v.fdb.emplace(k, FdbEntry{port, remote, now, false, now});
+    v.ageing.emplace_back(k, now);
+    return Learn::kOk;
   }
   FdbEntry& e = it->second;
   // From the wire, the MAC of a local port (static, or learnt and spoken within the ageing time) is a conflict:
   // nobody on the underlay can pull an instance's traffic to itself. A static entry never moves, whoever sends.
-  if (port < 0 && e.port >= 0 && (e.is_static || now - e.seen_ms <= opt_.ageing_ms)) return false;
+  if (port < 0 && e.port >= 0 && (e.is_static || now - e.seen_ms <= opt_.ageing_ms)) return Learn::kConflict;
   if (!e.is_static) {
     e.port = port;
     e.remote = remote;
     e.seen_ms = now;
   }
-  return true;
+  return Learn::kOk;
 }
 
 void Engine::set_known_vteps(std::vector<uint32_t> vteps) {
@@ -363,9 +365,19 @@ void Engine::age_fdb() {
   uint64_t now = now_ms();
   for (auto& [id, v] : vnis_) {
     std::lock_guard fl(v->fdb_mu);
-    for (auto it = v->fdb.begin(); it != v->fdb.end();) {
-      bool expired = !it->second.is_static && now - it->second.seen_ms > opt_.ageing_ms;
-      it = expired ? v->fdb.erase(it) : std::next(it);
+    // Items due: their entry expired (erase), was refreshed since (queue it again at its last sighting), or is
+    // gone, static now or queued again meanwhile (a stale item: drop it).
+    while (!v->ageing.empty() && now - v->ageing.front().second > opt_.ageing_ms) {
+      auto [mac, queued] = v->ageing.front();
+      v->ageing.pop_front();
+      auto it = v->fdb.find(mac);
+      if (it == v->fdb.end() || it->second.is_static || it->second.queued_ms != queued) continue;
+      if (now - it->second.seen_ms > opt_.ageing_ms) {
+        v->fdb.erase(it);
+      } else {
+        it->second.queued_ms = it->second.seen_ms;
+        v->ageing.emplace_back(mac, it->second.seen_ms);
+      }
     }
   }
 }
@@ -380,7 +392,7 @@ bool Engine::punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* 
 
 void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out) {
   const uint8_t* dst = frame;
-  if (in) learn(v, frame + 6, in->id, 0);
+  if (in) learn(v, frame + 6, in->id, 0);  // a full table only means unknown-unicast floods for this MAC
   FdbEntry e;
   bool known = !mac_is_group(dst) && lookup(v, dst, &e);
   if (known && e.port >= 0) {

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -86,7 +87,11 @@ struct FdbEntry {
   uint32_t remote;  // remote VTEP underlay address (host order) when port == -1
   uint64_t seen_ms;
   bool is_static;
+  uint64_t queued_ms = 0;  // the time of this entry's one item in its VNI's ageing queue (learnt entries)
 };
+
+// Why learning did not take a frame's source MAC (Engine::learn).
+enum class Learn { kOk, kConflict, kFull };
 
 // A network's gateway as the NAT stage sees it (uplink.cc): frames to `mac` whose IPv4 destination
 // is outside net/mask leave through the uplink when `nat` is set. Unset (ip == 0): no NAT stage.
@@ -104,6 +109,9 @@ struct Vni {
   std::vector<int> ports;       // local ports in this VNI
   std::mutex fdb_mu;
   std::unordered_map<uint64_t, FdbEntry> fdb;
+  // Learnt entries in the order they were last queued (mac, queued_ms): ageing pops only what is due, so it
+  // costs the entries that expired (or were refreshed and go back in the queue), never a walk of the table.
+  std::deque<std::pair<uint64_t, uint64_t>> ageing;
   NatGateway gw;  // written under the configuration lock held exclusively
   // IPv4 -> MAC of the network's instances, for packets from the uplink (guarded by fdb_mu).
   std::unordered_map<uint32_t, uint64_t> neigh;
@@ -142,6 +150,7 @@ struct EngineOptions {
   uint32_t underlay_ip = 0;  // host order
   uint16_t underlay_port = 4789;
   uint32_t ageing_ms = 300000;
+  uint32_t fdb_limit = 16384;  // learnt entries per VNI; beyond, frames from new MACs off the wire are fdb_full
   // Kill switches, one per offload (kernels have broken each of them at some point).
   bool udp_gso = true;      // send runs of datagrams as one UDP_SEGMENT message
   bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
@@ -294,9 +303,10 @@ class Engine {
   void gro_write(TapGro& g, TapGro::Slot& s);
   // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
   bool write_port(Port& p, const uint8_t* data, size_t len);
-  // Static entries never move. False (nothing learnt) when a frame from the wire (port < 0) claims the MAC of a
-  // local port (a static entry, or a learnt one still live): the caller drops it as mac_conflict.
-  bool learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
+  // Static entries never move. kConflict when a frame from the wire (port < 0) claims the MAC of a local port (a
+  // static entry, or a learnt one still live): the caller drops it as mac_conflict. kFull when the MAC is new
+  // and the VNI already has fdb_limit entries: nothing learnt (the wire's caller drops it as fdb_full).
+  Learn learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
   bool vtep_known(uint32_t remote) const { return !vteps_enforced_ || known_vteps_.count(remote) != 0; }
   bool vteps_enforced() const { return vteps_enforced_; }
   bool lookup(Vni& v, const uint8_t* dst_mac, FdbEntry* out);

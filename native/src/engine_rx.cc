@@ -192,7 +192,8 @@ class RxPipeline {
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
     v->c.rx(flen);
-    if (!e_.learn(*v, frame + 6, -1, remote)) { v->c.drop(kDropMacConflict); return; }
+    Learn learnt = e_.learn(*v, frame + 6, -1, remote);
+    if (learnt != Learn::kOk) { v->c.drop(learnt == Learn::kFull ? kDropFdbFull : kDropMacConflict); return; }
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
     if (v->gw.nat && e_.nat_egress(*v, frame, flen)) return;  // off-net, from a host without the uplink
 
