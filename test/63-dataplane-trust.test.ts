@@ -14,6 +14,7 @@ import { cliJson, controlPlaneConfig } from './helpers/api-in-ns.ts';
 import { natInstance } from './helpers/nat-net.ts';
 import { until } from './helpers/until.ts';
 import { deviceName } from '../control/instances/interface.ts';
+import { buildOverlay } from './helpers/overlay.ts';
 
 const SEND_UDP = fileURLToPath(new URL('./helpers/send-udp.mjs', import.meta.url));
 
@@ -224,4 +225,38 @@ test('the FDB is bounded per VNI: new MACs off the wire beyond the limit are fdb
   await runIn(h2.ns, 'node', [SEND_UDP, h1.underlayIp, '4789', '1', vxlan(vni, a.iface.macaddr, macs[19]!)]);
   t.truthy(await until('a new MAC is learnt again', async () => ((await learnt()).some((e) => e.mac === macs[19]) ? true : undefined)));
   t.is(await drops(), full, 'no more fdb_full once there was room');
+});
+
+test('a TUN port\'s neighbour table is bounded and ages: ARP from new addresses beyond the limit is fdb_full until entries expire', async (t) => {
+  let tun: { ns: string } | undefined;
+  const { net, daemons } = await buildOverlay(t, {
+    hosts: 2, ageingSeconds: 3, daemon: { fdbLimit: 16 },
+    extraPorts: async (h, n) => {
+      if (h.index !== 2) return [];
+      tun = await n.addInstance('tunn');
+      return [{ name: 'tun42', kind: 'tun', vni: 42, ipv4: '198.18.42.20', mac: '02:00:00:2a:00:20', netns: tun.ns }];
+    },
+  });
+  const [h1, h2] = net.hosts;
+  const d2 = daemons[1]!;
+  const drops = async () => (await d2.get('/engine/counters')).ports.find((p: any) => p.name === 'tun42').drops.fdb_full as number;
+  /** A VXLAN datagram (VNI 42) with an ARP request from `spa` for an address nobody has. */
+  const arp = (spa: number) => {
+    const m = mac('02:00:00:69:00:01');
+    const body = Buffer.concat([Buffer.from([0, 1, 8, 0, 6, 4, 0, 1]), m, Buffer.from([198, 18, 43, spa]), Buffer.alloc(6), Buffer.from([198, 18, 42, 99])]);
+    const frame = Buffer.concat([mac('ff:ff:ff:ff:ff:ff'), m, Buffer.from([0x08, 0x06]), body]);
+    return Buffer.concat([Buffer.from([0x08, 0, 0, 0, 0, 0, 42, 0]), frame]).toString('hex');
+  };
+  const before = await drops();
+  await runIn(h1.ns, 'node', [SEND_UDP, h2.underlayIp, '4789', '1', ...Array.from({ length: 30 }, (_, i) => arp(10 + i))]);
+  const full = await until('the TUN port counts fdb_full', async () => ((await drops()) - before >= 14 ? (await drops()) - before : undefined));
+  t.is(full, 14, '30 new neighbours, room for 16');
+  // After the ageing time they expire; the next new neighbour is learnt (no drop).
+  await new Promise((r) => setTimeout(r, 4500));
+  const vniRx = async () => (await d2.get('/engine/counters')).vnis['42'].rx_packets as number;
+  const rx0 = await vniRx();
+  await runIn(h1.ns, 'node', [SEND_UDP, h2.underlayIp, '4789', '1', arp(100), arp(101)]);
+  await until('h2 took both datagrams in', async () => ((await vniRx()) - rx0 >= 2 ? true : undefined));
+  t.is((await drops()) - before, 14, 'expired neighbours made room');
+  t.truthy(tun);
 });

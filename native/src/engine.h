@@ -76,10 +76,13 @@ struct Port {
   // TAP receive coalescing (gro.h): segments that went out inside a super-frame, and the
   // super-frames (each counts its segments in c.tx as they arrived).
   std::atomic<uint64_t> gro_merged{0}, gro_writes{0};
-  // TUN: IPv4 -> MAC of overlay neighbours, learned from frames delivered to this port.
+  // TUN: IPv4 -> MAC of overlay neighbours, learned from frames delivered to this port, at most fdb_limit of
+  // them, each valid for the ageing time since it was last seen (l3port.cc).
+  struct Neighbour { uint64_t mac; uint64_t seen_ms; };
   std::mutex neigh_mu;
-  std::unordered_map<uint32_t, uint64_t> neigh;
-  std::unordered_map<uint32_t, uint64_t> arp_sent_ms;
+  std::unordered_map<uint32_t, Neighbour> neigh;
+  uint64_t neigh_swept_ms = 0;
+  std::unordered_map<uint32_t, uint64_t> arp_sent_ms;  // when each address was last asked for (at most fdb_limit)
 };
 
 struct FdbEntry {
@@ -315,6 +318,8 @@ class Engine {
 
   // TUN ports (l3port.cc): the overlay sees an Ethernet station; the device sees IPv4.
   void tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out);
+  // Learns ip -> mac for a TUN port (its neigh_mu held); false when the table is full of live entries.
+  bool tun_learn(Port& p, uint32_t ip, uint64_t mac, uint64_t now);
   size_t tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sender& out, Vni& v);
   // Answers an oversize DF packet from port `p` with ICMP "fragmentation needed".
   void reply_frag_needed(Port& p, const uint8_t* frame, size_t len, int mtu);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <iterator>
 
 #include "engine.h"
 
@@ -59,8 +60,9 @@ size_t Engine::tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sen
     {
       std::lock_guard nl(p.neigh_mu);
       auto it = p.neigh.find(dst);
-      if (it != p.neigh.end()) { dst_mac = it->second; known = true; }
+      if (it != p.neigh.end() && now - it->second.seen_ms <= opt_.ageing_ms) { dst_mac = it->second.mac; known = true; }
       else {
+        if (p.arp_sent_ms.size() >= opt_.fdb_limit && p.arp_sent_ms.find(dst) == p.arp_sent_ms.end()) p.arp_sent_ms.clear();
         uint64_t& last = p.arp_sent_ms[dst];
         if (now - last >= 1000) { last = now; ask = true; }
       }
@@ -81,6 +83,24 @@ size_t Engine::tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sen
   return kEthHdr + ip_len;
 }
 
+bool Engine::tun_learn(Port& p, uint32_t ip, uint64_t mac, uint64_t now) {
+  auto it = p.neigh.find(ip);
+  if (it != p.neigh.end()) {
+    it->second = Port::Neighbour{mac, now};
+    return true;
+  }
+  if (p.neigh.size() >= opt_.fdb_limit) {
+    // Full: the expired entries go, in a walk of the full table at most once a second (a flood of new
+    // addresses meets a full table, not one walk per frame).
+    if (now - p.neigh_swept_ms < 1000) return false;
+    p.neigh_swept_ms = now;
+    for (auto e = p.neigh.begin(); e != p.neigh.end();) e = now - e->second.seen_ms > opt_.ageing_ms ? p.neigh.erase(e) : std::next(e);
+    if (p.neigh.size() >= opt_.fdb_limit) return false;
+  }
+  p.neigh.emplace(ip, Port::Neighbour{mac, now});
+  return true;
+}
+
 void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
   uint16_t et = rd16(frame + 12);
   bool for_us = mac_is_group(frame) || std::memcmp(frame, p.mac, 6) == 0;
@@ -94,7 +114,7 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
     uint32_t spa = rd32(a + 14), tpa = rd32(a + 24);
     if (spa) {
       std::lock_guard nl(p.neigh_mu);
-      p.neigh[spa] = mac_key(a + 8);
+      if (!tun_learn(p, spa, mac_key(a + 8), now_ms())) { p.c.drop(kDropFdbFull); return; }
     }
     if (rd16(a + 6) == 1 && tpa == p.ipv4 && p.ipv4) {
       Vni* v = vni_by_id(p.vni);
@@ -115,7 +135,7 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
   if (total < 20 || kEthHdr + total > len) { p.c.drop(kDropMalformed); return; }
   if (!mac_is_group(frame + 6)) {
     std::lock_guard nl(p.neigh_mu);
-    p.neigh[rd32(ip + 12)] = mac_key(frame + 6);
+    if (!tun_learn(p, rd32(ip + 12), mac_key(frame + 6), now_ms())) { p.c.drop(kDropFdbFull); return; }
   }
   if (!write_port(p, ip, total)) p.c.drop(kDropQueueFull);
   else p.c.tx(total);

@@ -27,7 +27,12 @@ export const instanceMac = (host: number, vni: number, n = 0): string =>
  */
 export async function buildOverlay(
   t: ExecutionContext,
-  opts: { hosts: number; machines?: boolean; vnis?: number[]; ageingSeconds?: number; offloads?: Partial<DaemonConfig['offloads']>; addr?: (host: number, vni: number) => string; extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]> },
+  opts: {
+    hosts: number; machines?: boolean; vnis?: number[]; ageingSeconds?: number; offloads?: Partial<DaemonConfig['offloads']>; addr?: (host: number, vni: number) => string;
+    extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]>;
+    /** More of every daemon's config. */
+    daemon?: Partial<DaemonConfig>;
+  },
 ): Promise<Overlay> {
   const vnis = opts.vnis ?? [42];
   const net = await TestNet.create(t, { hosts: opts.hosts, machines: opts.machines });
@@ -49,6 +54,7 @@ export async function buildOverlay(
       ports,
       ...(opts.ageingSeconds ? { ageingSeconds: opts.ageingSeconds } : {}),
       ...(opts.offloads ? { offloads: { udpGso: true, udpGro: true, tapOffload: true, ...opts.offloads } } : {}),
+      ...opts.daemon,
     }));
     for (const [i, m] of mine.entries()) await net.configureInstance(m.inst, `tap${vnis[i]}`, `${m.addr}/24`);
     instances.push(...mine);
