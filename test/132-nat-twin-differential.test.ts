@@ -34,8 +34,8 @@ function ipPacket(ip: Ip): Uint8Array {
   return buf;
 }
 
-function tcp(src: number, dst: number, sport: number, dport: number, flags: number, payload: Uint8Array): Uint8Array {
-  const r = { srcPort: sport, dstPort: dport, seq: 1, ack: 2, flags, window: 1000, urgent: 0, options: new Uint8Array(0), payload };
+function tcp(src: number, dst: number, sport: number, dport: number, flags: number, payload: Uint8Array, seq = 1, ack = 2): Uint8Array {
+  const r = { srcPort: sport, dstPort: dport, seq, ack, flags, window: 1000, urgent: 0, options: new Uint8Array(0), payload };
   const buf = new Uint8Array(tcpBufferLen(r));
   emitTcp(r, buf, 0, { src, dst });
   return buf;
@@ -150,7 +150,10 @@ function runStep(p: Pair, s: Step, on: boolean[], ports: [number, number]): void
       const sport = s.sport % 3 === 0 ? s.sport & 0xffff : pick(PORTS, s.sport);
       const dport = pick(PORTS, s.dport);
       const payload = new Uint8Array(s.len);
-      const l4 = s.proto === IPPROTO_TCP ? tcp(src, dst, sport, dport, pick(TCP_FLAGS, s.flags), payload)
+      // Sequence and acknowledgment numbers: small (near each other) or spread over 32 bits, so that ingress RSTs
+      // land both inside and outside the window around the inside's last ACK.
+      const spread = (v: number) => (s.extra % 2 === 0 ? v % 64 : Math.imul(v + 1, 0x9e3779b1) >>> 0);
+      const l4 = s.proto === IPPROTO_TCP ? tcp(src, dst, sport, dport, pick(TCP_FLAGS, s.flags), payload, spread(s.sport), spread(s.dport))
         : s.proto === IPPROTO_UDP ? udp(src, dst, sport, dport, s.extra % 4 !== 0, payload)
         : s.proto === IPPROTO_ICMP ? (s.extra % 5 === 0 ? Uint8Array.of(13, 0, 0, 0, 0, 1, 0, 1) : icmp(s.kind === 'egress' ? 'echo-request' : 'echo-reply', sport))
         : payload;
@@ -174,7 +177,9 @@ function runStep(p: Pair, s: Step, on: boolean[], ports: [number, number]): void
         l4 = icmpError(o, s.flags % 2 === 0);
         if (s.flags % 3 === 0) from = pick(REMOTE, s.flags + 1); // an error from a router on the way
       } else if (o[9] === IPPROTO_TCP && o.length >= 40) {
-        l4 = tcp(dst, src, o[22] << 8 | o[23], o[20] << 8 | o[21], pick(TCP_FLAGS, s.flags), new Uint8Array(0));
+        // The reply's sequence number: the acknowledgment it answers (in the window), or anywhere.
+        const acked = (o[28]! << 24 | o[29]! << 16 | o[30]! << 8 | o[31]!) >>> 0;
+        l4 = tcp(dst, src, o[22] << 8 | o[23], o[20] << 8 | o[21], pick(TCP_FLAGS, s.flags), new Uint8Array(0), s.flags % 2 === 0 ? acked : Math.imul(s.flags + 7, 0x9e3779b1) >>> 0);
       } else if (o[9] === IPPROTO_UDP && o.length >= 28) {
         l4 = udp(dst, src, o[22] << 8 | o[23], o[20] << 8 | o[21], true, new Uint8Array(3));
       } else if (o[9] === IPPROTO_ICMP && o.length >= 28) {

@@ -56,8 +56,8 @@ function udp(src: number, sport: number, dst: number, dport: number, payload = t
   return ip(src, dst, IPPROTO_UDP, l4);
 }
 
-function tcp(src: number, sport: number, dst: number, dport: number, flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const repr = { srcPort: sport, dstPort: dport, seq: 1000, ack: flags & TCP_ACK ? 2000 : 0, flags, window: 64240, urgent: 0, options: new Uint8Array(0), payload };
+function tcp(src: number, sport: number, dst: number, dport: number, flags: number, payload: Uint8Array = new Uint8Array(0), seq = 1000): Uint8Array {
+  const repr = { srcPort: sport, dstPort: dport, seq, ack: flags & TCP_ACK ? 2000 : 0, flags, window: 64240, urgent: 0, options: new Uint8Array(0), payload };
   const l4 = new Uint8Array(tcpBufferLen(repr));
   emitTcp(repr, l4, 0, { src, dst });
   return ip(src, dst, IPPROTO_TCP, l4);
@@ -207,6 +207,18 @@ test('TCP: RST closes with a 10 s timeout; RST or no flags cannot start a flow; 
   t.is(nat.stats().drops.invalid_tcp, 2);
   expectTranslated(t, nat, 'egress', VNI, tcp(H5, 33003, REM, 80, TCP_ACK), tcp(GW, 33003, REM, 80, TCP_ACK), T0);
   t.is(flowOf(nat, H5, 33003)!.tcpState, 'established');
+});
+
+test('TCP: an ingress RST far from the inside\'s last ACK does not close the flow (a blind RST); one near it does', (t) => {
+  const nat = table();
+  expectTranslated(t, nat, 'egress', VNI, tcp(H5, 33010, REM, 80, TCP_SYN), tcp(GW, 33010, REM, 80, TCP_SYN), T0);
+  expectTranslated(t, nat, 'ingress', 0, tcp(REM, 80, GW, 33010, TCP_SYN | TCP_ACK), tcp(REM, 80, H5, 33010, TCP_SYN | TCP_ACK), T0, VNI);
+  expectTranslated(t, nat, 'egress', VNI, tcp(H5, 33010, REM, 80, TCP_ACK), tcp(GW, 33010, REM, 80, TCP_ACK), T0); // acks 2000
+  const blind = tcp(REM, 80, GW, 33010, TCP_RST, new Uint8Array(0), 2000 + 2 ** 31);
+  expectTranslated(t, nat, 'ingress', 0, blind, tcp(REM, 80, H5, 33010, TCP_RST, new Uint8Array(0), 2000 + 2 ** 31), T0 + 1, VNI);
+  t.is(flowOf(nat, H5, 33010)!.tcpState, 'established', 'the blind RST passes through but does not end the flow');
+  expectTranslated(t, nat, 'ingress', 0, tcp(REM, 80, GW, 33010, TCP_RST, new Uint8Array(0), 2000), tcp(REM, 80, H5, 33010, TCP_RST, new Uint8Array(0), 2000), T0 + 2, VNI);
+  t.is(flowOf(nat, H5, 33010)!.tcpState, 'close');
 });
 
 test('ICMP echo: the id is translated into the port range and back', (t) => {

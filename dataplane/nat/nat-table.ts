@@ -43,7 +43,11 @@ function mix(x: bigint): bigint {
 interface Flow {
   vni: number; proto: number; inside: number; insidePort: number; remote: number; remotePort: number;
   external: number; externalPort: number; tcpState: number; fins: number; seenReply: boolean; expiresMs: number;
+  /** TCP: the inside's last acknowledgment number, once it sent one (NatTable::touch's RST window). */
+  ackOut: number; ackKnown: boolean;
 }
+const RST_WINDOW_AHEAD = 2 ** 20;
+const RST_WINDOW_BEHIND = 2 ** 16;
 interface Snat { r: Required<SnatRuleSpec>; c: NatRuleCounters }
 interface Float { r: FloatRuleSpec; c: NatRuleCounters }
 
@@ -176,7 +180,7 @@ export class NatTableTwin {
     }
     if (port < 0) return 'ports_exhausted';
     const f: Flow = { vni, proto, inside, insidePort: inPort, remote, remotePort: remPort, external: r.external, externalPort: port,
-      tcpState: NONE, fins: 0, seenReply: false, expiresMs: now };
+      tcpState: NONE, fins: 0, seenReply: false, expiresMs: now, ackOut: 0, ackKnown: false };
     this.egressIdx.set(egressKey(vni, proto, inside, inPort, remote, remPort), f);
     this.ingressIdx.set(ingressKey(proto, r.external, port, remote, remPort), f);
     this.s.entries++;
@@ -203,13 +207,21 @@ export class NatTableTwin {
     return [t.tcpClose, t.tcpSynSent, t.tcpSynRecv, t.tcpEstablished, t.tcpFinWait, t.tcpLastAck, t.tcpTimeWait, t.tcpClose][f.tcpState];
   }
 
-  /** Linux's TCP conntrack transitions without window checks (NatTable::touch), then the timer. */
-  private touch(f: Flow, dir: NatDirection, flags: number, now: number): void {
+  /** Linux's TCP conntrack transitions without its window tracking, an ingress RST only near the inside's last ACK (NatTable::touch), then the timer. */
+  private touch(f: Flow, dir: NatDirection, p: Uint8Array, l4: number, now: number): void {
+    const flags = p[l4 + 13]!;
     if (dir === 'ingress') f.seenReply = true;
     if (f.proto === PROTO_TCP) {
       const s = f.tcpState;
+      const rd32 = (at: number) => ((p[at]! << 24) | (p[at + 1]! << 16) | (p[at + 2]! << 8) | p[at + 3]!) >>> 0;
+      if (dir === 'egress' && (flags & ACK)) {
+        f.ackOut = rd32(l4 + 8);
+        f.ackKnown = true;
+      }
       if (flags & RST) {
-        f.tcpState = CLOSE;
+        const seq = rd32(l4 + 4);
+        const near = !f.ackKnown || ((seq - f.ackOut) >>> 0) < RST_WINDOW_AHEAD || ((f.ackOut - seq) >>> 0) < RST_WINDOW_BEHIND;
+        if (dir === 'egress' || near) f.tcpState = CLOSE;
       } else if ((flags & SYN) && !(flags & ACK)) {
         if (dir === 'egress' && (s === NONE || s === TIME_WAIT || s === CLOSE)) {
           f.tcpState = SYN_SENT;
@@ -299,7 +311,7 @@ export class NatTableTwin {
       if (typeof made === 'string') return this.drop(made);
       f = made;
     }
-    this.touch(f, 'egress', p[l4 + 13], now);
+    this.touch(f, 'egress', p, l4, now);
     const l4c = l4Sum(proto, l4, m);
     put32(p, 12, f.external, { at: 10, udp: false }, proto === PROTO_ICMP ? null : l4c);
     put16(p, proto === PROTO_ICMP ? l4 + 4 : l4, f.externalPort, l4c);
@@ -334,7 +346,7 @@ export class NatTableTwin {
     }
     const f = this.findIngress(proto, dst, extPort, src, remPort, now);
     if (!f) return this.drop('no_flow');
-    this.touch(f, 'ingress', p[l4 + 13], now);
+    this.touch(f, 'ingress', p, l4, now);
     const l4c = l4Sum(proto, l4, m);
     put32(p, 16, f.inside, { at: 10, udp: false }, proto === PROTO_ICMP ? null : l4c);
     put16(p, proto === PROTO_ICMP ? l4 + 4 : l4 + 2, f.insidePort, l4c);

@@ -245,7 +245,7 @@ uint32_t NatTable::create(const Snat& s, uint32_t vni, uint8_t proto, uint32_t i
   Entry& e = entries_[idx];
   free_head_ = e.next_free;
   e.used = true;
-  e.f = Flow{vni, in, rem, r.external, in_port, rem_port, uint16_t(port), proto, kTcpNone, 0, false, now};
+  e.f = Flow{vni, in, rem, r.external, in_port, rem_port, uint16_t(port), proto, kTcpNone, 0, false, now, 0, false};
   e.egress_hash = hash_egress(vni, proto, in, in_port, rem, rem_port);
   e.ingress_hash = hash_ingress(proto, r.external, uint16_t(port), rem, rem_port);
   slot_insert(egress_idx_, e.egress_hash, idx);
@@ -297,17 +297,22 @@ uint32_t NatTable::timeout_s(const Flow& f) const {
   }
 }
 
-// Linux's TCP conntrack transitions, minus sequence-window checks: SYN -> SYN/ACK -> ACK establishes;
+// Linux's TCP conntrack transitions, minus its window tracking: SYN -> SYN/ACK -> ACK establishes;
 // the first FIN starts closing, the second waits for the last ACK, which leads to TIME_WAIT; RST
-// closes at once. A new SYN from inside reopens a closed flow (port reuse).
+// closes at once, but from outside only with a sequence number near the inside's last ACK (a blind
+// RST cannot end a flow). A new SYN from inside reopens a closed flow (port reuse).
 void NatTable::touch(Entry& e, Dir d, const uint8_t* l4, uint64_t now) {
   Flow& f = e.f;
   if (d == Dir::kIngress) f.seen_reply = true;
   if (f.proto == kTcp) {
     uint8_t fl = l4[13];
     uint8_t& s = f.tcp_state;
+    if (d == Dir::kEgress && (fl & kAck)) {
+      f.ack_out = rd32(l4 + 8);
+      f.ack_known = true;
+    }
     if (fl & kRst) {
-      s = kTcpClose;
+      if (d == Dir::kEgress || rst_in_window(f, rd32(l4 + 4))) s = kTcpClose;
     } else if ((fl & kSyn) && !(fl & kAck)) {
       if (d == Dir::kEgress && (s == kTcpNone || s == kTcpTimeWait || s == kTcpClose)) {
         s = kTcpSynSent;

@@ -101,7 +101,17 @@ struct Flow {
   uint8_t fins;  // bit Dir: a FIN was seen in that direction
   bool seen_reply;
   uint64_t expires_ms;
+  // TCP: the last acknowledgment number the inside sent (ack_known once it has sent one): an ingress RST
+  // closes the flow only if its sequence number is near it (kRstWindow), as RFC 5961 asks.
+  uint32_t ack_out = 0;
+  bool ack_known = false;
 };
+
+// How far from the inside's last ACK an ingress RST's sequence number may be and still close the flow.
+constexpr uint32_t kRstWindowAhead = 1u << 20, kRstWindowBehind = 1u << 16;
+inline bool rst_in_window(const Flow& f, uint32_t seq) {
+  return !f.ack_known || seq - f.ack_out < kRstWindowAhead || f.ack_out - seq < kRstWindowBehind;
+}
 
 struct Stats {
   uint64_t drops[kReasonCount] = {};
