@@ -87,6 +87,16 @@ test.serial('a JS gateway answers ARP and ping through punt and inject, in batch
   // Every answer was delivered to the instance, and nothing else was (consumed frames go no further).
   t.true(injected >= 6, `expected an ARP reply and 5 echo replies, injected ${injected}`);
   t.is(c.ports[0].tx_packets, injected);
+
+  // The classifier reads IPv4 through the one checked view: a header with IHL 4 (16 bytes) matches no IP rule.
+  const frame = (verIhl: number) => Buffer.from(
+    'ffffffffffff' + '020000000001' + '0800' +
+    verIhl.toString(16) + '00001c000040004001' + '0000' + 'c6122a01' + 'c6122afe' + '0800f7ff00000000', 'hex');
+  const before = engine.counters().punt.punted;
+  engine.injectFromPort(portId, frame(0x44));
+  t.is(engine.counters().punt.punted, before, 'IHL 4 is not IPv4 to the classifier');
+  engine.injectFromPort(portId, frame(0x45));
+  t.is(engine.counters().punt.punted, before + 1, 'the same packet with IHL 5 is punted');
 });
 
 test.serial('sendDatagram sends from the engine socket, and remove/re-add of rules takes effect', async (t) => {

@@ -129,16 +129,15 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
     if (et != kEtherIpv4) p.c.drop(kDropNoDestination);
     return;
   }
-  if (len < kEthHdr + 20) { p.c.drop(kDropMalformed); return; }
   const uint8_t* ip = frame + kEthHdr;
-  size_t total = rd16(ip + 2);
-  if (total < 20 || kEthHdr + total > len) { p.c.drop(kDropMalformed); return; }
+  Ipv4View v;
+  if (len < kEthHdr || !ipv4_view(ip, len - kEthHdr, &v)) { p.c.drop(kDropMalformed); return; }
   if (!mac_is_group(frame + 6)) {
     std::lock_guard nl(p.neigh_mu);
-    if (!tun_learn(p, rd32(ip + 12), mac_key(frame + 6), now_ms())) { p.c.drop(kDropFdbFull); return; }
+    if (!tun_learn(p, v.src, mac_key(frame + 6), now_ms())) { p.c.drop(kDropFdbFull); return; }
   }
-  if (!write_port(p, ip, total)) p.c.drop(kDropQueueFull);
-  else p.c.tx(total);
+  if (!write_port(p, ip, v.total)) p.c.drop(kDropQueueFull);
+  else p.c.tx(v.total);
 }
 
 void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {

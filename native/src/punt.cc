@@ -28,15 +28,14 @@ const PuntRule* PuntTable::match(uint32_t vni, const uint8_t* f, size_t len) con
     bool wants_ip = r.ip_proto >= 0 || r.dst_ip || r.dst_port >= 0;
     if (r.ethertype >= 0 && et != r.ethertype) continue;
     if (!wants_ip) return &r;
-    if (et != kEtherIpv4 || len < kEthHdr + 20) continue;
-    const uint8_t* ip = f + kEthHdr;
-    size_t ihl = size_t(ip[0] & 0x0f) * 4;
-    if (r.ip_proto >= 0 && ip[9] != r.ip_proto) continue;
-    if (r.dst_ip && rd32(ip + 16) != r.dst_ip) continue;
+    Ipv4View ip;
+    if (et != kEtherIpv4 || !ipv4_view(f + kEthHdr, len - kEthHdr, &ip)) continue;
+    if (r.ip_proto >= 0 && ip.proto != r.ip_proto) continue;
+    if (r.dst_ip && ip.dst != r.dst_ip) continue;
     if (r.dst_port >= 0) {
-      if ((ip[9] != 6 && ip[9] != 17) || len < kEthHdr + ihl + 4) continue;
-      if ((rd16(ip + 6) & 0x1fff) != 0) continue;  // not the first fragment: no ports
-      if (rd16(ip + ihl + 2) != r.dst_port) continue;
+      if ((ip.proto != 6 && ip.proto != 17) || ip.l4_len < 4) continue;
+      if (!ip.first_fragment) continue;  // no ports in a later fragment
+      if (rd16(ip.l4 + 2) != r.dst_port) continue;
     }
     return &r;
   }

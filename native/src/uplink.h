@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "wire.h"
+
 namespace appnet {
 
 // epoll key of the uplink fd in the TX pipeline's set (port keys are gen << 32 | id, gen >= 1,
@@ -13,10 +15,8 @@ constexpr uint64_t kUplinkEpollKey = ~uint64_t(0) - 1;
 // The IPv4 packet length to hand on: the total length field, when it fits in `avail` (Ethernet
 // padding of short frames is not part of the packet); 0 when the header is unusable.
 inline size_t ipv4_packet_len(const uint8_t* ip, size_t avail) {
-  if (avail < 20 || (ip[0] >> 4) != 4) return 0;
-  size_t tot = size_t(ip[2]) << 8 | ip[3];
-  if (tot < 20 || tot > avail) return 0;
-  return tot;
+  Ipv4View v;
+  return ipv4_view(ip, avail, &v) ? v.total : 0;
 }
 
 }  // namespace appnet

@@ -44,6 +44,28 @@ enum class DecapError { kNone = 0, kShort, kFlags, kInnerShort, kInnerIpv4, kInn
 
 // Checks a VXLAN datagram and returns its VNI; the inner frame is datagram[8..len).
 // The rules (and their order) are the contract shared with dataplane/wire/vxlan.ts.
+// One length-checked view of an IPv4 header, for every native reader of IPv4 from the wire or an instance
+// (punt classifiers, TUN ports, the uplink, VXLAN's inner check): version 4, 20 <= IHL <= total length <=
+// the bytes there are. Ethernet padding after `total` is not part of the packet.
+struct Ipv4View {
+  size_t ihl;         // header bytes (20..60)
+  size_t total;       // the total length field: header and payload
+  uint8_t proto;
+  uint32_t src, dst;  // host order
+  bool first_fragment;  // fragment offset 0: the L4 header is here
+  const uint8_t* l4;
+  size_t l4_len;      // total - ihl
+};
+
+inline bool ipv4_view(const uint8_t* ip, size_t avail, Ipv4View* v) {
+  if (avail < 20 || (ip[0] >> 4) != 4) return false;
+  size_t ihl = size_t(ip[0] & 0x0f) * 4;
+  size_t total = rd16(ip + 2);
+  if (ihl < 20 || ihl > total || total > avail) return false;
+  *v = Ipv4View{ihl, total, ip[9], rd32(ip + 12), rd32(ip + 16), (rd16(ip + 6) & 0x1fff) == 0, ip + ihl, total - ihl};
+  return true;
+}
+
 inline DecapError vxlan_decap(const uint8_t* d, size_t len, uint32_t* vni) {
   if (len < kVxlanHdr) return DecapError::kShort;
   if (d[0] != kVxlanFlagI || d[1] || d[2] || d[3] || d[7]) return DecapError::kFlags;
@@ -53,12 +75,8 @@ inline DecapError vxlan_decap(const uint8_t* d, size_t len, uint32_t* vni) {
   if (flen < kEthHdr) return DecapError::kInnerShort;
   uint16_t et = rd16(f + 12);
   if (et == kEtherIpv4) {
-    if (flen < kEthHdr + 20) return DecapError::kInnerIpv4;
-    uint8_t vihl = f[14];
-    size_t ihl = size_t(vihl & 0x0f) * 4;
-    size_t total = rd16(f + 16);
-    if ((vihl >> 4) != 4 || ihl < 20 || ihl > total || kEthHdr + total > flen)
-      return DecapError::kInnerIpv4;
+    Ipv4View ip;
+    if (!ipv4_view(f + kEthHdr, flen - kEthHdr, &ip)) return DecapError::kInnerIpv4;
   } else if (et == kEtherArp) {
     if (flen < kEthHdr + 28) return DecapError::kInnerArp;
   }
