@@ -138,6 +138,11 @@ export interface PortSpec {
   filter?: PortFilter;
   /** Interface addresses (IPv4 CIDRs, e.g. 198.18.4.2/26) the kernel side of the device gets, before it goes up. */
   addresses?: string[];
+  /**
+   * An in-memory device instead of TUN/TAP (no root, no namespace; netns and addresses do not apply): the test is
+   * the instance, through memorySend and memoryReceive. For tests and fuzzing (docs/testing.md).
+   */
+  memory?: boolean;
 }
 
 export interface PuntRule {
@@ -407,6 +412,15 @@ export class Engine {
     checkMtu(mtu);
     this.#n.setUplink(name, mtu);
   }
+  /** An in-memory uplink in place of the TUN: the test is the outside, through memorySend/memoryReceive('uplink'). */
+  setUplinkMemory(mtu = 1500): void {
+    checkMtu(mtu);
+    this.#n.setUplinkMemory(mtu);
+  }
+  /** As the instance behind memory port `port` (or the outside of a memory uplink): one frame in; false when its queue is full. */
+  memorySend(port: number | 'uplink', frame: Buffer): boolean { return this.#n.memorySend(port, frame); }
+  /** What the engine wrote to memory port `port` (or a memory uplink) since the last call, oldest first. */
+  memoryReceive(port: number | 'uplink'): Buffer[] { return this.#n.memoryReceive(port); }
   /** The table the NAT stage translates through (shared: rules added to it apply at once); null: none. */
   setNat(table: NatTable | null): void { this.#n.setNat(table === null ? null : table.nativeHandle()); }
   /** The gateway of a NAT network on this host, or null to take the VNI out of the NAT stage. */
@@ -498,5 +512,6 @@ function nativePortSpec(spec: PortSpec): NativePortSpec {
     netns: spec.netns,
     filter,
     addresses: spec.addresses?.map((a, i) => parseInterfaceCidr(a, `port ${spec.name} addresses.${i}`)),
+    memory: spec.memory === true,
   };
 }

@@ -16,7 +16,7 @@ export interface NativeCounterBlock {
 
 export interface NativePortSpec {
   name: string; kind: 'tap' | 'tun'; vni: number; mac: Buffer; mtu: number; ipv4?: number; netns?: string;
-  filter?: CompiledPortFilter; addresses?: Array<[number, number]>;
+  filter?: CompiledPortFilter; addresses?: Array<[number, number]>; memory?: boolean;
 }
 
 export interface NativeEngine {
@@ -77,6 +77,9 @@ export interface NativeEngine {
   removeNeighbour(vni: number, ip: number): boolean;
   addRouted(vni: number, ip: number): void;
   removeRouted(ip: number): boolean;
+  setUplinkMemory(mtu: number): void;
+  memorySend(port: number | 'uplink', frame: Buffer): boolean;
+  memoryReceive(port: number | 'uplink'): Buffer[];
 }
 
 export interface NativeLinkCounters {

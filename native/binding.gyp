@@ -16,7 +16,8 @@
         "src/addon_link.cc",
         "src/nat.cc",
         "src/addon_nat.cc",
-        "src/uplink.cc"
+        "src/uplink.cc",
+        "src/memory_device.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

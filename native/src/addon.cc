@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "memory_device.h"
 #include "gro.h"
 #include "offload.h"
 #include "port_filter.h"
@@ -174,6 +175,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       InstanceMethod<&EngineWrap::RemoveNeighbour>("removeNeighbour"),
       InstanceMethod<&EngineWrap::AddRouted>("addRouted"),
       InstanceMethod<&EngineWrap::RemoveRouted>("removeRouted"),
+      InstanceMethod<&EngineWrap::SetUplinkMemory>("setUplinkMemory"),
+      InstanceMethod<&EngineWrap::MemorySend>("memorySend"),
+      InstanceMethod<&EngineWrap::MemoryReceive>("memoryReceive"),
     });
   }
 
@@ -270,6 +274,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     s.mtu = i32(o.Get("mtu"));
     s.ipv4 = o.Get("ipv4").IsNumber() ? u32(o.Get("ipv4")) : 0;
     if (o.Get("netns").IsString()) s.netns = o.Get("netns").As<Napi::String>().Utf8Value();
+    s.memory = o.Get("memory").IsBoolean() && o.Get("memory").As<Napi::Boolean>().Value();
     if (o.Get("filter").IsObject()) {
       s.filtered = true;
       s.filter = port_filter_of(o.Get("filter"));
@@ -282,6 +287,36 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       }
     }
     return s;
+  }
+  // In-memory devices (memory_device.h), the instance's or the outside's end: memorySend(port id | 'uplink', frame)
+  // -> false when the device's queue is full; memoryReceive(port id | 'uplink') -> Buffer[] waiting.
+  int memory_peer(const Napi::Value& target) {
+    if (target.IsString()) return uplink_peer_fd_;
+    return engine_->port_peer_fd(i32(target));
+  }
+  Napi::Value SetUplinkMemory(const Napi::CallbackInfo& info) {
+    uplink_peer_fd_ = guard(info.Env(), [&] { return engine_->set_uplink_memory(i32(info[0])); });
+    return info.Env().Undefined();
+  }
+  Napi::Value MemorySend(const Napi::CallbackInfo& info) {
+    Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+    bool ok = guard(info.Env(), [&] {
+      int fd = memory_peer(info[0]);
+      if (fd < 0) throw std::invalid_argument("not an in-memory device");
+      return memory_device_send(fd, b.Data(), b.Length());
+    });
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+  Napi::Value MemoryReceive(const Napi::CallbackInfo& info) {
+    auto frames = guard(info.Env(), [&] {
+      int fd = memory_peer(info[0]);
+      if (fd < 0) throw std::invalid_argument("not an in-memory device");
+      return memory_device_receive(fd, 4096);
+    });
+    Napi::Array a = Napi::Array::New(info.Env(), frames.size());
+    for (size_t i = 0; i < frames.size(); i++)
+      a.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(info.Env(), frames[i].data(), frames[i].size()));
+    return a;
   }
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     guard(info.Env(), [&] { engine_->remove_port(i32(info[0])); });
@@ -571,6 +606,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::unique_ptr<Engine> engine_;
   Napi::ThreadSafeFunction tsfn_;
   bool has_tsfn_ = false;
+  int uplink_peer_fd_ = -1;  // setUplinkMemory: the outside end (owned by the engine)
 };
 
 // vxlanEncap(vni, frame) -> Buffer

@@ -1,5 +1,6 @@
 // Engine setup, configuration calls from JS, and the L2 switch shared by both pipelines.
 #include "engine.h"
+#include "memory_device.h"
 
 #include <arpa/inet.h>
 #include <netinet/udp.h>
@@ -171,12 +172,17 @@ void Engine::stop() {
   for (auto& p : ports_) {
     if (!p) continue;
     close(p->fd);
+    if (p->peer_fd >= 0) close(p->peer_fd);
     p.reset();
   }
   for (auto& [id, v] : vnis_) v->ports.clear();
   if (uplink_fd_ >= 0) {
     close(uplink_fd_);
     uplink_fd_ = -1;
+  }
+  if (uplink_peer_fd_ >= 0) {
+    close(uplink_peer_fd_);
+    uplink_peer_fd_ = -1;
   }
 }
 
@@ -217,8 +223,16 @@ int Engine::add_port(const PortSpec& s) {
   }
   // Device set-up happens outside the lock: it may take milliseconds (netlink, setns).
   bool offload = s.kind == DeviceKind::kTap && opt_.tap_offload;
-  int fd;
-  if (!s.netns.empty()) {
+  int fd, peer_fd = -1;
+  auto close_fds = [&] {
+    close(fd);
+    if (peer_fd >= 0) close(peer_fd);
+  };
+  if (s.memory) {
+    MemoryDevice m = memory_device_open();
+    fd = m.engine_fd;
+    peer_fd = m.peer_fd;
+  } else if (!s.netns.empty()) {
     fd = device_open_in_netns(s.kind, s.name, offload, s.mac, s.mtu, s.addresses, s.netns);
   } else {
     fd = device_open(s.kind, s.name, offload);
@@ -235,7 +249,7 @@ int Engine::add_port(const PortSpec& s) {
   std::unique_lock lock(cfg_mu_);
   Vni* v = vni_by_id(s.vni);
   if (!v) {
-    close(fd);
+    close_fds();
     throw std::invalid_argument("VNI " + std::to_string(s.vni) + " was removed");
   }
   int id = -1;
@@ -247,6 +261,7 @@ int Engine::add_port(const PortSpec& s) {
   p->name = s.name;
   p->kind = s.kind;
   p->fd = fd;
+  p->peer_fd = peer_fd;
   p->vnet = offload;
   p->vni = s.vni;
   std::memcpy(p->mac, s.mac, 6);
@@ -257,7 +272,9 @@ int Engine::add_port(const PortSpec& s) {
   ev.events = EPOLLIN;
   ev.data.u64 = uint64_t(p->gen) << 32 | uint32_t(id);
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
-    close(fd);
+    int err = errno;
+    close_fds();
+    errno = err;
     sys_fail("epoll_ctl add " + s.name);
   }
   v->ports.push_back(id);
@@ -278,7 +295,15 @@ void Engine::remove_port(int id) {
       it = it->second.port == id ? v->fdb.erase(it) : std::next(it);
   }
   close(p->fd);
+  if (p->peer_fd >= 0) close(p->peer_fd);
   ports_[id].reset();
+}
+
+int Engine::port_peer_fd(int id) {
+  std::shared_lock lock(cfg_mu_);
+  Port* p = port_by_id(id);
+  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
+  return p->peer_fd;
 }
 
 void Engine::add_fdb(uint32_t vni, uint64_t mac, int port, uint32_t remote) {

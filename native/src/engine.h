@@ -64,6 +64,7 @@ struct Port {
   std::string name;
   DeviceKind kind;
   int fd;
+  int peer_fd = -1;  // memory ports (memory_device.h): the instance's end, closed with the port
   bool vnet;  // reads and writes carry a virtio_net_hdr (TAP with offloads)
   uint32_t vni;
   uint8_t mac[6];
@@ -214,12 +215,15 @@ class Engine {
     int mtu;
     uint32_t ipv4;
     std::string netns;
+    bool memory = false;  // an in-memory device (memory_device.h) instead of TUN/TAP: no root, no netns
     bool filtered = false;
     PortFilter filter{};
     std::vector<Ipv4Cidr> addresses;  // interface addresses set on the device (kernel side)
   };
   int add_port(const PortSpec& s);
   void remove_port(int id);
+  // The instance's end of a memory port (PortSpec::memory), or -1.
+  int port_peer_fd(int id);
 
   void add_fdb(uint32_t vni, uint64_t mac, int port, uint32_t remote);
   bool remove_fdb(uint32_t vni, uint64_t mac);
@@ -266,6 +270,8 @@ class Engine {
   // The uplink and NAT stage (uplink.cc, docs/nat.md "Uplink and network node").
   // Opens (or, with an empty name, closes) the uplink TUN device in the engine's own namespace.
   void set_uplink(const std::string& name, int mtu);
+  // An in-memory uplink (memory_device.h) in place of the TUN; returns the outside's end (IPv4 packets).
+  int set_uplink_memory(int mtu);
   bool has_uplink() const { return uplink_fd_ >= 0; }
   // The table every NAT VNI translates through; null: packets to the uplink pass untranslated.
   void set_nat(std::shared_ptr<nat::NatTable> t);
@@ -285,6 +291,9 @@ class Engine {
  private:
   friend class TxPipeline;
   friend class RxPipeline;
+  friend class TxProbe;
+  friend class RxProbe;
+  void install_uplink(int fd, int peer_fd, int mtu, const std::string& name);
 
   // Switching, shared by both pipelines and by injection. `frame` has kVxlanHdr bytes of
   // writable headroom before it. `in` is the local port it came from, or null.
@@ -355,6 +364,7 @@ class Engine {
   CaptureTable captures_;
   uint16_t tx_ports_[kTxSockets] = {};  // source ports of tx_fds_, for wire capture records
   int uplink_fd_ = -1;        // the uplink TUN (IFF_NO_PI): IPv4 packets both ways
+  int uplink_peer_fd_ = -1;   // a memory uplink's outside end
   int uplink_mtu_ = 1500;
   Counters uplink_c_;         // rx: read from the uplink; tx: written to it
   std::shared_ptr<nat::NatTable> nat_;

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "pipeline_probe.h"
 
 #ifndef UDP_GRO
 #define UDP_GRO 104  // linux/udp.h; glibc headers may lack it
@@ -51,6 +52,8 @@
 namespace appnet {
 
 class RxPipeline {
+  friend class RxProbe;
+
  public:
   static constexpr size_t kRxSlot = 65536;
 
@@ -224,6 +227,22 @@ class RxPipeline {
 
 void run_rx_pipeline(Engine& e, bool link) {
   RxPipeline(e, link).run();
+}
+
+RxProbe::RxProbe(Engine& e, bool link) : p_(new RxPipeline(e, link)) {}
+RxProbe::~RxProbe() = default;
+
+void RxProbe::batch(const Datagram* d, size_t n) {
+  RxPipeline& r = *p_;
+  n = std::min(n, size_t(kBatch));
+  std::shared_lock lock(r.e_.cfg_mu_);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t* slot = &r.slots_[i * RxPipeline::kRxSlot];
+    size_t len = std::min(d[i].len, RxPipeline::kRxSlot);
+    std::memcpy(slot, d[i].data, len);
+    r.dispatch(slot, len, d[i].remote, d[i].remote_port);
+  }
+  if (r.gro_) r.e_.gro_flush(*r.gro_);
 }
 
 void run_tx_pipeline(Engine& e);

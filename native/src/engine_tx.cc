@@ -27,11 +27,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "engine.h"
 #include "offload.h"
+#include "pipeline_probe.h"
 #include "uplink.h"
 
 #ifndef UDP_SEGMENT
@@ -200,6 +202,8 @@ class BatchSender : public Sender {
 };
 
 class TxPipeline {
+  friend class TxProbe;
+
  public:
   explicit TxPipeline(Engine& e)
       : e_(e),
@@ -259,33 +263,36 @@ class TxPipeline {
   }
 
   void read_port(Port& p) {
-    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
     for (int i = 0; i < kBatch; i++) {
       ssize_t n = read(p.fd, in_.data(), in_.size());
       if (n <= 0) break;  // EAGAIN: drained
-      uint8_t* data = in_.data();
-      size_t len = size_t(n);
-      if (p.vnet) {
-        VnetHdr h;
-        if (len < sizeof(h)) { malformed(p, len); continue; }
-        std::memcpy(&h, data, sizeof(h));
-        data += sizeof(h);
-        len -= sizeof(h);
-        if ((h.gso_type & 0x7f) == kGsoTcpv4) {
-          segment(p, data, len, h.gso_size);
-          continue;
-        }
-        if (h.gso_type != kGsoNone) { malformed(p, len); continue; }
-        if ((h.flags & kVnetNeedsCsum) && !finish_checksum(data, len, h.csum_start, h.csum_offset)) {
-          malformed(p, len);
-          continue;
-        }
-      }
-      if (len > room) { p.c.rx(len); p.c.drop(kDropOversize); continue; }
-      size_t headroom = p.kind == DeviceKind::kTun ? kEthHdr : 0;
-      std::memcpy(slot() + kVxlanHdr + headroom, data, len);
-      process(p, len);
+      ingest(p, in_.data(), size_t(n));
     }
+  }
+
+  // One read from a port's device: a frame, a TUN packet, or (with offloads) a virtio_net_hdr and what follows.
+  void ingest(Port& p, uint8_t* data, size_t len) {
+    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
+    if (p.vnet) {
+      VnetHdr h;
+      if (len < sizeof(h)) { malformed(p, len); return; }
+      std::memcpy(&h, data, sizeof(h));
+      data += sizeof(h);
+      len -= sizeof(h);
+      if ((h.gso_type & 0x7f) == kGsoTcpv4) {
+        segment(p, data, len, h.gso_size);
+        return;
+      }
+      if (h.gso_type != kGsoNone) { malformed(p, len); return; }
+      if ((h.flags & kVnetNeedsCsum) && !finish_checksum(data, len, h.csum_start, h.csum_offset)) {
+        malformed(p, len);
+        return;
+      }
+    }
+    if (len > room) { p.c.rx(len); p.c.drop(kDropOversize); return; }
+    size_t headroom = p.kind == DeviceKind::kTun ? kEthHdr : 0;
+    std::memcpy(slot() + kVxlanHdr + headroom, data, len);
+    process(p, len);
   }
 
   // Packets the kernel routed into the uplink, each behind room for the Ethernet and VXLAN headers.
@@ -297,10 +304,15 @@ class TxPipeline {
       uint8_t* ip = slot() + kVxlanHdr + kEthHdr;
       ssize_t n = read(fd, ip, room);
       if (n <= 0) break;
-      int before = out_.pending();
-      e_.uplink_ingress(ip, size_t(n), out_);
-      if (out_.pending() != before) used_++;
+      uplink_packet(ip, size_t(n));
     }
+  }
+
+  // One packet at `ip` (inside the current slot, behind the headroom) from the uplink.
+  void uplink_packet(uint8_t* ip, size_t len) {
+    int before = out_.pending();
+    e_.uplink_ingress(ip, len, out_);
+    if (out_.pending() != before) used_++;
   }
 
   void segment(Port& p, const uint8_t* f, size_t len, size_t mss) {
@@ -355,6 +367,37 @@ class TxPipeline {
 
 void run_tx_pipeline(Engine& e) {
   TxPipeline(e).run();
+}
+
+TxProbe::TxProbe(Engine& e) : p_(new TxPipeline(e)) {}
+TxProbe::~TxProbe() = default;
+
+void TxProbe::from_port(int id, const uint8_t* data, size_t len) {
+  TxPipeline& t = *p_;
+  std::shared_lock lock(t.e_.cfg_mu_);
+  Port* p = t.e_.port_by_id(id);
+  if (!p) return;
+  len = std::min(len, t.in_.size());
+  std::memcpy(t.in_.data(), data, len);
+  t.ingest(*p, t.in_.data(), len);
+  t.out_.flush();
+  t.used_ = 0;
+}
+
+void TxProbe::from_uplink(const uint8_t* ip, size_t len) {
+  TxPipeline& t = *p_;
+  std::shared_lock lock(t.e_.cfg_mu_);
+  len = std::min(len, kSlotSize - kVxlanHdr - kEthHdr);
+  uint8_t* at = t.slot() + kVxlanHdr + kEthHdr;
+  std::memcpy(at, ip, len);
+  t.uplink_packet(at, len);
+  t.out_.flush();
+  t.used_ = 0;
+}
+
+void TxProbe::tick() {
+  p_->e_.age_fdb();
+  p_->e_.nat_sweep();
 }
 
 }  // namespace appnet

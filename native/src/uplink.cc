@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "engine.h"
+#include "memory_device.h"
 
 namespace appnet {
 
@@ -33,11 +34,25 @@ void Engine::set_uplink(const std::string& name, int mtu) {
       throw;
     }
   }
+  install_uplink(fd, -1, mtu, name);
+}
+
+int Engine::set_uplink_memory(int mtu) {
+  MemoryDevice m = memory_device_open();
+  install_uplink(m.engine_fd, m.peer_fd, mtu, "memory uplink");
+  return m.peer_fd;
+}
+
+void Engine::install_uplink(int fd, int peer_fd, int mtu, const std::string& name) {
   std::unique_lock lock(cfg_mu_);
   if (uplink_fd_ >= 0) {
     epoll_ctl(epfd_, EPOLL_CTL_DEL, uplink_fd_, nullptr);
     close(uplink_fd_);
     uplink_fd_ = -1;
+  }
+  if (uplink_peer_fd_ >= 0) {
+    close(uplink_peer_fd_);
+    uplink_peer_fd_ = -1;
   }
   if (fd < 0) return;
   epoll_event ev{};
@@ -45,9 +60,11 @@ void Engine::set_uplink(const std::string& name, int mtu) {
   ev.data.u64 = kUplinkEpollKey;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
     close(fd);
-    throw std::runtime_error("uplink " + name + ": epoll_ctl failed");
+    if (peer_fd >= 0) close(peer_fd);
+    throw std::runtime_error(name + ": epoll_ctl failed");
   }
   uplink_fd_ = fd;
+  uplink_peer_fd_ = peer_fd;
   uplink_mtu_ = mtu;
 }
 
