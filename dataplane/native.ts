@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CompiledPortFilter, FilterVerdict } from './wire/port-filter.ts';
 
-const ADDON = fileURLToPath(new URL('../native/build/Release/appnet.node', import.meta.url));
+// APPNET_ADDON: another build of the same addon (bench/asan.sh loads one made with ASan and UBSan).
+const ADDON = process.env.APPNET_ADDON ?? fileURLToPath(new URL('../native/build/Release/appnet.node', import.meta.url));
 
 export interface NativeCounterBlock {
   rx_packets: number;

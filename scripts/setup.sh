@@ -10,12 +10,12 @@ cd "$(dirname "$0")/.."
 # wireguard-go/wg (the link benchmark's anchor).
 # Many machines and workloads: etcd (the store's cluster and etcdctl), podman with runc, the CNI plugins and
 # busybox-static (containers on a local image), Prometheus (scrapes /metrics), Chromium (the status page),
-# python3-requests (Shaken Fist's client exchanges), clang and llvm (libFuzzer, ASan, UBSan); nebula and tinc (the
+# python3-requests (Shaken Fist's client exchanges), clang, llvm and libclang-rt (libFuzzer, ASan, UBSan); nebula and tinc (the
 # link benchmark's other userspace anchors).
 PKGS=(iproute2 iputils-ping procps psmisc util-linux libsodium-dev libpcap-dev make g++ python3 tcpdump tshark iperf3 ethtool iptables
       wireguard-go wireguard-tools dnsmasq-base udhcpc
       etcd-server etcd-client podman runc containernetworking-plugins busybox-static prometheus chromium python3-requests
-      clang llvm nebula tinc)
+      clang llvm libclang-rt-14-dev nebula tinc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
