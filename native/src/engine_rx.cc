@@ -239,7 +239,7 @@ void RxProbe::batch(const Datagram* d, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint8_t* slot = &r.slots_[i * RxPipeline::kRxSlot];
     size_t len = std::min(d[i].len, RxPipeline::kRxSlot);
-    std::memcpy(slot, d[i].data, len);
+    if (len) std::memcpy(slot, d[i].data, len);
     r.dispatch(slot, len, d[i].remote, d[i].remote_port);
   }
   if (r.gro_) r.e_.gro_flush(*r.gro_);

@@ -378,7 +378,7 @@ void TxProbe::from_port(int id, const uint8_t* data, size_t len) {
   Port* p = t.e_.port_by_id(id);
   if (!p) return;
   len = std::min(len, t.in_.size());
-  std::memcpy(t.in_.data(), data, len);
+  if (len) std::memcpy(t.in_.data(), data, len);
   t.ingest(*p, t.in_.data(), len);
   t.out_.flush();
   t.used_ = 0;
@@ -389,7 +389,7 @@ void TxProbe::from_uplink(const uint8_t* ip, size_t len) {
   std::shared_lock lock(t.e_.cfg_mu_);
   len = std::min(len, kSlotSize - kVxlanHdr - kEthHdr);
   uint8_t* at = t.slot() + kVxlanHdr + kEthHdr;
-  std::memcpy(at, ip, len);
+  if (len) std::memcpy(at, ip, len);
   t.uplink_packet(at, len);
   t.out_.flush();
   t.used_ = 0;
