@@ -108,8 +108,9 @@ export class LinkManager {
     const now = this.#now();
     switch (r.kind) {
       case 'reply':
-        this.#engine.linkSend(address, port, r.message);
+        // The session first: the initiator may send on it as soon as the reply reaches it.
         this.#install(r.session, now);
+        this.#engine.linkSend(address, port, r.message);
         break;
       case 'session':
         this.#install(r.session, now);
