@@ -9,15 +9,16 @@
  *    plen 4: `arp_format`; sender and target IP are {local, peer} in either order: `allowed`, else
  *    `arp_address`.
  * 3. any ethertype but 0x0800: `ethertype` (IPv6 and VLAN tags included).
- * 4. fewer than 20 IPv4 bytes: `truncated`; version != 4, IHL < 5, or total length < IHL*4: `ip_header`.
+ * 4. the IPv4 header, as native's shared view checks it (native/src/wire.h `ipv4_check`), in this order:
+ *    fewer than 20 bytes: `truncated`; version != 4 or IHL < 5: `ip_header`; IHL*4 above the bytes there are:
+ *    `truncated`; total length < IHL*4: `ip_header`; total length above the bytes there are: `truncated`.
  * 5. fragment offset != 0: `fragment`. Protocol other than the filter's: `protocol`.
- * 6. the TCP (20) or UDP (8) header does not fit the frame: `truncated`; total length below both headers:
- *    `ip_header`.
+ * 6. total length below both headers (IPv4 and TCP 20 / UDP 8): `ip_header`.
  * 7. `send`: src must be local and dst peer; `receive`: src peer, dst local; else `address`.
  * 8. the inbound's port must be the destination port of packets going towards the inbound side (the
  *    outbound sending, the inbound receiving) and the source port of packets coming from it; else `port`.
  *
- * Only headers are read (the IPv4 total length is not compared with the frame's); never throws.
+ * Only headers are read (Ethernet padding after the IPv4 total length is allowed); never throws.
  */
 import { parseIpv4Address } from './address.ts';
 import { showValue } from './errors.ts';
@@ -108,13 +109,14 @@ export function checkPortFilter(f: CompiledPortFilter, frame: Uint8Array, dir: F
   if (n < ETH_HDR + 20) return 'truncated';
   const ip = ETH_HDR;
   const ihl = (frame[ip] & 0x0f) * 4;
+  if (frame[ip] >> 4 !== 4 || ihl < 20) return 'ip_header';
+  if (ihl > n - ETH_HDR) return 'truncated';
   const total = u16(frame, ip + 2);
-  if (frame[ip] >> 4 !== 4 || ihl < 20 || total < ihl) return 'ip_header';
+  if (total < ihl) return 'ip_header';
+  if (total > n - ETH_HDR) return 'truncated';
   if (u16(frame, ip + 6) & 0x1fff) return 'fragment';
   if (frame[ip + 9] !== f.protocol) return 'protocol';
-  const l4min = f.protocol === 6 ? 20 : 8;
-  if (ETH_HDR + ihl + l4min > n) return 'truncated';
-  if (total < ihl + l4min) return 'ip_header';
+  if (total < ihl + (f.protocol === 6 ? 20 : 8)) return 'ip_header';
   const send = dir === 'send';
   const src = u32(frame, ip + 12);
   const dst = u32(frame, ip + 16);

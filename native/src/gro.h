@@ -81,7 +81,8 @@ inline GroReject gro_candidate(const uint8_t* f, size_t len, GroSeg* s) {
   if ((ip[0] & 0x0f) != 5) return GroReject::kIpOptions;
   if ((rd16(ip + 6) & 0x3fff) != 0) return GroReject::kFragment;
   if (ip[9] != 6) return GroReject::kNotTcp;
-  if (rd16(ip + 2) != len - kEthHdr || len < kEthHdr + 40) return GroReject::kBadLength;
+  Ipv4View v;
+  if (!ipv4_view(ip, len - kEthHdr, &v) || v.total != len - kEthHdr || len < kEthHdr + 40) return GroReject::kBadLength;
   const uint8_t* tcp = ip + 20;
   size_t thl = size_t(tcp[12] >> 4) * 4;
   if (thl < 20 || kEthHdr + 20 + thl > len) return GroReject::kBadLength;

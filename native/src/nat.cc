@@ -63,11 +63,9 @@ bool later_fragment(const uint8_t* ip) { return (rd16(ip + 6) & 0x1fff) != 0; }
 // The packet quoted by the ICMP error at `icmp` (`m` bytes): its IPv4 header and at least the first 8
 // bytes of its payload (all RFC 792 guarantees). Null if the quote is shorter or not IPv4.
 uint8_t* quote_of(uint8_t* icmp, size_t m) {
-  if (m < 8 + 20) return nullptr;
-  uint8_t* in = icmp + 8;
-  size_t iihl = ihl_of(in);
-  if ((in[0] >> 4) != 4 || iihl < 20 || 8 + iihl + 8 > m) return nullptr;
-  return in;
+  Ipv4View q;
+  if (m < 8 || !ipv4_quote_view(icmp + 8, m - 8, &q) || q.l4_len < 8) return nullptr;
+  return icmp + 8;
 }
 
 // Rewrites the quoted packet inside an ICMP error: its source (src_side) or destination address to
@@ -421,14 +419,13 @@ void NatTable::count_snat(uint32_t vni, uint32_t external, Dir d, size_t bytes) 
 
 Verdict NatTable::translate(Dir d, uint32_t vni, uint8_t* ip, size_t len, uint64_t now) {
   std::lock_guard<std::mutex> g(mu_);
-  if (len < 20) return drop(kTruncatedIp);
-  size_t ihl = ihl_of(ip);
-  if ((ip[0] >> 4) != 4 || ihl < 20) return drop(kBadIpHeader);
-  if (ihl > len) return drop(kTruncatedIp);
-  size_t total = rd16(ip + 2);
-  if (total < ihl) return drop(kBadIpHeader);
-  if (total > len) return drop(kTruncatedIp);
-  Verdict v = d == Dir::kEgress ? egress(vni, ip, total, now) : ingress(ip, total, now);
+  Ipv4View view;
+  switch (ipv4_check(ip, len, &view)) {
+    case Ipv4Error::kTruncated: return drop(kTruncatedIp);
+    case Ipv4Error::kHeader: return drop(kBadIpHeader);
+    case Ipv4Error::kNone: break;
+  }
+  Verdict v = d == Dir::kEgress ? egress(vni, ip, view.total, now) : ingress(ip, view.total, now);
   if (v.action == Action::kTranslated) stats_.translated[int(d)]++;
   if (v.action == Action::kPassthrough) stats_.passthrough[int(d)]++;
   return v;

@@ -58,22 +58,20 @@ inline FilterVerdict port_filter_check(const PortFilter& f, const uint8_t* fr, s
     return ok ? FilterVerdict::kAllowed : FilterVerdict::kArpAddress;
   }
   if (et != kEtherIpv4) return FilterVerdict::kEthertype;
-  if (len < kEthHdr + 20) return FilterVerdict::kTruncated;
-  const uint8_t* ip = fr + kEthHdr;
-  size_t ihl = size_t(ip[0] & 0x0f) * 4;
-  size_t total = rd16(ip + 2);
-  if ((ip[0] >> 4) != 4 || ihl < 20 || total < ihl) return FilterVerdict::kIpHeader;
-  if (rd16(ip + 6) & 0x1fff) return FilterVerdict::kFragment;
-  if (ip[9] != f.proto) return FilterVerdict::kProtocol;
-  size_t l4min = f.proto == 6 ? 20 : 8;
-  if (kEthHdr + ihl + l4min > len) return FilterVerdict::kTruncated;
-  if (total < ihl + l4min) return FilterVerdict::kIpHeader;
-  uint32_t src = rd32(ip + 12), dst = rd32(ip + 16);
+  Ipv4View ip;
+  switch (ipv4_check(fr + kEthHdr, len - kEthHdr, &ip)) {
+    case Ipv4Error::kTruncated: return FilterVerdict::kTruncated;
+    case Ipv4Error::kHeader: return FilterVerdict::kIpHeader;
+    case Ipv4Error::kNone: break;
+  }
+  if (!ip.first_fragment) return FilterVerdict::kFragment;
+  if (ip.proto != f.proto) return FilterVerdict::kProtocol;
+  if (ip.l4_len < (f.proto == 6 ? 20u : 8u)) return FilterVerdict::kIpHeader;
   bool send = dir == FilterDir::kSend;
-  if (src != (send ? f.local : f.peer) || dst != (send ? f.peer : f.local)) return FilterVerdict::kAddress;
+  if (ip.src != (send ? f.local : f.peer) || ip.dst != (send ? f.peer : f.local)) return FilterVerdict::kAddress;
   // The inbound's port is the destination port of what flows towards the inbound side.
   bool towards_inbound = send != f.inbound;
-  uint16_t svc = rd16(ip + ihl + (towards_inbound ? 2 : 0));
+  uint16_t svc = rd16(ip.l4 + (towards_inbound ? 2 : 0));
   return svc == f.port ? FilterVerdict::kAllowed : FilterVerdict::kPort;
 }
 

@@ -45,8 +45,8 @@ enum class DecapError { kNone = 0, kShort, kFlags, kInnerShort, kInnerIpv4, kInn
 // Checks a VXLAN datagram and returns its VNI; the inner frame is datagram[8..len).
 // The rules (and their order) are the contract shared with dataplane/wire/vxlan.ts.
 // One length-checked view of an IPv4 header, for every native reader of IPv4 from the wire or an instance
-// (punt classifiers, TUN ports, the uplink, VXLAN's inner check): version 4, 20 <= IHL <= total length <=
-// the bytes there are. Ethernet padding after `total` is not part of the packet.
+// (punt classifiers, TUN ports, the uplink, VXLAN's inner check, the port filter, NAT, GRO): version 4,
+// 20 <= IHL <= total length <= the bytes there are. Ethernet padding after `total` is not part of the packet.
 struct Ipv4View {
   size_t ihl;         // header bytes (20..60)
   size_t total;       // the total length field: header and payload
@@ -57,12 +57,35 @@ struct Ipv4View {
   size_t l4_len;      // total - ihl
 };
 
-inline bool ipv4_view(const uint8_t* ip, size_t avail, Ipv4View* v) {
-  if (avail < 20 || (ip[0] >> 4) != 4) return false;
+// Why a header did not give a view, for readers that count the two apart: fewer bytes than the header or
+// the packet claims (kTruncated), or fields that contradict each other (kHeader). Checked in this order:
+// 20 bytes; version and IHL >= 20; IHL <= bytes; total >= IHL; total <= bytes.
+enum class Ipv4Error { kNone = 0, kTruncated, kHeader };
+
+inline Ipv4Error ipv4_check(const uint8_t* ip, size_t avail, Ipv4View* v) {
+  if (avail < 20) return Ipv4Error::kTruncated;
   size_t ihl = size_t(ip[0] & 0x0f) * 4;
+  if ((ip[0] >> 4) != 4 || ihl < 20) return Ipv4Error::kHeader;
+  if (ihl > avail) return Ipv4Error::kTruncated;
   size_t total = rd16(ip + 2);
-  if (ihl < 20 || ihl > total || total > avail) return false;
+  if (total < ihl) return Ipv4Error::kHeader;
+  if (total > avail) return Ipv4Error::kTruncated;
   *v = Ipv4View{ihl, total, ip[9], rd32(ip + 12), rd32(ip + 16), (rd16(ip + 6) & 0x1fff) == 0, ip + ihl, total - ihl};
+  return Ipv4Error::kNone;
+}
+
+inline bool ipv4_view(const uint8_t* ip, size_t avail, Ipv4View* v) {
+  return ipv4_check(ip, avail, v) == Ipv4Error::kNone;
+}
+
+// The packet an ICMP error quotes: the same header checks, but the quote holds only the header and the first
+// bytes of the payload, so the total length (the original packet's) is not held against the bytes there are;
+// `l4_len` is what the quote holds after the header.
+inline bool ipv4_quote_view(const uint8_t* ip, size_t avail, Ipv4View* v) {
+  if (avail < 20) return false;
+  size_t ihl = size_t(ip[0] & 0x0f) * 4;
+  if ((ip[0] >> 4) != 4 || ihl < 20 || ihl > avail) return false;
+  *v = Ipv4View{ihl, rd16(ip + 2), ip[9], rd32(ip + 12), rd32(ip + 16), (rd16(ip + 6) & 0x1fff) == 0, ip + ihl, avail - ihl};
   return true;
 }
 
