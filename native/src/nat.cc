@@ -443,9 +443,11 @@ Verdict NatTable::egress(uint32_t vni, uint8_t* ip, size_t n, uint64_t now) {
   size_t m = n - ihl_of(ip);
   uint16_t in_port = 0, rem_port = 0;
   if (proto == kTcp || proto == kUdp) {
-    if (m < (proto == kTcp ? 20u : 8u)) return drop(kTruncatedL4);
-    in_port = rd16(l4);
-    rem_port = rd16(l4 + 2);
+    Ipv4View v;
+    L4Ports ports;
+    if (!ipv4_view(ip, n, &v) || !l4_ports(v, &ports)) return drop(kTruncatedL4);
+    in_port = ports.src;
+    rem_port = ports.dst;
   } else if (proto == kIcmp) {
     if (m < 8) return drop(kTruncatedL4);
     if (icmp_is_error(l4[0])) return icmp_error(Dir::kEgress, vni, ip, n, now);
@@ -482,9 +484,11 @@ Verdict NatTable::ingress(uint8_t* ip, size_t n, uint64_t now) {
   size_t m = n - ihl_of(ip);
   uint16_t ext_port = 0, rem_port = 0;
   if (proto == kTcp || proto == kUdp) {
-    if (m < (proto == kTcp ? 20u : 8u)) return drop(kTruncatedL4);
-    rem_port = rd16(l4);
-    ext_port = rd16(l4 + 2);
+    Ipv4View v;
+    L4Ports ports;
+    if (!ipv4_view(ip, n, &v) || !l4_ports(v, &ports)) return drop(kTruncatedL4);
+    rem_port = ports.src;
+    ext_port = ports.dst;
   } else if (proto == kIcmp) {
     if (m < 8) return drop(kTruncatedL4);
     if (icmp_is_error(l4[0])) return icmp_error(Dir::kIngress, 0, ip, n, now);

@@ -66,12 +66,13 @@ inline FilterVerdict port_filter_check(const PortFilter& f, const uint8_t* fr, s
   }
   if (!ip.first_fragment) return FilterVerdict::kFragment;
   if (ip.proto != f.proto) return FilterVerdict::kProtocol;
-  if (ip.l4_len < (f.proto == 6 ? 20u : 8u)) return FilterVerdict::kIpHeader;
+  L4Ports ports;
+  if (!l4_ports(ip, &ports)) return FilterVerdict::kIpHeader;  // the TCP or UDP header does not fit the packet
   bool send = dir == FilterDir::kSend;
   if (ip.src != (send ? f.local : f.peer) || ip.dst != (send ? f.peer : f.local)) return FilterVerdict::kAddress;
   // The inbound's port is the destination port of what flows towards the inbound side.
   bool towards_inbound = send != f.inbound;
-  uint16_t svc = rd16(ip.l4 + (towards_inbound ? 2 : 0));
+  uint16_t svc = towards_inbound ? ports.dst : ports.src;
   return svc == f.port ? FilterVerdict::kAllowed : FilterVerdict::kPort;
 }
 

@@ -33,9 +33,8 @@ const PuntRule* PuntTable::match(uint32_t vni, const uint8_t* f, size_t len) con
     if (r.ip_proto >= 0 && ip.proto != r.ip_proto) continue;
     if (r.dst_ip && ip.dst != r.dst_ip) continue;
     if (r.dst_port >= 0) {
-      if ((ip.proto != 6 && ip.proto != 17) || ip.l4_len < 4) continue;
-      if (!ip.first_fragment) continue;  // no ports in a later fragment
-      if (rd16(ip.l4 + 2) != r.dst_port) continue;
+      L4Ports ports;  // none in a later fragment, nor in a header cut short
+      if (!l4_ports(ip, &ports) || ports.dst != r.dst_port) continue;
     }
     return &r;
   }

@@ -44,7 +44,7 @@ enum class DecapError { kNone = 0, kShort, kFlags, kInnerShort, kInnerIpv4, kInn
 
 // Checks a VXLAN datagram and returns its VNI; the inner frame is datagram[8..len).
 // The rules (and their order) are the contract shared with dataplane/wire/vxlan.ts.
-// One length-checked view of an IPv4 header, for every native reader of IPv4 from the wire or an instance
+// One length-checked view of an IPv4 header (and, through l4_ports, of UDP and TCP ports), for every native reader of IPv4 from the wire or an instance
 // (punt classifiers, TUN ports, the uplink, VXLAN's inner check, the port filter, NAT, GRO): version 4,
 // 20 <= IHL <= total length <= the bytes there are. Ethernet padding after `total` is not part of the packet.
 struct Ipv4View {
@@ -76,6 +76,19 @@ inline Ipv4Error ipv4_check(const uint8_t* ip, size_t avail, Ipv4View* v) {
 
 inline bool ipv4_view(const uint8_t* ip, size_t avail, Ipv4View* v) {
   return ipv4_check(ip, avail, v) == Ipv4Error::kNone;
+}
+
+// The ports of a UDP (8-byte header) or TCP (20-byte header) segment in a first fragment, over an Ipv4View:
+// false for another protocol, a later fragment, or a header the packet's total length does not hold.
+struct L4Ports {
+  uint16_t src, dst;
+};
+
+inline bool l4_ports(const Ipv4View& ip, L4Ports* p) {
+  size_t need = ip.proto == 6 ? 20 : ip.proto == 17 ? 8 : 0;
+  if (need == 0 || !ip.first_fragment || ip.l4_len < need) return false;
+  *p = L4Ports{rd16(ip.l4), rd16(ip.l4 + 2)};
+  return true;
 }
 
 // The packet an ICMP error quotes: the same header checks, but the quote holds only the header and the first
