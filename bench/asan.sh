@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole addon built with AddressSanitizer and UndefinedBehaviorSanitizer (g++'s), and the namespace tests run
 # against it: every appnetd the tests start loads the sanitized addon (APPNET_ADDON) with libasan preloaded.
-# Reports from any process land in $OUT/asan.*; the end prints how many name appnet's own code. Not CI: it is slow.
+# Reports from any process land in $OUT/asan.*; the end prints the tests that failed and how many reports name
+# appnet's own code, and exits non-zero on either. Not CI: it is slow.
 #   bash bench/asan.sh [test files...]     (default: the data-plane namespace tests)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,11 @@ export LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=0:log_path=$OUT/asan:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$OUT/ubsan"
 echo "asan: running ${#files[@]} test files against it"
-bash scripts/test.sh --concurrency=1 "${files[@]}" | tail -3
+bash scripts/test.sh --concurrency=1 "${files[@]}" > "$OUT/tests.txt" 2>&1
+tests=$?
 unset LD_PRELOAD
+grep -E '^not ok' "$OUT/tests.txt"
+tail -1 "$OUT/tests.txt"
 reports=$(ls "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null | xargs -r grep -l 'native/src\|appnet.node' 2>/dev/null | wc -l)
 echo "asan: $reports reports naming appnet's code (all reports: $(ls "$OUT"/asan.* "$OUT"/ubsan.* 2>/dev/null | wc -l)) in $OUT"
-[ "$reports" -eq 0 ]
+[ "$reports" -eq 0 ] && [ "$tests" -eq 0 ]

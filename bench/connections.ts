@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CONNECTIONS_PREFIX, ConnectionRepository } from '../control/repo/connections.ts';
+import { ConnectionRepository } from '../control/repo/connections.ts';
 import { InstanceRepository } from '../control/repo/instances.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
 import type { ConnectionRecord } from '../control/connections/model.ts';
@@ -28,6 +28,7 @@ import { iperf3 } from '../test/helpers/iperf.ts';
 import { runIn } from '../test/helpers/run.ts';
 import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
 import { benchLog, benchSeconds, r2, rssBytes, shim } from './path-measure.ts';
+import { CONNECTIONS_PREFIX } from '../control/repo/keys.ts';
 
 const log = benchLog('connections');
 const HOSTS = 3;

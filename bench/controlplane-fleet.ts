@@ -3,8 +3,6 @@
 // (1,000 interfaces per daemon, every network on every host), created through h1's API with 8 requests in
 // flight. The figure: from the first POST until every daemon has converged (its engine ports, its observed
 // status, every interface `created`, every TAP up in its instance). Target: < 30 s.
-import { INSTANCES_PREFIX } from '../control/repo/instances.ts';
-import { INTERFACES_PREFIX } from '../control/repo/interfaces.ts';
 import { openStore } from '../control/store/index.ts';
 import type { Store } from '../control/store/store.ts';
 import { EtcdCluster } from '../test/helpers/etcd-cluster.ts';
@@ -12,6 +10,7 @@ import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
 import { IFACES_PER_INSTANCE } from './controlplane-load.ts';
 import { benchTokens, runLoad, waitConverged, type Expect } from './controlplane-harness.ts';
 import { shim } from './path-measure.ts';
+import { INSTANCES_PREFIX, INTERFACES_PREFIX } from '../control/repo/keys.ts';
 
 const HOSTS = 5;
 const log = (s: string) => process.stderr.write(`controlplane bench: fleet: ${s}\n`);

@@ -2,12 +2,12 @@
 // running the load client in a host's namespace, the daemons' tokens, and the convergence check.
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { INTERFACES_PREFIX } from '../control/repo/interfaces.ts';
 import { OBSERVED_PREFIX } from '../control/reconcile/reconciler.ts';
 import type { Store } from '../control/store/store.ts';
 import { run as exec } from '../test/helpers/run.ts';
 import type { Daemon, TestNet } from '../test/helpers/testnet.ts';
 import { LOAD_CLIENT, SYSTEM_TOKEN, TENANTS, pool, tenantToken, type LoadPlan, type LoadResult } from './controlplane-load.ts';
+import { INTERFACES_PREFIX } from '../control/repo/keys.ts';
 
 const POLL_MS = 100;
 const CONVERGE_TIMEOUT_MS = 180_000;

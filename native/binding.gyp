@@ -4,6 +4,8 @@
       "target_name": "appnet",
       "sources": [
         "src/addon.cc",
+        "src/addon_codecs.cc",
+        "src/addon_snapshots.cc",
         "src/device.cc",
         "src/engine.cc",
         "src/engine_tx.cc",

@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { NETWORKS_PREFIX } from '../control/repo/networks.ts';
 import { StateView } from '../control/repo/state-view.ts';
 import { Compactor, compactionTarget } from '../control/store/compactor.ts';
 import { CompactedError, openStore, type Store, type StoreError, type WatchHandler, type WatchOptions, type Watcher } from '../control/store/index.ts';
 import { EtcdCluster } from './helpers/etcd-cluster.ts';
 import { until } from './helpers/until.ts';
+import { NETWORKS_PREFIX } from '../control/repo/keys.ts';
 
 /**
  * The real store, but the test holds back what the view's networks watch delivers and can end it the way

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { buildApi } from '../control/api/app.ts';
-import { INTERFACES_PREFIX } from '../control/repo/interfaces.ts';
 import { NetworkRepository } from '../control/repo/networks.ts';
 import { openStore } from '../control/store/index.ts';
 import { POOL, TOKENS } from './helpers/api-fixture.ts';
+import { INTERFACES_PREFIX } from '../control/repo/keys.ts';
 
 const ROUNDS = 60;
 

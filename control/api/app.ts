@@ -38,6 +38,7 @@ import type { RateLimitOptions } from '../auth/rate-limit.ts';
 import { ListCache } from './list-cache.ts';
 import { UI_PREFIX, registerUiRoutes } from './ui-route.ts';
 import { ALL_ROUTES, type RouteDoc, openApiDocument, routeDocOf } from './schemas.ts';
+import { callerNamespace, setCallerNamespace } from './caller.ts';
 
 export interface BuildApiOptions {
   store: Store;
@@ -88,14 +89,8 @@ const OPENAPI_URL = '/openapi.json';
 const METRICS_URL = '/metrics';
 /** The caller of a request authenticated by the metrics token (not a namespace: nothing else accepts it). */
 const METRICS_CALLER = '#metrics';
-const CALLER = Symbol('appnet caller namespace');
 /** Routes served without a token: the document, the capabilities page, and the login itself. */
 const PUBLIC = new Set([`GET ${OPENAPI_URL}`, 'GET /', 'POST /auth', 'GET /ui', `GET ${UI_PREFIX}*`]);
-
-/** The authenticated namespace of a request (for routes registered outside buildApi). */
-export function callerNamespace(req: FastifyRequest): string {
-  return (req as unknown as Record<symbol, string>)[CALLER];
-}
 
 function truthy(value: unknown): boolean {
   return value === true || value === '' || value === 'true' || value === '1';
@@ -394,7 +389,7 @@ export function buildApi(options: BuildApiOptions): FastifyInstance {
       throw e;
     }
     callers.set(req, namespace);
-    (req as unknown as Record<symbol, string>)[CALLER] = namespace;
+    setCallerNamespace(req, namespace);
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {

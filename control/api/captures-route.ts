@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { CaptureSpec, Engine } from '../../dataplane/engine.ts';
 import { BadRequest, Conflict, Forbidden, NotFound, quote } from '../errors.ts';
 import { SYSTEM_NAMESPACE } from '../networks/network.ts';
-import { callerNamespace } from './app.ts';
+import { callerNamespace } from './caller.ts';
 
 export interface CaptureRouteContext {
   engine: Engine;

@@ -17,7 +17,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequest, quote } from '../errors.ts';
 import type { ConnectionRepository } from '../repo/connections.ts';
-import { callerNamespace } from './app.ts';
+import { callerNamespace } from './caller.ts';
 
 const str = { type: 'string' } as const;
 const forceQuery = {

@@ -17,7 +17,7 @@ import type { NetworkRepository } from '../repo/networks.ts';
 import type { NetworkRecord } from '../networks/network.ts';
 import { DNS_ENTRIES_PREFIX } from '../services/network-services.ts';
 import type { Store } from '../store/store.ts';
-import { callerNamespace } from './app.ts';
+import { callerNamespace } from './caller.ts';
 
 export interface DnsEntryView {
   name: string;

@@ -1,7 +1,8 @@
 // GET /hosts: the live hosts (their appnetd holds a lease in the store).
 import type { FastifyInstance } from 'fastify';
-import { HOST_EVENTS_PREFIX, type HostRegistry } from '../repo/hosts.ts';
+import type { HostRegistry } from '../repo/hosts.ts';
 import type { Store } from '../store/store.ts';
+import { HOST_EVENTS_PREFIX } from '../repo/keys.ts';
 
 export function registerHostRoutes(app: FastifyInstance, hosts: HostRegistry, store?: Store): void {
   // Operator events of a host, newest first (e.g. "link session keys exported").

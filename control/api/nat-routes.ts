@@ -13,12 +13,13 @@ import { Forbidden, NotFound, quote } from '../errors.ts';
 import { allocate, getReservation, release, type IpamState } from '../ipam/ipam.ts';
 import type { InterfaceRecord } from '../instances/interface.ts';
 import { requireReady } from '../networks/state-machine.ts';
-import { INTERFACES_PREFIX, InterfaceRepository } from '../repo/interfaces.ts';
+import { InterfaceRepository } from '../repo/interfaces.ts';
 import { withFloatingPool } from '../repo/floating-pool.ts';
 import type { NetworkRepository } from '../repo/networks.ts';
 import type { Store } from '../store/store.ts';
-import { callerNamespace } from './app.ts';
+import { callerNamespace } from './caller.ts';
 import { SYSTEM_NAMESPACE } from '../networks/network.ts';
+import { INTERFACES_PREFIX } from '../repo/keys.ts';
 
 
 export interface NatRoutesOptions {

@@ -23,7 +23,7 @@ import type { NetworkRepository } from '../repo/networks.ts';
 import type { StateView } from '../repo/state-view.ts';
 import type { NetworkServices } from '../services/network-services.ts';
 import { PING_DEFAULT_COUNT, PING_INTERVAL_MS, PING_LINGER_MS, PING_MAX_COUNT, type PingOutput } from '../services/ping.ts';
-import { callerNamespace } from './app.ts';
+import { callerNamespace } from './caller.ts';
 import { peerHost, peerRequest } from './peer-client.ts';
 import type { HostRecord } from '../repo/hosts.ts';
 

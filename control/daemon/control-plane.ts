@@ -18,7 +18,7 @@ import { Compactor, DEFAULT_COMPACTION } from '../store/compactor.ts';
 import { NetworkServices } from '../services/network-services.ts';
 import { NatService } from '../services/nat-service.ts';
 import { registerNatRoutes } from '../api/nat-routes.ts';
-import { HOST_EVENTS_PREFIX, HostRegistry } from '../repo/hosts.ts';
+import { HostRegistry } from '../repo/hosts.ts';
 import { getConnection } from '../repo/connections.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import { StateView } from '../repo/state-view.ts';
@@ -36,6 +36,7 @@ import { timedStore } from '../metrics/timed-store.ts';
 import { DEFAULT_CONNECTION_LIMITS, DEFAULT_EVENTS, advertisedApiUrl, type DaemonConfig } from './config.ts';
 import { apiTls } from './api-tls.ts';
 import type { LinkManager } from '../../dataplane/link/link-manager.ts';
+import { HOST_EVENTS_PREFIX } from '../repo/keys.ts';
 
 export interface ControlPlane {
   store: Store;

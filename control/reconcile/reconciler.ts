@@ -17,12 +17,12 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { Engine } from '../../dataplane/engine.ts';
 import type { InterfaceRecord, InterfaceState } from '../instances/interface.ts';
-import { INTERFACES_PREFIX } from '../repo/interfaces.ts';
 import { NetworkRepository } from '../repo/networks.ts';
 import type { StateView } from '../repo/state-view.ts';
 import type { Compare, Store, TxnOp } from '../store/store.ts';
 import { isNetnsPath } from '../instances/instance.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
+import { INTERFACES_PREFIX } from '../repo/keys.ts';
 
 const run = promisify(execFile);
 

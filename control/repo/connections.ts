@@ -45,13 +45,9 @@ import {
 } from '../connections/model.ts';
 import { type StatusInput, applyStatus, statusEvent } from '../connections/status.ts';
 import { checkAdd, checkInstanceDelete, checkRemove, unknownInstance, validateConnectionRequest } from '../connections/validate.ts';
-import { INSTANCES_PREFIX, type InstanceRepository, type InstanceWithInterfaces } from './instances.ts';
-import { VNI_PREFIX } from './networks.ts';
+import type { InstanceRepository, InstanceWithInterfaces } from './instances.ts';
+import { CONNECTIONS_PREFIX, CONNECTION_EVENTS_PREFIX, INSTANCES_PREFIX, LINK_CLAIMS_PREFIX, OUTBOUND_CLAIMS_PREFIX, VNI_PREFIX } from './keys.ts';
 
-export const CONNECTIONS_PREFIX = '/appnet/connections/';
-export const OUTBOUND_CLAIMS_PREFIX = '/appnet/connection-claims/outbound/';
-export const LINK_CLAIMS_PREFIX = '/appnet/connection-claims/link/';
-export const CONNECTION_EVENTS_PREFIX = '/appnet/connection-events/';
 export const LINK_POOL_KEY = '/appnet/config/link-pool';
 const TRIES = 8;
 

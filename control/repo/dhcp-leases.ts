@@ -7,8 +7,8 @@
 import type { Logger } from 'pino';
 import { MemoryLeaseStore, type Lease, type LeaseChange, type LeaseStore } from '../services/dhcp-server.ts';
 import type { Store } from '../store/store.ts';
+import { DHCP_LEASES_PREFIX } from './keys.ts';
 
-export const DHCP_LEASES_PREFIX = '/appnet/dhcp-leases/';
 
 export function leaseKey(network: string, mac: string): string {
   return `${DHCP_LEASES_PREFIX}${network}/${mac.toLowerCase()}`;

@@ -8,9 +8,7 @@
 // deletes, which are no-ops. Deletes go in txns of at most PRUNE_BATCH keys, under etcd's 128 ops per txn.
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.ts';
-import { CONNECTION_EVENTS_PREFIX } from './connections.ts';
-import { HOST_EVENTS_PREFIX } from './hosts.ts';
-import { EVENTS_PREFIX } from './networks.ts';
+import { CONNECTION_EVENTS_PREFIX, EVENTS_PREFIX, HOST_EVENTS_PREFIX } from './keys.ts';
 
 export const EVENT_PREFIXES = [EVENTS_PREFIX, CONNECTION_EVENTS_PREFIX, HOST_EVENTS_PREFIX] as const;
 export const PRUNE_BATCH = 100;

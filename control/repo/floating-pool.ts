@@ -5,8 +5,8 @@ import { Conflict, NotFound } from '../errors.ts';
 import type { IpamState } from '../ipam/ipam.ts';
 import { FLOATING_NETWORK_UUID } from '../networks/network.ts';
 import type { Store, TxnOp } from '../store/store.ts';
+import { IPAM_PREFIX } from './keys.ts';
 // networks.ts imports this module too: IPAM_PREFIX is read when a write runs, never while modules load.
-import { IPAM_PREFIX } from './networks.ts';
 
 const TRIES = 8;
 

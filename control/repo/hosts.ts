@@ -9,10 +9,8 @@
 import os from 'node:os';
 import { Conflict } from '../errors.ts';
 import { LeaseNotFoundError, type LeaseId, type Store } from '../store/store.ts';
+import { HOSTS_PREFIX } from './keys.ts';
 
-export const HOSTS_PREFIX = '/appnet/hosts/';
-/** Operator events of a host (e.g. a session key export), under <prefix><host>/<ms since epoch>. */
-export const HOST_EVENTS_PREFIX = '/appnet/host-events/';
 
 export interface HostRecord {
   name: string;

@@ -36,11 +36,11 @@ import { allocateMac, checkRequestedMac, parseMac } from '../instances/mac.ts';
 import { type IpamState, allocate, release, reserve } from '../ipam/ipam.ts';
 import { type NetworkRecord, isUuid, resolveNetworkRef } from '../networks/network.ts';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
-import { ATTACHMENTS_PREFIX, type Attachments, INTERFACES_PREFIX, InterfaceRepository, MACS_PREFIX, readAttachments } from './interfaces.ts';
-import { IPAM_PREFIX, NETWORKS_PREFIX, type NetworkRepository } from './networks.ts';
+import { type Attachments, InterfaceRepository, readAttachments } from './interfaces.ts';
+import type { NetworkRepository } from './networks.ts';
 import { readOrSeen, type StateView } from './state-view.ts';
+import { ATTACHMENTS_PREFIX, INSTANCES_PREFIX, INTERFACES_PREFIX, IPAM_PREFIX, MACS_PREFIX, NETWORKS_PREFIX } from './keys.ts';
 
-export const INSTANCES_PREFIX = '/appnet/instances/';
 const CREATE_TRIES = 8;
 const DELETE_TRIES = 5;
 

@@ -13,14 +13,12 @@
 //                               interfaces reads one key instead of every interface.
 
 import { Conflict, NotFound, quote } from '../errors.ts';
-import { type InterfaceRecord } from '../instances/interface.ts';
+import type { InterfaceRecord } from '../instances/interface.ts';
 import { checkInterfaceVisible } from '../instances/instance.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { StateView } from './state-view.ts';
+import { ATTACHMENTS_PREFIX, INTERFACES_PREFIX, MACS_PREFIX } from './keys.ts';
 
-export const INTERFACES_PREFIX = '/appnet/interfaces/';
-export const MACS_PREFIX = '/appnet/macs/';
-export const ATTACHMENTS_PREFIX = '/appnet/attachments/';
 
 /** A network's attachments key as read: `kv` undefined when no interface was ever attached. */
 export interface Attachments {

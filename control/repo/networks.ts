@@ -44,15 +44,12 @@ import {
 import { failNetwork, transition } from '../networks/state-machine.ts';
 import { allocateVni, checkRequestedVni } from '../networks/vni-allocator.ts';
 import { type IpamState, addressView, allocate, createIpam, listReservations, release } from '../ipam/ipam.ts';
-import { ATTACHMENTS_PREFIX, readAttachments } from './interfaces.ts';
+import { readAttachments } from './interfaces.ts';
 import type { Compare, KeyValue, Store, TxnOp } from '../store/store.ts';
 import { readOrSeen, type StateView } from './state-view.ts';
 import { withFloatingPool } from './floating-pool.ts';
+import { ATTACHMENTS_PREFIX, EVENTS_PREFIX, IPAM_PREFIX, NETWORKS_PREFIX, VNI_PREFIX } from './keys.ts';
 
-export const NETWORKS_PREFIX = '/appnet/networks/';
-export const IPAM_PREFIX = '/appnet/ipam/';
-export const VNI_PREFIX = '/appnet/vni/';
-export const EVENTS_PREFIX = '/appnet/events/';
 export const FLOATING_POOL_KEY = '/appnet/config/floating-pool';
 
 /** Attempts of a compare-and-swap before giving up with 409. */

@@ -24,13 +24,9 @@ import type { NetworkRecord } from '../networks/network.ts';
 import type { ConnectionRecord } from '../connections/model.ts';
 import type { DesiredState } from '../reconcile/plan.ts';
 import type { KeyValue, Store, StoreError, WatchEvent, Watcher } from '../store/store.ts';
-import { HOSTS_PREFIX, type HostRecord } from './hosts.ts';
+import type { HostRecord } from './hosts.ts';
 import { Grouping, HostsOnNetwork, type RecordIndex } from './record-index.ts';
-import { INSTANCES_PREFIX } from './instances.ts';
-import { INTERFACES_PREFIX } from './interfaces.ts';
-import { IPAM_PREFIX, NETWORKS_PREFIX, VNI_PREFIX } from './networks.ts';
-import { ATTACHMENTS_PREFIX } from './interfaces.ts';
-import { CONNECTIONS_PREFIX } from './connections.ts';
+import { ATTACHMENTS_PREFIX, CONNECTIONS_PREFIX, HOSTS_PREFIX, INSTANCES_PREFIX, INTERFACES_PREFIX, IPAM_PREFIX, NETWORKS_PREFIX, VNI_PREFIX } from './keys.ts';
 
 /** One followed prefix: its records by the key's last part (a uuid, a host name, a VNI). */
 class Followed<T> {

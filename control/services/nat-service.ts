@@ -16,13 +16,14 @@ import type { Engine } from '../../dataplane/engine.ts';
 import { InsufficientResources } from '../errors.ts';
 import { NatTable } from '../../dataplane/nat.ts';
 import type { HostPlan } from '../reconcile/plan.ts';
-import { IPAM_PREFIX, type NetworkRepository } from '../repo/networks.ts';
+import type { NetworkRepository } from '../repo/networks.ts';
 import { FLOATING_NETWORK_UUID } from '../networks/network.ts';
 import type { IpamState } from '../ipam/ipam.ts';
 import type { Store, Watcher } from '../store/store.ts';
 import { routedByNetwork } from '../api/nat-routes.ts';
 import type { StateView } from '../repo/state-view.ts';
 import { planNat, type NatPlan } from './nat-policy.ts';
+import { IPAM_PREFIX } from '../repo/keys.ts';
 
 const run = promisify(execFile);
 

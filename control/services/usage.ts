@@ -13,8 +13,9 @@
 // first), so they list with the network's other events: GET /networks/{ref}/events?event_type=usage.
 import type { Logger } from 'pino';
 import type { Engine, PortCounters } from '../../dataplane/engine.ts';
-import { EVENTS_PREFIX, type EventRecord } from '../repo/networks.ts';
+import type { EventRecord } from '../repo/networks.ts';
 import type { Store } from '../store/store.ts';
+import { EVENTS_PREFIX } from '../repo/keys.ts';
 
 export interface UsageCounters {
   ports: number;

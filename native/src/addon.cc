@@ -1,4 +1,5 @@
-// N-API bindings: the Engine class and the codec functions the differential tests call.
+// N-API bindings: the Engine class (the codec hooks of the differential tests are in addon_codecs.cc, links in
+// addon_link.cc, the NAT table in addon_nat.cc).
 // Arguments are validated in dataplane/engine.ts; here we only convert and translate errors.
 #include <arpa/inet.h>
 #include <napi.h>
@@ -11,83 +12,18 @@
 
 #include "engine.h"
 #include "memory_device.h"
-#include "gro.h"
-#include "offload.h"
 #include "port_filter.h"
 #include "wire.h"
+#include "addon_util.h"
 
 namespace appnet {
 void RegisterLink(Napi::Env env, Napi::Object exports);  // addon_link.cc
 void RegisterNat(Napi::Env env, Napi::Object exports);   // addon_nat.cc
+void RegisterCodecs(Napi::Env env, Napi::Object exports);  // addon_codecs.cc
+Napi::Object counters_snapshot(Napi::Env env, Engine& e);  // addon_snapshots.cc
+Napi::Array link_peers_snapshot(Napi::Env env, Engine& e, bool with_keys);  // addon_snapshots.cc
 std::shared_ptr<nat::NatTable> nat_table_of(const Napi::Value& v);  // addon_nat.cc
 namespace {
-
-template <typename F>
-auto guard(const Napi::Env& env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::invalid_argument& e) {
-    throw Napi::RangeError::New(env, e.what());
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-}
-
-uint32_t u32(const Napi::Value& v) { return v.As<Napi::Number>().Uint32Value(); }
-int i32(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
-
-int opt_int(const Napi::Object& o, const char* k, int dflt) {
-  Napi::Value v = o.Get(k);
-  return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : dflt;
-}
-
-uint64_t mac_of(const Napi::Value& v) {
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  if (b.Length() != 6) throw std::invalid_argument("a MAC address is 6 bytes");
-  return mac_key(b.Data());
-}
-
-// { local: u32, peer: u32, protocol: 6 | 17, port, inbound: bool }, validated in dataplane/engine.ts.
-PortFilter port_filter_of(const Napi::Value& v) {
-  Napi::Object o = v.As<Napi::Object>();
-  PortFilter f;
-  f.local = u32(o.Get("local"));
-  f.peer = u32(o.Get("peer"));
-  f.proto = uint8_t(u32(o.Get("protocol")));
-  f.port = uint16_t(u32(o.Get("port")));
-  f.inbound = o.Get("inbound").ToBoolean().Value();
-  return f;
-}
-
-Napi::Object counters_object(Napi::Env env, const Counters& c) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("rx_packets", double(c.rx_packets.load()));
-  o.Set("rx_bytes", double(c.rx_bytes.load()));
-  o.Set("tx_packets", double(c.tx_packets.load()));
-  o.Set("tx_bytes", double(c.tx_bytes.load()));
-  Napi::Object d = Napi::Object::New(env);
-  for (int i = 0; i < kDropCount; i++) d.Set(drop_name(i), double(c.drops[i].load()));
-  o.Set("drops", d);
-  return o;
-}
-
-Napi::Object link_counters(Napi::Env env, const LinkCounters& c) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("tx_packets", double(c.tx_packets.load()));
-  o.Set("tx_bytes", double(c.tx_bytes.load()));
-  o.Set("rx_packets", double(c.rx_packets.load()));
-  o.Set("rx_bytes", double(c.rx_bytes.load()));
-  o.Set("keepalives_tx", double(c.keepalives_tx.load()));
-  o.Set("keepalives_rx", double(c.keepalives_rx.load()));
-  o.Set("roams", double(c.roams.load()));
-  o.Set("handshakes_rx", double(c.handshakes_rx.load()));
-  Napi::Object d = Napi::Object::New(env);
-  for (int i = 0; i < kLinkDropCount; i++) d.Set(link_drop_name(i), double(c.drops[i].load()));
-  o.Set("drops", d);
-  return o;
-}
 
 Napi::Buffer<uint8_t> mac_buffer(Napi::Env env, uint64_t k) {
   auto b = Napi::Buffer<uint8_t>::New(env, 6);
@@ -349,39 +285,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     return out;
   }
-  Napi::Value CountersSnapshot(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object out = Napi::Object::New(env);
-    auto lock = engine_->read_lock();
-    out.Set("wire", counters_object(env, engine_->wire()));
-    Napi::Object vnis = Napi::Object::New(env);
-    for (auto& [id, v] : engine_->vnis()) vnis.Set(std::to_string(id), counters_object(env, v->c));
-    out.Set("vnis", vnis);
-    Napi::Array ports = Napi::Array::New(env);
-    uint32_t n = 0;
-    for (auto& p : engine_->ports()) {
-      if (!p) continue;
-      Napi::Object o = counters_object(env, p->c);
-      o.Set("id", p->id);
-      o.Set("name", p->name);
-      o.Set("vni", double(p->vni));
-      o.Set("gro_merged", double(p->gro_merged.load()));
-      o.Set("gro_writes", double(p->gro_writes.load()));
-      ports.Set(n++, o);
-    }
-    out.Set("ports", ports);
-    Napi::Object punt = Napi::Object::New(env);
-    punt.Set("punted", double(engine_->punt().punted()));
-    punt.Set("dropped", double(engine_->punt().dropped()));
-    out.Set("punt", punt);
-    Napi::Object offload = Napi::Object::New(env);
-    offload.Set("udp_gso_fallbacks", double(engine_->gso_fallbacks()));
-    offload.Set("tap_gro_fallbacks", double(engine_->gro_fallbacks()));
-    out.Set("offload", offload);
-    if (engine_->links_enabled()) out.Set("links", link_counters(env, engine_->links().global()));
-    if (engine_->has_uplink()) out.Set("uplink", counters_object(env, engine_->uplink_counters()));
-    return out;
-  }
+  Napi::Value CountersSnapshot(const Napi::CallbackInfo& info) { return counters_snapshot(info.Env(), *engine_); }
 
   // setUplink(name | null, mtu)
   Napi::Value SetUplink(const Napi::CallbackInfo& info) {
@@ -511,41 +415,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // linkPeers(withKeys?) -> [{ vtep, endpoint: {ip, port}, sessions: {current, previous, next}, lastTxAgoMs, ... }]
   // Keys are included only when asked (operators' key export for decrypting captures).
   Napi::Value LinkPeers(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    bool keys = info.Length() > 0 && info[0].ToBoolean().Value();
-    auto lock = engine_->read_lock();
-    uint64_t now = Engine::now_ms();
-    Napi::Array out = Napi::Array::New(env);
-    uint32_t n = 0;
-    for (auto& [vtep, p] : engine_->links().peers()) {
-      Napi::Object o = link_counters(env, p->c);
-      o.Set("vtep", double(vtep));
-      o.Set("endpointIp", double(p->endpoint_ip()));
-      o.Set("endpointPort", p->endpoint_port());
-      uint64_t tx = p->last_tx_ms.load(), rx = p->last_rx_ms.load();
-      o.Set("lastTxAgoMs", tx ? double(now - tx) : -1.0);
-      o.Set("lastRxAgoMs", rx ? double(now - rx) : -1.0);
-      o.Set("wantSession", p->want_session.load());
-      const char* names[3] = {"current", "previous", "next"};
-      LinkSession* slots[3] = {p->current.load(), p->previous.load(), p->next.load()};
-      for (int i = 0; i < 3; i++) {
-        if (!slots[i]) { o.Set(names[i], env.Null()); continue; }
-        LinkSession& s = *slots[i];
-        Napi::Object so = Napi::Object::New(env);
-        so.Set("localIndex", double(s.local_idx));
-        so.Set("remoteIndex", double(s.remote_idx));
-        so.Set("initiator", s.initiator);
-        so.Set("ageMs", double(now - s.created_ms));
-        so.Set("sendCounter", Napi::BigInt::New(env, s.send_ctr.load()));
-        if (keys) {
-          so.Set("sendKey", Napi::Buffer<uint8_t>::Copy(env, s.send_key, link::kKeyLen));
-          so.Set("recvKey", Napi::Buffer<uint8_t>::Copy(env, s.recv_key, link::kKeyLen));
-        }
-        o.Set(names[i], so);
-      }
-      out.Set(n++, o);
-    }
-    return out;
+    return link_peers_snapshot(info.Env(), *engine_, info.Length() > 0 && info[0].ToBoolean().Value());
   }
   // addPuntRule({ ethertype?, ipProto?, dstIp?, dstPort?, vni?, consume? }) -> id
   Napi::Value AddPuntRule(const Napi::CallbackInfo& info) {
@@ -609,146 +479,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   int uplink_peer_fd_ = -1;  // setUplinkMemory: the outside end (owned by the engine)
 };
 
-// vxlanEncap(vni, frame) -> Buffer
-Napi::Value VxlanEncap(const Napi::CallbackInfo& info) {
-  uint32_t vni = u32(info[0]);
-  auto f = info[1].As<Napi::Buffer<uint8_t>>();
-  if (vni > kMaxVni) throw Napi::RangeError::New(info.Env(), "VNI exceeds 24 bits");
-  auto out = Napi::Buffer<uint8_t>::New(info.Env(), kVxlanHdr + f.Length());
-  vxlan_write_header(out.Data(), vni);
-  std::memcpy(out.Data() + kVxlanHdr, f.Data(), f.Length());
-  return out;
-}
-
-// vxlanDecap(datagram) -> { vni, error: 0 | DecapError }
-Napi::Value VxlanDecap(const Napi::CallbackInfo& info) {
-  auto d = info[0].As<Napi::Buffer<uint8_t>>();
-  uint32_t vni = 0;
-  DecapError err = vxlan_decap(d.Data(), d.Length(), &vni);
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("vni", double(vni));
-  o.Set("error", int(err));
-  return o;
-}
-
-Napi::Value FlowHash(const Napi::CallbackInfo& info) {
-  auto f = info[0].As<Napi::Buffer<uint8_t>>();
-  return Napi::Number::New(info.Env(), flow_hash(f.Data(), f.Length()));
-}
-
-// tcp4Segment(frame, mss) -> Buffer[] | null: the engine's TSO segmentation, for the
-// differential test against dataplane/wire/tso.ts.
-Napi::Value Tcp4Segment(const Napi::CallbackInfo& info) {
-  auto f = info[0].As<Napi::Buffer<uint8_t>>();
-  Tcp4Gso g;
-  if (!tcp4_gso_parse(f.Data(), f.Length(), u32(info[1]), &g)) return info.Env().Null();
-  Napi::Array out = Napi::Array::New(info.Env(), g.count);
-  std::vector<uint8_t> seg(g.hlen + g.mss);
-  for (size_t i = 0; i < g.count; i++) {
-    size_t n = tcp4_gso_segment(g, i, seg.data());
-    out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(info.Env(), seg.data(), n));
-  }
-  return out;
-}
-
-// groCoalesce(frames: Buffer[]) -> { writes: [{ frame, vnet, segments }], steps: string[] }: the
-// frames as one RX batch to one TAP port through the engine's coalescer (gro.h), for the
-// differential test against dataplane/wire/gro.ts. steps[i]: 'merged', or why frame i started a
-// new super-frame ('first' when nothing was pending) or was passed by (a candidate rule).
-Napi::Value GroCoalesce(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Array in = info[0].As<Napi::Array>();
-  std::vector<uint8_t> buf(kGroFrameMax);
-  GroFrame g(buf.data(), buf.size());
-  Napi::Array writes = Napi::Array::New(env);
-  Napi::Array steps = Napi::Array::New(env, in.Length());
-  auto emit = [&](const uint8_t* f, size_t len, const VnetHdr& h, size_t segments) {
-    Napi::Object w = Napi::Object::New(env);
-    w.Set("frame", Napi::Buffer<uint8_t>::Copy(env, f, len));
-    Napi::Object v = Napi::Object::New(env);
-    v.Set("flags", h.flags);
-    v.Set("gsoType", h.gso_type);
-    v.Set("hdrLen", h.hdr_len);
-    v.Set("gsoSize", h.gso_size);
-    v.Set("csumStart", h.csum_start);
-    v.Set("csumOffset", h.csum_offset);
-    w.Set("vnet", v);
-    w.Set("segments", double(segments));
-    writes.Set(writes.Length(), w);
-  };
-  auto flush = [&] {
-    VnetHdr h;
-    size_t count = g.count();
-    size_t n = g.finish(&h);
-    emit(g.data(), n, h, count);
-    g.clear();
-  };
-  for (uint32_t i = 0; i < in.Length(); i++) {
-    auto f = in.Get(i).As<Napi::Buffer<uint8_t>>();
-    GroStep st = gro_offer(g, f.Data(), f.Length(), flush);
-    const char* step = st.kind == GroStep::kMerged ? "merged"
-                       : st.why == GroReject::kNone ? "first"
-                                                     : gro_reject_name(st.why);
-    steps.Set(i, step);
-    if (st.kind == GroStep::kPassed) emit(f.Data(), f.Length(), VnetHdr{}, 1);
-  }
-  if (!g.empty()) flush();
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("writes", writes);
-  out.Set("steps", steps);
-  return out;
-}
-
-// portFilterCheck(filter, frame, direction: 0 send | 1 receive) -> verdict name: the engine's
-// port filter (port_filter.h), for the differential test against dataplane/wire/port-filter.ts.
-Napi::Value PortFilterCheck(const Napi::CallbackInfo& info) {
-  PortFilter f = port_filter_of(info[0]);
-  auto b = info[1].As<Napi::Buffer<uint8_t>>();
-  FilterDir dir = u32(info[2]) ? FilterDir::kReceive : FilterDir::kSend;
-  return Napi::String::New(info.Env(), filter_verdict_name(port_filter_check(f, b.Data(), b.Length(), dir)));
-}
-
-// finishChecksum(frame, csumStart, csumOffset) -> Buffer | null (a completed copy).
-Napi::Value FinishChecksum(const Napi::CallbackInfo& info) {
-  auto f = info[0].As<Napi::Buffer<uint8_t>>();
-  auto out = Napi::Buffer<uint8_t>::Copy(info.Env(), f.Data(), f.Length());
-  if (!finish_checksum(out.Data(), out.Length(), u32(info[1]), u32(info[2]))) return info.Env().Null();
-  return out;
-}
-
-// codecLoop(vni, frame, iterations) -> nanoseconds: encapsulates into a scratch buffer and
-// decapsulates it `iterations` times inside native code, for the micro benchmark to report the
-// per-frame cost the engine pays (no N-API call per frame, unlike vxlanEncap/vxlanDecap).
-Napi::Value CodecLoop(const Napi::CallbackInfo& info) {
-  uint32_t vni = u32(info[0]);
-  auto f = info[1].As<Napi::Buffer<uint8_t>>();
-  uint32_t n = u32(info[2]);
-  std::vector<uint8_t> out(kVxlanHdr + f.Length());
-  uint64_t acc = 0;
-  timespec a, b;
-  clock_gettime(CLOCK_MONOTONIC, &a);
-  for (uint32_t i = 0; i < n; i++) {
-    vxlan_write_header(out.data(), vni);
-    std::memcpy(out.data() + kVxlanHdr, f.Data(), f.Length());
-    uint32_t got = 0;
-    acc += uint32_t(vxlan_decap(out.data(), out.size(), &got)) + got + flow_hash(out.data() + kVxlanHdr, f.Length());
-    out[kVxlanHdr] ^= uint8_t(acc);  // keep the loop from being folded away
-  }
-  clock_gettime(CLOCK_MONOTONIC, &b);
-  double ns = double(b.tv_sec - a.tv_sec) * 1e9 + double(b.tv_nsec - a.tv_nsec);
-  return Napi::Number::New(info.Env(), ns + double(acc & 0));
-}
-
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", EngineWrap::Define(env));
-  exports.Set("vxlanEncap", Napi::Function::New(env, VxlanEncap));
-  exports.Set("vxlanDecap", Napi::Function::New(env, VxlanDecap));
-  exports.Set("flowHash", Napi::Function::New(env, FlowHash));
-  exports.Set("tcp4Segment", Napi::Function::New(env, Tcp4Segment));
-  exports.Set("finishChecksum", Napi::Function::New(env, FinishChecksum));
-  exports.Set("portFilterCheck", Napi::Function::New(env, PortFilterCheck));
-  exports.Set("groCoalesce", Napi::Function::New(env, GroCoalesce));
-  exports.Set("codecLoop", Napi::Function::New(env, CodecLoop));
+  RegisterCodecs(env, exports);
   RegisterLink(env, exports);
   RegisterNat(env, exports);
   return exports;

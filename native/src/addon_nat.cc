@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "addon_util.h"
 #include "nat.h"
 
 namespace appnet {
@@ -36,15 +37,6 @@ uint8_t* bytes(const Napi::Env& env, const Napi::Value& v, const char* name, siz
   auto a = v.As<Napi::Uint8Array>();
   *len = a.ByteLength();
   return a.Data();
-}
-
-template <typename F>
-auto guard(const Napi::Env& env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    throw Napi::RangeError::New(env, e.what());
-  }
 }
 
 Napi::Object counters_object(Napi::Env env, const nat::RuleCounters& c) {
