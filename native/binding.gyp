@@ -8,6 +8,7 @@
         "src/addon_snapshots.cc",
         "src/device.cc",
         "src/engine.cc",
+        "src/switch.cc",
         "src/engine_tx.cc",
         "src/engine_rx.cc",
         "src/l3port.cc",
@@ -17,6 +18,7 @@
         "src/link_crypto.cc",
         "src/addon_link.cc",
         "src/nat.cc",
+        "src/nat_translate.cc",
         "src/addon_nat.cc",
         "src/uplink.cc",
         "src/memory_device.cc"

@@ -43,37 +43,19 @@
 //
 // Lease expiry uses the wall clock (Date.now()); all processes sharing the file share that clock.
 
-import { createRequire } from 'node:module';
 import {
   checkKey, checkLimit, checkPrefix, checkRevision, checkSize, checkTtl, checkTxn, checkValue, compareHolds, compareKeys,
   deleteAllMessage, prefixRangeEnd,
   CompactedError, InvalidArgumentError, LeaseNotFoundError, StoreBusyError, StoreClosedError, StoreError,
-  WatchHandlerError,
 } from './store.ts';
 import type {
   DeleteResult, KeyValue, LeaseId, PutOptions, RangeOptions, RangeResult, Revision, Store,
-  TxnOp, TxnOpResult, TxnRequest, TxnResult, WatchEvent, WatchHandler, WatchOptions, Watcher,
+  TxnOp, TxnOpResult, TxnRequest, TxnResult, WatchHandler, WatchOptions, Watcher,
 } from './store.ts';
 import { WalCheckpointer } from './wal-checkpointer.ts';
 import { WalSync } from './wal-sync.ts';
-
-// better-sqlite3 ships no types; this is the part of its API we use.
-interface Statement {
-  run(...params: unknown[]): { changes: number; lastInsertRowid: number | bigint };
-  get(...params: unknown[]): unknown;
-  all(...params: unknown[]): unknown[];
-  pluck(): Statement;
-}
-interface Transaction<A extends unknown[], R> { (...args: A): R; immediate(...args: A): R }
-interface Database {
-  prepare(sql: string): Statement;
-  exec(sql: string): void;
-  pragma(source: string, options?: { simple?: boolean }): unknown;
-  transaction<A extends unknown[], R>(fn: (...args: A) => R): Transaction<A, R>;
-  close(): void;
-}
-const require = createRequire(import.meta.url);
-const openDatabase = require('better-sqlite3') as new (path: string, options?: { timeout?: number }) => Database;
+import { SqliteWatchers } from './sqlite-watchers.ts';
+import { openFile, prepareStatements, toKv, type Database, type EventRow, type KvRow, type Statement, type Transaction } from './sqlite-schema.ts';
 
 export interface SqliteStoreOptions {
   /** How often to look for other processes' commits and for expired leases. Default 25 ms. */
@@ -87,41 +69,11 @@ export interface SqliteStoreOptions {
   synchronous?: 'full' | 'normal';
 }
 
-const SCHEMA_VERSION = 1;
 /** How long one group commit may apply writes before it commits and leaves the rest to the next. */
 const FLUSH_BUDGET_MS = 5;
 /** SQLite's default automatic checkpoint, restored if the checkpoint thread fails (contract 8). */
 const AUTOCHECKPOINT_PAGES = 1000;
-/** Revisions a watcher reads per query; a revision's events are never split. */
-const WATCH_WINDOW = 1000;
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ${SCHEMA_VERSION}), ('revision', 1), ('compact_revision', 0);
-CREATE TABLE IF NOT EXISTS kv (
-  key TEXT PRIMARY KEY, value TEXT NOT NULL, create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL,
-  version INTEGER NOT NULL, lease INTEGER) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kv_lease ON kv (lease) WHERE lease IS NOT NULL;
-CREATE TABLE IF NOT EXISTS history (
-  rev INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL,
-  kv TEXT, prev TEXT, PRIMARY KEY (rev, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, ttl INTEGER NOT NULL, expires_at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS leases_expiry ON leases (expires_at);
-`;
-
-/** A kv row as selected by KV_COLUMNS; history rows hold put and previous KeyValues as JSON. */
-type KvRow = Omit<KeyValue, 'lease'> & { lease?: string | null };
-interface EventRow { rev: number; type: 'put' | 'delete'; key: string; kv: string | null; prev: string | null }
-const KV_COLUMNS = 'key, value, create_rev AS createRevision, mod_rev AS modRevision, version, CAST(lease AS TEXT) AS lease';
-interface WatchState {
-  prefix: string; lower: string; upper: Buffer; nextRev: Revision;
-  handler: WatchHandler; onError?: (err: StoreError) => void; cancelled: boolean;
-  /** The delivery loop in progress, if any: one at a time per watcher. */
-  running?: Promise<void>;
-  /** Why the watch ended on its own. */
-  failure?: StoreError;
-}
 
 /** Hands out revisions inside one write transaction: changes share a revision until endRevision(). */
 class RevisionScope {
@@ -155,7 +107,7 @@ export class SqliteStore implements Store {
   private readonly db: Database;
   private readonly s: Record<string, Statement>;
   private readonly busyTimeoutMs: number;
-  private readonly watchers = new Set<WatchState>();
+  private readonly watchers: SqliteWatchers;
   private readonly timer: NodeJS.Timeout;
   private readonly batchTxn: Transaction<[QueuedWrite[], number], number>;
   private readonly savepoint: Transaction<[() => unknown], unknown>;
@@ -194,27 +146,7 @@ export class SqliteStore implements Store {
         },
       });
     }
-    const prep = (sql: string) => this.db.prepare(sql);
-    this.s = {
-      meta: prep('SELECT value FROM meta WHERE name = ?').pluck(),
-      setMeta: prep('UPDATE meta SET value = ? WHERE name = ?'),
-      getKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`),
-      getRevisions: prep('SELECT create_rev AS createRevision, mod_rev AS modRevision, version FROM kv WHERE key = ?'),
-      rangeKv: prep(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < CAST(? AS TEXT) ORDER BY key LIMIT ?`),
-      putKv: prep('INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version, lease) VALUES (?, ?, ?, ?, ?, ?)'),
-      deleteKv: prep('DELETE FROM kv WHERE key = ?'),
-      kvByLease: prep('SELECT key FROM kv WHERE lease = ? ORDER BY key').pluck(),
-      event: prep('INSERT INTO history (rev, seq, type, key, kv, prev) VALUES (?, ?, ?, ?, ?, ?)'),
-      events: prep('SELECT rev, type, key, kv, prev FROM history WHERE rev >= ? AND rev <= ? AND key >= ? AND key < CAST(? AS TEXT) ORDER BY rev, seq'),
-      compact: prep('DELETE FROM history WHERE rev < ?'),
-      grant: prep('INSERT INTO leases (ttl, expires_at) VALUES (?, ?)'),
-      lease: prep('SELECT ttl FROM leases WHERE id = ?').pluck(),
-      touchLease: prep('UPDATE leases SET expires_at = ? WHERE id = ?'),
-      deleteLease: prep('DELETE FROM leases WHERE id = ?'),
-      expired: prep('SELECT id FROM leases WHERE expires_at <= ? ORDER BY expires_at, id').pluck(),
-      nextExpiry: prep('SELECT min(expires_at) FROM leases').pluck(),
-      dataVersion: prep('PRAGMA data_version').pluck(),
-    };
+    this.s = prepareStatements(this.db);
     this.savepoint = this.db.transaction((fn: () => unknown) => fn());
     /** Applies writes from the head of `batch` for up to budgetMs (at least one); returns how many. */
     this.batchTxn = this.db.transaction((batch: QueuedWrite[], budgetMs: number) => {
@@ -239,6 +171,14 @@ export class SqliteStore implements Store {
       return applied;
     });
     this.readTxn = this.db.transaction((fn: () => unknown) => fn());
+    this.watchers = new SqliteWatchers({
+      read: (fn) => this.read(fn),
+      revisions: () => [this.meta('revision'), this.meta('compact_revision')],
+      current: () => this.run(() => this.meta('revision')),
+      events: (from, to, lower, upper) => this.s.events.all(from, to, lower, upper) as EventRow[],
+      translate: (err) => this.translate(err),
+      closed: () => this.closed,
+    });
     this.timer = setInterval(() => this.tick(), options.pollIntervalMs ?? 25);
     this.timer.unref();
   }
@@ -299,25 +239,7 @@ export class SqliteStore implements Store {
     const [current, compacted] = this.read(() => [this.meta('revision'), this.meta('compact_revision')]);
     const nextRev = options.fromRevision ?? current + 1;
     if (nextRev < compacted) throw new CompactedError(nextRev, compacted);
-    const w: WatchState = {
-      prefix, lower: prefix, upper: prefixRangeEnd(prefix), nextRev, handler, onError: options.onError,
-      cancelled: false,
-    };
-    this.watchers.add(w);
-    if (nextRev <= current) setImmediate(() => void this.pump(w));
-    return {
-      cancel: async () => {
-        w.cancelled = true;
-        this.watchers.delete(w);
-      },
-      progress: async () => {
-        const ended = () => w.failure ?? new StoreError('ECANCELLED', `watch of prefix ${JSON.stringify(prefix)} was cancelled; watch again`);
-        const target = this.run(() => this.meta('revision'));
-        while (w.nextRev <= target && !w.cancelled) await this.pump(w);
-        if (w.cancelled) throw ended();
-        return w.nextRev - 1;
-      },
-    };
+    return this.watchers.add(prefix, nextRev, nextRev <= current, options.onError, handler);
   }
 
   async compact(revision: Revision): Promise<void> {
@@ -360,8 +282,7 @@ export class SqliteStore implements Store {
     while (this.queue.length > 0) this.flush(Infinity); // writes already accepted are committed, not dropped
     this.closed = true;
     clearInterval(this.timer);
-    for (const w of this.watchers) w.cancelled = true;
-    this.watchers.clear();
+    this.watchers.cancelAll();
     await this.walSync?.close(); // the groups committed above are acknowledged once synced
     await this.checkpointer?.stop();
     this.db.close();
@@ -457,7 +378,7 @@ export class SqliteStore implements Store {
         this.dataVersion = dataVersion;
         this.localDirty = false;
         this.nextExpiry = this.s.nextExpiry.get() as number | null;
-        for (const w of this.watchers) void this.pump(w);
+        this.watchers.pumpAll();
       }
       if (this.nextExpiry !== null && Date.now() >= this.nextExpiry && this.queue.length === 0) {
         this.write(() => undefined).catch((err) => { if (!this.closed) process.emitWarning(this.translate(err)); });
@@ -465,50 +386,6 @@ export class SqliteStore implements Store {
     } catch (err) {
       if (!this.closed) process.emitWarning(this.translate(err));
     }
-  }
-
-  /** Delivers the watcher's history up to the current revision; joins the delivery in progress if any. */
-  private pump(w: WatchState): Promise<void> {
-    if (w.cancelled) return Promise.resolve();
-    w.running ??= this.deliver(w).finally(() => { w.running = undefined; });
-    return w.running;
-  }
-
-  private async deliver(w: WatchState): Promise<void> {
-    try {
-      for (;;) {
-        if (w.cancelled || this.closed) return;
-        const { events, caughtUp } = this.read(() => this.readWindow(w));
-        if (events.length > 0) {
-          try {
-            await w.handler(events);
-          } catch (err) {
-            throw new WatchHandlerError(w.prefix, err);
-          }
-        } else if (caughtUp) {
-          return;
-        }
-      }
-    } catch (err) {
-      if (w.cancelled || this.closed) return;
-      w.cancelled = true;
-      this.watchers.delete(w);
-      const error = this.translate(err);
-      w.failure = error;
-      if (w.onError) w.onError(error);
-      else process.emitWarning(error);
-    }
-  }
-
-  /** The watcher's next window of history; advances its nextRev past it. */
-  private readWindow(w: WatchState): { events: WatchEvent[]; caughtUp: boolean } {
-    const [current, compacted] = [this.meta('revision'), this.meta('compact_revision')];
-    if (w.nextRev < compacted) throw new CompactedError(w.nextRev, compacted);
-    if (w.nextRev > current) return { events: [], caughtUp: true };
-    const last = Math.min(current, w.nextRev + WATCH_WINDOW - 1);
-    const rows = this.s.events.all(w.nextRev, last, w.lower, w.upper) as EventRow[];
-    w.nextRev = last + 1;
-    return { events: rows.map(toEvent), caughtUp: last === current };
   }
 
   // ---- Plumbing ---------------------------------------------------------------------------------
@@ -600,42 +477,4 @@ export class SqliteStore implements Store {
     }
     return new StoreError('ESQLITE', `SQLite store ${this.path}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/** Opens the file, switches it to WAL and creates or checks the schema (waiting out other openers). */
-function openFile(path: string, busyTimeoutMs: number): Database {
-  let db: Database | undefined;
-  const fail = (why: string, cause?: unknown) => {
-    db?.close();
-    return new StoreError('EOPEN', `cannot open SQLite store ${path}: ${why}`, { cause });
-  };
-  try {
-    db = new openDatabase(path, { timeout: busyTimeoutMs });
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (mode !== 'wal' && path !== ':memory:') throw fail(`it cannot use WAL (journal_mode is ${String(mode)}); put it on a local filesystem, not NFS`);
-    // NORMAL in both modes: commits do not sync; 'full' syncs the WAL off the event loop (contract 7).
-    db.pragma('synchronous = NORMAL');
-    db.transaction(() => db!.exec(SCHEMA)).immediate();
-    const schema = db.prepare("SELECT value FROM meta WHERE name = 'schema'").pluck().get() as number;
-    if (schema > SCHEMA_VERSION) throw fail(`its schema version ${schema} is newer than this appnetd supports (${SCHEMA_VERSION}); upgrade appnetd`);
-    return db;
-  } catch (err) {
-    if (err instanceof StoreError) throw err;
-    const busy = String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY');
-    throw fail(busy ? `another process kept it locked for over ${busyTimeoutMs} ms; check for a stuck process (fuser ${path})`
-      : `${(err as Error).message}; check that its directory exists and is writable`, err);
-  }
-}
-
-/** Drops a null lease, so a KeyValue without a lease has no lease property. */
-function toKv(row: KvRow): KeyValue {
-  if (row.lease === null) delete row.lease;
-  return row as KeyValue;
-}
-
-function toEvent(r: EventRow): WatchEvent {
-  const kv: KeyValue = r.kv !== null ? JSON.parse(r.kv) : { key: r.key, value: '', createRevision: 0, modRevision: r.rev, version: 0 };
-  const event: WatchEvent = { type: r.type, kv, revision: r.rev };
-  if (r.prev !== null) event.prevKv = JSON.parse(r.prev) as KeyValue;
-  return event;
 }
