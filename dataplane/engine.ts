@@ -36,7 +36,7 @@ function checkMtu(mtu: number): void {
 }
 
 export class Engine {
-  readonly #n: NativeEngine;
+  readonly #native: NativeEngine;
   readonly #floods = new Map<number, string[]>();
   #stopped = false;
 
@@ -51,37 +51,37 @@ export class Engine {
     const linkPort = opts.linkPort ?? 0;
     check(Number.isInteger(linkPort) && linkPort >= 0 && linkPort < 65536 && linkPort !== port, `linkPort must be 0..65535 and differ from underlayPort, got ${linkPort}`);
     let self: Engine | undefined;
-    this.#n = new native.Engine(
+    this.#native = new native.Engine(
       { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), fdbLimit, linkPort, ...opts.offloads },
       onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
     );
     self = this;
   }
 
-  start(): void { this.#n.start(); }
+  start(): void { this.#native.start(); }
 
   /** Stops the threads and closes every device; the devices disappear. Idempotent. */
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#n.stop();
+    this.#native.stop();
   }
 
   /** `encrypted`: the VNI travels only on encrypted links (needs linkPort). */
   addVni(vni: number, mtu: number, opts: { encrypted?: boolean } = {}): void {
     checkVni(vni);
     checkMtu(mtu);
-    this.#n.addVni(vni, mtu, opts.encrypted === true);
+    this.#native.addVni(vni, mtu, opts.encrypted === true);
   }
   removeVni(vni: number): void {
-    this.#n.removeVni(vni);
+    this.#native.removeVni(vni);
     this.#floods.delete(vni);
   }
 
   /** Remote VTEPs (underlay IPv4) that receive this VNI's broadcast and unknown unicast. */
   setFlood(vni: number, remotes: string[]): void {
     checkVni(vni);
-    this.#n.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
+    this.#native.setFlood(vni, remotes.map((r) => parseIpv4Address(r)));
     this.#floods.set(vni, [...remotes].sort());
   }
 
@@ -93,7 +93,7 @@ export class Engine {
    */
   setKnownVteps(addresses: Iterable<string>): void {
     const list = [...new Set(addresses)].sort();
-    this.#n.setKnownVteps(list.map((a) => parseIpv4Address(a)));
+    this.#native.setKnownVteps(list.map((a) => parseIpv4Address(a)));
     this.#knownVteps = list;
   }
   #knownVteps: string[] | null = null;
@@ -109,7 +109,7 @@ export class Engine {
 
   /** Creates the device (in spec.netns if given), configures it and registers it; blocks this thread meanwhile. */
   addPort(spec: PortSpec): number {
-    return this.#n.addPort(nativePortSpec(spec));
+    return this.#native.addPort(nativePortSpec(spec));
   }
 
   /**
@@ -118,24 +118,24 @@ export class Engine {
    */
   addPortAsync(spec: PortSpec): Promise<number> {
     try {
-      return this.#n.addPortAsync(nativePortSpec(spec));
+      return this.#native.addPortAsync(nativePortSpec(spec));
     } catch (err) {
       return Promise.reject(err);
     }
   }
-  removePort(id: number): void { this.#n.removePort(id); }
+  removePort(id: number): void { this.#native.removePort(id); }
 
   /** A static entry: `to` is a local port id or a remote VTEP's underlay address. */
   addFdb(vni: number, mac: string, to: { port: number } | { remote: string }): void {
     checkVni(vni);
     const m = Buffer.from(parseMac(mac));
-    if ('port' in to) this.#n.addFdb(vni, m, to.port, 0);
-    else this.#n.addFdb(vni, m, -1, parseIpv4Address(to.remote));
+    if ('port' in to) this.#native.addFdb(vni, m, to.port, 0);
+    else this.#native.addFdb(vni, m, -1, parseIpv4Address(to.remote));
   }
-  removeFdb(vni: number, mac: string): boolean { return this.#n.removeFdb(vni, Buffer.from(parseMac(mac))); }
+  removeFdb(vni: number, mac: string): boolean { return this.#native.removeFdb(vni, Buffer.from(parseMac(mac))); }
 
   fdb(vni: number): FdbEntry[] {
-    return this.#n.fdb(vni).map((e) => ({
+    return this.#native.fdb(vni).map((e) => ({
       mac: formatMac(e.mac),
       port: e.port >= 0 ? e.port : null,
       remote: e.port >= 0 ? null : formatIpv4Address(e.remote),
@@ -145,17 +145,17 @@ export class Engine {
   }
 
   counters(): EngineCounters {
-    return this.#n.counters() as unknown as EngineCounters;
+    return this.#native.counters() as unknown as EngineCounters;
   }
 
   addPuntRule(rule: PuntRule): number {
     if (rule.vni !== undefined) checkVni(rule.vni, 'rule.vni');
-    return this.#n.addPuntRule({ ...rule, dstIp: rule.dstIp === undefined ? undefined : parseIpv4Address(rule.dstIp) });
+    return this.#native.addPuntRule({ ...rule, dstIp: rule.dstIp === undefined ? undefined : parseIpv4Address(rule.dstIp) });
   }
-  removePuntRule(id: number): boolean { return this.#n.removePuntRule(id); }
+  removePuntRule(id: number): boolean { return this.#native.removePuntRule(id); }
 
   drainPunts(): PuntedFrame[] {
-    return this.#n.drainPunts().map((p) => ({
+    return this.#native.drainPunts().map((p) => ({
       rule: p.rule,
       port: p.port >= 0 ? p.port : null,
       vni: p.vni,
@@ -166,18 +166,18 @@ export class Engine {
   }
 
   /** Delivers a frame to a local port's device, as if the overlay had sent it. */
-  injectToPort(port: number, frame: Uint8Array): void { this.#n.injectToPort(port, Buffer.from(frame)); }
+  injectToPort(port: number, frame: Uint8Array): void { this.#native.injectToPort(port, Buffer.from(frame)); }
   /** Switches a frame within a VNI as if a station on this host had sent it. */
-  injectToVni(vni: number, frame: Uint8Array): void { this.#n.injectToVni(vni, Buffer.from(frame)); }
+  injectToVni(vni: number, frame: Uint8Array): void { this.#native.injectToVni(vni, Buffer.from(frame)); }
   /** Sends a UDP datagram from the underlay socket. */
   sendDatagram(address: string, port: number, payload: Uint8Array): void {
-    this.#n.sendDatagram(parseIpv4Address(address), port, Buffer.from(payload));
+    this.#native.sendDatagram(parseIpv4Address(address), port, Buffer.from(payload));
   }
   /** The outer UDP source ports the flow hash spreads flows over. */
-  txSourcePorts(): number[] { return this.#n.txSourcePorts(); }
+  txSourcePorts(): number[] { return this.#native.txSourcePorts(); }
 
   /** As if the port's instance had sent the frame (replaying a capture). */
-  injectFromPort(port: number, frame: Uint8Array): void { this.#n.injectFromPort(port, Buffer.from(frame)); }
+  injectFromPort(port: number, frame: Uint8Array): void { this.#native.injectFromPort(port, Buffer.from(frame)); }
 
   /** Starts a capture session; throws RangeError naming `filter` when the expression does not compile. */
   captureStart(spec: CaptureSpec): number {
@@ -192,18 +192,18 @@ export class Engine {
     check(Number.isInteger(snaplen) && snaplen >= 14 && snaplen <= 65535, `snaplen must be an integer in 14..65535, got ${snaplen}`);
     const ring = spec.ring ?? 4096;
     check(Number.isInteger(ring) && ring >= 1 && ring <= 1_000_000, `ring must be an integer in 1..1000000, got ${ring}`);
-    return this.#n.captureStart({ points: mask, vni: spec.vni, port: spec.port, snaplen, ring, filter: spec.filter });
+    return this.#native.captureStart({ points: mask, vni: spec.vni, port: spec.port, snaplen, ring, filter: spec.filter });
   }
   /** The records copied since the last drain, unpacked (one object per record: for tests and JSON clients). */
   captureDrain(id: number): CaptureBatch {
-    const { records, count: _count, ...totals } = this.#n.captureDrain(id);
+    const { records, count: _count, ...totals } = this.#native.captureDrain(id);
     return { ...totals, records: unpackCaptureRecords(records) };
   }
   /** The same batch packed as the engine holds it, one buffer whatever the record count. */
   captureDrainPacked(id: number): PackedCaptureBatch {
-    return this.#n.captureDrain(id);
+    return this.#native.captureDrain(id);
   }
-  captureStop(id: number): boolean { return this.#n.captureStop(id); }
+  captureStop(id: number): boolean { return this.#native.captureStop(id); }
 
   // The uplink and the NAT stage (native/src/uplink.cc).
 
@@ -211,24 +211,24 @@ export class Engine {
   setUplink(name: string | null, mtu = 1500): void {
     if (name !== null) check(IFNAME.test(name), `uplink name must be 1-15 characters of [A-Za-z0-9_.-], got '${name}'`);
     checkMtu(mtu);
-    this.#n.setUplink(name, mtu);
+    this.#native.setUplink(name, mtu);
   }
   /** An in-memory uplink in place of the TUN: the test is the outside, through memorySend/memoryReceive('uplink'). */
   setUplinkMemory(mtu = 1500): void {
     checkMtu(mtu);
-    this.#n.setUplinkMemory(mtu);
+    this.#native.setUplinkMemory(mtu);
   }
   /** As the instance behind memory port `port` (or the outside of a memory uplink): one frame in; false when its queue is full. */
-  memorySend(port: number | 'uplink', frame: Buffer): boolean { return this.#n.memorySend(port, frame); }
+  memorySend(port: number | 'uplink', frame: Buffer): boolean { return this.#native.memorySend(port, frame); }
   /** What the engine wrote to memory port `port` (or a memory uplink) since the last call, oldest first. */
-  memoryReceive(port: number | 'uplink'): Buffer[] { return this.#n.memoryReceive(port); }
+  memoryReceive(port: number | 'uplink'): Buffer[] { return this.#native.memoryReceive(port); }
   /** The table the NAT stage translates through (shared: rules added to it apply at once); null: none. */
-  setNat(table: NatTable | null): void { this.#n.setNat(table === null ? null : table.nativeHandle()); }
+  setNat(table: NatTable | null): void { this.#native.setNat(table === null ? null : table.nativeHandle()); }
   /** The gateway of a NAT network on this host, or null to take the VNI out of the NAT stage. */
   setGateway(vni: number, g: GatewaySpec | null): void {
     checkVni(vni);
     if (g === null) {
-      this.#n.setGateway(vni, null);
+      this.#native.setGateway(vni, null);
       return;
     }
     const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(g.netblock);
@@ -237,34 +237,34 @@ export class Engine {
     const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
     const net = parseIpv4Address(m![1]);
     check(((net & ~mask) >>> 0) === 0, `gateway.netblock ${g.netblock} has host bits set`);
-    this.#n.setGateway(vni, { ip: parseIpv4Address(g.ip), net, mask, mac: Buffer.from(parseMac(g.mac)), nat: g.nat });
+    this.#native.setGateway(vni, { ip: parseIpv4Address(g.ip), net, mask, mac: Buffer.from(parseMac(g.mac)), nat: g.nat });
   }
   /** Where packets from the uplink to `ip` go in the VNI. */
   addNeighbour(vni: number, ip: string, mac: string): void {
     checkVni(vni);
-    this.#n.addNeighbour(vni, parseIpv4Address(ip), Buffer.from(parseMac(mac)));
+    this.#native.addNeighbour(vni, parseIpv4Address(ip), Buffer.from(parseMac(mac)));
   }
-  removeNeighbour(vni: number, ip: string): boolean { return this.#n.removeNeighbour(vni, parseIpv4Address(ip)); }
+  removeNeighbour(vni: number, ip: string): boolean { return this.#native.removeNeighbour(vni, parseIpv4Address(ip)); }
   /** A routed address: packets from the uplink to it enter `vni` untranslated. */
   addRouted(vni: number, ip: string): void {
     checkVni(vni);
-    this.#n.addRouted(vni, parseIpv4Address(ip));
+    this.#native.addRouted(vni, parseIpv4Address(ip));
   }
-  removeRouted(ip: string): boolean { return this.#n.removeRouted(parseIpv4Address(ip)); }
+  removeRouted(ip: string): boolean { return this.#native.removeRouted(parseIpv4Address(ip)); }
 
   // Encrypted links. A peer is another host, named by its registered underlay address.
 
   /** The bound link port (0: links disabled). */
-  linkPort(): number { return this.#n.linkPort(); }
+  linkPort(): number { return this.#native.linkPort(); }
   linkAddPeer(vtep: string, endpoint: { address: string; port: number }): void {
     check(Number.isInteger(endpoint.port) && endpoint.port > 0 && endpoint.port < 65536, `endpoint.port must be 1..65535, got ${endpoint.port}`);
-    this.#n.linkAddPeer(parseIpv4Address(vtep), parseIpv4Address(endpoint.address), endpoint.port);
+    this.#native.linkAddPeer(parseIpv4Address(vtep), parseIpv4Address(endpoint.address), endpoint.port);
   }
-  linkRemovePeer(vtep: string): boolean { return this.#n.linkRemovePeer(parseIpv4Address(vtep)); }
+  linkRemovePeer(vtep: string): boolean { return this.#native.linkRemovePeer(parseIpv4Address(vtep)); }
   /** Installs a session from a completed handshake: an initiator's is used at once, a responder's once confirmed. */
   linkInstall(vtep: string, s: LinkSessionKeys): void {
     check(s.sendKey.length === 32 && s.recvKey.length === 32, 'session keys must be 32 bytes');
-    this.#n.linkInstall(parseIpv4Address(vtep), {
+    this.#native.linkInstall(parseIpv4Address(vtep), {
       localIndex: s.localIndex >>> 0,
       remoteIndex: s.remoteIndex >>> 0,
       sendKey: Buffer.from(s.sendKey),
@@ -273,16 +273,16 @@ export class Engine {
     });
   }
   /** Forgets sessions older than the reject-after time. */
-  linkExpire(): void { this.#n.linkExpire(); }
+  linkExpire(): void { this.#native.linkExpire(); }
   /** Sends an empty data message on the peer's current session; false if it has none. */
-  linkKeepalive(vtep: string): boolean { return this.#n.linkKeepalive(parseIpv4Address(vtep)); }
+  linkKeepalive(vtep: string): boolean { return this.#native.linkKeepalive(parseIpv4Address(vtep)); }
   /** Sends a handshake message from the link socket. */
   linkSend(address: string, port: number, data: Uint8Array): void {
-    this.#n.linkSend(parseIpv4Address(address), port, Buffer.from(data));
+    this.#native.linkSend(parseIpv4Address(address), port, Buffer.from(data));
   }
   /** Peers with their sessions and counters; keys only when `withKeys` (operator key export). */
   linkPeers(withKeys = false): LinkPeerInfo[] {
-    return this.#n.linkPeers(withKeys).map(({ endpointIp, endpointPort, ...p }) => ({
+    return this.#native.linkPeers(withKeys).map(({ endpointIp, endpointPort, ...p }) => ({
       ...p,
       vtep: formatIpv4Address(p.vtep),
       endpoint: { address: formatIpv4Address(endpointIp), port: endpointPort },

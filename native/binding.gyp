@@ -11,7 +11,7 @@
         "src/switch.cc",
         "src/engine_tx.cc",
         "src/engine_rx.cc",
-        "src/l3port.cc",
+        "src/tun_port.cc",
         "src/punt.cc",
         "src/links.cc",
         "src/capture.cc",

@@ -44,13 +44,13 @@ Napi::Object counters_snapshot(Napi::Env env, Engine& e) {
   auto lock = e.read_lock();
   out.Set("wire", counters_object(env, e.wire()));
   Napi::Object vnis = Napi::Object::New(env);
-  for (auto& [id, v] : e.vnis()) vnis.Set(std::to_string(id), counters_object(env, v->c));
+  for (auto& [id, v] : e.vnis()) vnis.Set(std::to_string(id), counters_object(env, v->counters));
   out.Set("vnis", vnis);
   Napi::Array ports = Napi::Array::New(env);
   uint32_t n = 0;
   for (auto& p : e.ports()) {
     if (!p) continue;
-    Napi::Object o = counters_object(env, p->c);
+    Napi::Object o = counters_object(env, p->counters);
     o.Set("id", p->id);
     o.Set("name", p->name);
     o.Set("vni", double(p->vni));
@@ -78,7 +78,7 @@ Napi::Array link_peers_snapshot(Napi::Env env, Engine& e, bool keys) {
   Napi::Array out = Napi::Array::New(env);
   uint32_t n = 0;
   for (auto& [vtep, p] : e.links().peers()) {
-    Napi::Object o = link_counters(env, p->c);
+    Napi::Object o = link_counters(env, p->counters);
     o.Set("vtep", double(vtep));
     o.Set("endpointIp", double(p->endpoint_ip()));
     o.Set("endpointPort", p->endpoint_port());

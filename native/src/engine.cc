@@ -74,9 +74,9 @@ sockaddr_in vtep_addr(uint32_t ip, uint16_t port) {
 void ImmediateSender::to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) {
   sockaddr_in a = vtep_addr(remote, port_);
   if (sendto(fds_[sock], d, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0)
-    v.c.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
+    v.counters.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
   else
-    v.c.tx(len);
+    v.counters.tx(len);
 }
 
 uint8_t* ImmediateSender::link_buffer() {
@@ -88,8 +88,8 @@ void ImmediateSender::to_link(uint32_t ip, uint16_t port, const uint8_t* msg, si
   sockaddr_in a = vtep_addr(ip, port);
   bool ok = sendto(link_fd_, msg, len, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a)) >= 0;
   if (!v) return;
-  if (ok) v->c.tx(len);
-  else v->c.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
+  if (ok) v->counters.tx(len);
+  else v->counters.drop(errno == EMSGSIZE ? kDropOversize : kDropQueueFull);
 }
 
 uint64_t Engine::now_ms() {
@@ -415,7 +415,7 @@ bool Engine::link_keepalive(uint32_t vtep) {
   if (!captures_.empty())
     captures_.offer_wire(kCapOut, 0, opt_.underlay_ip, opt_.link_port, p->endpoint_ip(), p->endpoint_port(), msg, n);
   out.to_link(p->endpoint_ip(), p->endpoint_port(), msg, n, nullptr);
-  p->c.keepalives_tx.fetch_add(1, std::memory_order_relaxed);
+  p->counters.keepalives_tx.fetch_add(1, std::memory_order_relaxed);
   p->last_tx_ms.store(now, std::memory_order_relaxed);
   return true;
 }
@@ -449,7 +449,7 @@ void Engine::inject_from_port(int id, const uint8_t* frame, size_t len) {
     throw std::invalid_argument("frame of " + std::to_string(len) + " bytes does not fit the port (MTU " + std::to_string(v->mtu) + ")");
   std::vector<uint8_t> buf = with_headroom(frame, len);
   uint8_t* f = buf.data() + kVxlanHdr;
-  p->c.rx(len);
+  p->counters.rx(len);
   if (!captures_.empty()) captures_.offer(kCapPort, kCapIn, v->id, p->id, f, len);
   if (!filter_passes(*p, f, len, FilterDir::kSend)) return;
   if (punt_frame(v->id, p->id, 0, f, len)) return;

@@ -73,12 +73,12 @@ struct Port {
   // Application connection ports only: what the port may carry. Null (every other port) costs
   // the pipelines one pointer test per frame.
   std::unique_ptr<const PortFilter> filter;
-  Counters c;
+  Counters counters;
   // TAP receive coalescing (gro.h): segments that went out inside a super-frame, and the
   // super-frames (each counts its segments in c.tx as they arrived).
   std::atomic<uint64_t> gro_merged{0}, gro_writes{0};
   // TUN: IPv4 -> MAC of overlay neighbours, learned from frames delivered to this port, at most fdb_limit of
-  // them, each valid for the ageing time since it was last seen (l3port.cc).
+  // them, each valid for the ageing time since it was last seen (tun_port.cc).
   struct Neighbour { uint64_t mac; uint64_t seen_ms; };
   std::mutex neigh_mu;
   std::unordered_map<uint32_t, Neighbour> neigh;
@@ -119,7 +119,7 @@ struct Vni {
   NatGateway gw;  // written under the configuration lock held exclusively
   // IPv4 -> MAC of the network's instances, for packets from the uplink (guarded by fdb_mu).
   std::unordered_map<uint32_t, uint64_t> neigh;
-  Counters c;
+  Counters counters;
 };
 
 // Where the switch sends datagrams. The TX thread batches; other callers send at once.
@@ -299,7 +299,7 @@ class Engine {
   // writable headroom before it. `in` is the local port it came from, or null.
   void forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Sender& out);
   // Sends one VXLAN datagram towards a VTEP: in clear, or sealed on the peer's link.
-  void emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len);
+  void send_to_vtep(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len);
   // `gro`: the calling RX pipeline's coalescer, or null to write the frame at once.
   void deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro = nullptr);
   // Applies the port's filter (if any) in direction `dir`; false (and counted on the port and its
@@ -325,7 +325,7 @@ class Engine {
   bool punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len);
   void age_fdb();
 
-  // TUN ports (l3port.cc): the overlay sees an Ethernet station; the device sees IPv4.
+  // TUN ports (tun_port.cc): the overlay sees an Ethernet station; the device sees IPv4.
   void tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out);
   // Learns ip -> mac for a TUN port (its neigh_mu held); false when the table is full of live entries.
   bool tun_learn(Port& p, uint32_t ip, uint64_t mac, uint64_t now);

@@ -1,4 +1,6 @@
 // RX pipeline: wire -> VXLAN -> switch -> port. Runs on one engine-owned thread.
+// Function per step: run (1-2), split_coalesced (2), on_datagram (capture), vxlan_in (3-6), link_in (3a-3b),
+// Engine::deliver_to_port and gro_flush (switch.cc, 6-7).
 //
 //  1. Wait: poll the underlay socket, with a timeout so that stop() is noticed.
 //  2. Read: recvmmsg up to kBatch messages, each into its own 64 KiB slot, with its source
@@ -11,7 +13,9 @@
 //     does not share (vni_not_shared).
 //  4. Learn: the inner source MAC is learned at the outer source address (the remote VTEP); a static entry
 //     never moves, and a frame claiming a live local port's MAC is dropped (mac_conflict).
-//  5. Punt: frames matching a classifier are copied to the punt ring.
+//  5. Punt: frames matching a classifier are copied to the punt ring. On a NAT network, a frame to the
+//     gateway MAC for an address off the network (sent by an instance on a host without the uplink) goes
+//     through NAT egress here, as on the TX pipeline's step 5.
 //  6. Switch: a known local destination is written to its device; broadcast, multicast and
 //     unknown unicast go to every local port of the VNI; nothing is sent back to the wire
 //     (split horizon: the sender already replicated to every VTEP). A port with a filter
@@ -20,7 +24,8 @@
 //     merged into a super-frame (gro.h) and written with one writev and a GSO virtio_net_hdr;
 //     anything else flushes the port's super-frame first and is written as it is. Whatever is
 //     pending is written at the end of the batch, before the lock is released.
-// Steps 3-7 run with the configuration lock held shared; nothing allocates per packet.
+// Steps 3-7 run with the configuration lock held shared. Nothing allocates per packet except a punted
+// frame's copy in the punt ring (step 5, and 3b's handshake queue).
 //
 // A second instance of this pipeline, on its own thread, reads the encrypted link socket:
 //  3a. Data messages: look the receiver index up, refuse expired sessions, check the replay
@@ -87,7 +92,7 @@ class RxPipeline {
         if (n <= 0) break;
         {
           std::shared_lock lock(e_.cfg_mu_);
-          for (int i = 0; i < n; i++) split(i);
+          for (int i = 0; i < n; i++) split_coalesced(i);
           if (gro_) e_.gro_flush(*gro_);
         }
         if (n < kBatch) break;
@@ -97,7 +102,7 @@ class RxPipeline {
 
  private:
   // Splits a GRO-coalesced message into its datagrams.
-  void split(int i) {
+  void split_coalesced(int i) {
     msghdr& h = msgs_[i].msg_hdr;
     uint8_t* d = static_cast<uint8_t*>(iov_[i].iov_base);
     size_t len = msgs_[i].msg_len;
@@ -121,24 +126,24 @@ class RxPipeline {
       }
     }
     if (seg == 0 || seg >= len) {
-      dispatch(d, len, remote, rport);
+      on_datagram(d, len, remote, rport);
       return;
     }
-    for (size_t off = 0; off < len; off += seg) dispatch(d + off, len - off < seg ? len - off : seg, remote, rport);
+    for (size_t off = 0; off < len; off += seg) on_datagram(d + off, len - off < seg ? len - off : seg, remote, rport);
   }
 
-  void dispatch(uint8_t* d, size_t len, uint32_t remote, uint16_t rport) {
+  void on_datagram(uint8_t* d, size_t len, uint32_t remote, uint16_t rport) {
     if (!e_.captures_.empty()) {
       // What arrived, before decryption or decapsulation; the VNI is known only for clear VXLAN.
       uint32_t vni = !link_ && len >= kVxlanHdr ? uint32_t(d[4]) << 16 | uint32_t(d[5]) << 8 | d[6] : 0;
       uint16_t lport = link_ ? e_.opt_.link_port : e_.opt_.underlay_port;
       e_.captures_.offer_wire(kCapIn, vni, remote, rport, e_.opt_.underlay_ip, lport, d, len);
     }
-    if (link_) handle_link(d, len, remote, rport);
-    else handle(d, len, remote, false);
+    if (link_) link_in(d, len, remote, rport);
+    else vxlan_in(d, len, remote, false);
   }
 
-  void handle_link(uint8_t* d, size_t len, uint32_t src, uint16_t sport) {
+  void link_in(uint8_t* d, size_t len, uint32_t src, uint16_t sport) {
     LinkCounters& g = e_.links_.global();
     if (len < 4 || d[1] || d[2] || d[3]) { g.drop(kLinkDropMalformed); return; }
     if (d[0] != link::kTypeData) {
@@ -155,28 +160,28 @@ class RxPipeline {
     LinkPeer& p = *f.peer;
     LinkSession& s = *f.session;
     uint64_t now = Engine::now_ms();
-    if (s.expired(now)) { p.c.drop(kLinkDropExpired); return; }
-    if (!s.replay.check(h.counter)) { p.c.drop(kLinkDropReplay); return; }
+    if (s.expired(now)) { p.counters.drop(kLinkDropExpired); return; }
+    if (!s.replay.check(h.counter)) { p.counters.drop(kLinkDropReplay); return; }
     long n = link::open(s.recv_key, d, len, d + link::kHeader);
-    if (n < 0) { p.c.drop(kLinkDropBadTag); return; }
-    if (!s.replay.mark(h.counter)) { p.c.drop(kLinkDropReplay); return; }
+    if (n < 0) { p.counters.drop(kLinkDropBadTag); return; }
+    if (!s.replay.mark(h.counter)) { p.counters.drop(kLinkDropReplay); return; }
     if (p.next.load(std::memory_order_relaxed) == &s) LinkTable::promote(p, &s);
     uint64_t ep = LinkPeer::pack(src, sport);
     if (p.endpoint.load(std::memory_order_relaxed) != ep) {
       p.endpoint.store(ep, std::memory_order_relaxed);
-      p.c.roams.fetch_add(1, std::memory_order_relaxed);
+      p.counters.roams.fetch_add(1, std::memory_order_relaxed);
     }
     p.last_rx_ms.store(now, std::memory_order_relaxed);
-    p.c.rx_packets.fetch_add(1, std::memory_order_relaxed);
-    p.c.rx_bytes.fetch_add(len, std::memory_order_relaxed);
+    p.counters.rx_packets.fetch_add(1, std::memory_order_relaxed);
+    p.counters.rx_bytes.fetch_add(len, std::memory_order_relaxed);
     if (n == 0) {
-      p.c.keepalives_rx.fetch_add(1, std::memory_order_relaxed);
+      p.counters.keepalives_rx.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    handle(d + link::kHeader, size_t(n), p.vtep, true);
+    vxlan_in(d + link::kHeader, size_t(n), p.vtep, true);
   }
 
-  void handle(uint8_t* d, size_t len, uint32_t remote, bool via_link) {
+  void vxlan_in(uint8_t* d, size_t len, uint32_t remote, bool via_link) {
     Counters& w = e_.wire_;
     w.rx(len);
     // Clear VXLAN only from known VTEPs, before anything reads it (a link peer is authenticated instead).
@@ -194,9 +199,9 @@ class RxPipeline {
     if (!e_.captures_.empty()) e_.captures_.offer(kCapVniDecap, kCapIn, vni, -1, d + kVxlanHdr, len - kVxlanHdr);
     uint8_t* frame = d + kVxlanHdr;
     size_t flen = len - kVxlanHdr;
-    v->c.rx(flen);
+    v->counters.rx(flen);
     Learn learnt = e_.learn(*v, frame + 6, -1, remote);
-    if (learnt != Learn::kOk) { v->c.drop(learnt == Learn::kFull ? kDropFdbFull : kDropMacConflict); return; }
+    if (learnt != Learn::kOk) { v->counters.drop(learnt == Learn::kFull ? kDropFdbFull : kDropMacConflict); return; }
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
     if (v->gw.nat && e_.nat_egress(*v, frame, flen)) return;  // off-net, from a host without the uplink
 
@@ -204,10 +209,10 @@ class RxPipeline {
     if (!mac_is_group(frame) && e_.lookup(*v, frame, &fe)) {
       Port* p = fe.port >= 0 ? e_.port_by_id(fe.port) : nullptr;
       if (p) e_.deliver_to_port(*p, frame, flen, out_, gro_.get());
-      else v->c.drop(kDropNoDestination);  // known to be remote: never hairpin
+      else v->counters.drop(kDropNoDestination);  // known to be remote: never hairpin
       return;
     }
-    if (v->ports.empty()) { v->c.drop(kDropNoDestination); return; }
+    if (v->ports.empty()) { v->counters.drop(kDropNoDestination); return; }
     for (int pid : v->ports)
       if (Port* p = e_.port_by_id(pid)) e_.deliver_to_port(*p, frame, flen, out_, gro_.get());
   }
@@ -240,7 +245,7 @@ void RxProbe::batch(const Datagram* d, size_t n) {
     uint8_t* slot = &r.slots_[i * RxPipeline::kRxSlot];
     size_t len = std::min(d[i].len, RxPipeline::kRxSlot);
     if (len) std::memcpy(slot, d[i].data, len);
-    r.dispatch(slot, len, d[i].remote, d[i].remote_port);
+    r.on_datagram(slot, len, d[i].remote, d[i].remote_port);
   }
   if (r.gro_) r.e_.gro_flush(*r.gro_);
 }

@@ -1,25 +1,34 @@
-// TX pipeline: local ports -> switch -> VXLAN -> wire. Runs on one engine-owned thread.
+// TX pipeline: local ports (and the uplink) -> switch -> VXLAN -> wire. Runs on one engine-owned thread.
+// Function per step: read_port/ingest (2), port_frame (3-5b), Engine::forward_from_local and send_to_vtep
+// (switch.cc, 5c), BatchSender::flush (6), read_uplink/uplink_packet (7), Engine::age_fdb and nat_sweep (8).
 //
-//  1. Wait: epoll on every port fd and the wake eventfd (stop, configuration change).
+//  1. Wait: epoll on every port fd, the uplink TUN and the wake eventfd (stop, configuration change).
 //  2. Read: up to kBatch reads per ready port into one ingress buffer. A TAP read starts with a
 //     virtio_net_hdr: a TCP super-frame (TSO, up to 64 KiB) is cut into MSS-sized segments and
 //     a partial checksum is completed (offload.h), so one read() carries up to ~45 frames.
 //     Each frame or segment lands in its own slot, behind headroom for the VXLAN header (and for
-//     TUN ports the synthesised Ethernet header), so encapsulation writes in place.
+//     TUN ports the synthesised Ethernet header, tun_port.cc), so encapsulation writes in place.
 //  3. Check: runt frames are malformed; a port with a filter (port_filter.h) drops what it may
 //     not send, segment by segment; frames above the VNI's MTU are oversize, and an IPv4
 //     DF packet is answered with ICMP "fragmentation needed" (the sender lowers its PMTU).
 //  4. Punt: frames matching a classifier are copied to the punt ring (and, if the rule
 //     consumes them, go no further).
-//  5. Switch: learn the source MAC on the port; a known local destination is written to its
-//     device at once; a known remote goes to its VTEP; anything else floods to the VNI's other
-//     local ports and to every VTEP in its flood list (head-end replication, sharing one slot).
+//  5. NAT and switch: on a NAT network, the source MAC is learnt and a frame to the gateway MAC for an
+//     address off the network goes through NAT egress to the uplink TUN (uplink.cc, nat_translate.cc).
+//     Anything else is switched: learn the source MAC on the port; a known local destination is written
+//     to its device at once; a known remote goes to its VTEP (in clear, or sealed on the peer's link
+//     session for an encrypted VNI); anything else floods to the VNI's other local ports and to every
+//     VTEP in its flood list (head-end replication, sharing one slot).
 //  6. Flush: datagrams are queued per source socket (the flow hash picks the socket, and so the
 //     outer source port) and sent with one sendmmsg per socket per batch. Runs of equal-size
 //     datagrams to the same VTEP (the segments of one super-frame) go as one UDP GSO message
 //     (UDP_SEGMENT): the kernel carries them as one packet as far as it can. If the kernel
 //     refuses GSO (EIO: no checksum offload on the way out), the engine sends them one by one.
-// Steps 2-6 run with the configuration lock held shared; nothing allocates per packet.
+//  7. Uplink: IPv4 packets the kernel routed into the uplink TUN go through NAT ingress (or to a routed
+//     address), get an Ethernet header from the network's neighbour table, and are switched as in 5.
+//  8. Once a second, outside the lock: FDB ageing (what expired only) and the NAT table's sweep.
+// Steps 2-7 run with the configuration lock held shared. Nothing allocates per packet except a punted
+// frame's copy in the punt ring (step 4).
 #include <netinet/udp.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -158,7 +167,7 @@ class BatchSender : public Sender {
       if (r > 0) {
         for (int g = sent; g < sent + r; g++)
           for (int i = q.gfirst[g]; i < q.gfirst[g] + q.gcount[g]; i++)
-            if (q.vni[i]) q.vni[i]->c.tx(q.iov[i].iov_len);
+            if (q.vni[i]) q.vni[i]->counters.tx(q.iov[i].iov_len);
         sent += r;
         continue;
       }
@@ -186,7 +195,7 @@ class BatchSender : public Sender {
       // The message at `sent` failed: count its datagrams and carry on with the rest.
       Drop d = errno == EMSGSIZE ? kDropOversize : kDropQueueFull;
       for (int i = q.gfirst[sent]; i < q.gfirst[sent] + q.gcount[sent]; i++)
-        if (q.vni[i]) q.vni[i]->c.drop(d);
+        if (q.vni[i]) q.vni[i]->counters.drop(d);
       sent++;
     }
     q.n = 0;
@@ -256,9 +265,9 @@ class TxPipeline {
   }
 
   // Runs one frame (already in the current slot, after kVxlanHdr) through the pipeline.
-  void process(Port& p, size_t len) {
+  void from_slot(Port& p, size_t len) {
     int before = out_.pending();
-    handle(p, slot() + kVxlanHdr, len);
+    port_frame(p, slot() + kVxlanHdr, len);
     if (out_.pending() != before) used_++;  // the slot is referenced until the flush
   }
 
@@ -289,10 +298,10 @@ class TxPipeline {
         return;
       }
     }
-    if (len > room) { p.c.rx(len); p.c.drop(kDropOversize); return; }
+    if (len > room) { p.counters.rx(len); p.counters.drop(kDropOversize); return; }
     size_t headroom = p.kind == DeviceKind::kTun ? kEthHdr : 0;
     std::memcpy(slot() + kVxlanHdr + headroom, data, len);
-    process(p, len);
+    from_slot(p, len);
   }
 
   // Packets the kernel routed into the uplink, each behind room for the Ethernet and VXLAN headers.
@@ -321,32 +330,32 @@ class TxPipeline {
       malformed(p, len);
       return;
     }
-    for (size_t s = 0; s < g.count; s++) process(p, tcp4_gso_segment(g, s, slot() + kVxlanHdr));
+    for (size_t s = 0; s < g.count; s++) from_slot(p, tcp4_gso_segment(g, s, slot() + kVxlanHdr));
   }
 
   void malformed(Port& p, size_t len) {
-    p.c.rx(len);
-    p.c.drop(kDropMalformed);
+    p.counters.rx(len);
+    p.counters.drop(kDropMalformed);
   }
 
-  void handle(Port& p, uint8_t* frame, size_t n) {
+  void port_frame(Port& p, uint8_t* frame, size_t n) {
     Vni* v = e_.vni_by_id(p.vni);
     size_t len = n;
     if (p.kind == DeviceKind::kTun) {
-      p.c.rx(n);
-      if (!v) { p.c.drop(kDropNoDestination); return; }
+      p.counters.rx(n);
+      if (!v) { p.counters.drop(kDropNoDestination); return; }
       len = e_.tun_frame_from_device(p, frame, n, out_, *v);
       if (!len) return;
     } else {
-      p.c.rx(n);
-      if (n < kEthHdr) { p.c.drop(kDropMalformed); return; }
-      if (!v) { p.c.drop(kDropNoDestination); return; }
+      p.counters.rx(n);
+      if (n < kEthHdr) { p.counters.drop(kDropMalformed); return; }
+      if (!v) { p.counters.drop(kDropNoDestination); return; }
     }
     if (!e_.captures_.empty()) e_.captures_.offer(kCapPort, kCapIn, v->id, p.id, frame, len);
     // Before the MTU check: only traffic the filter allows is answered with "fragmentation needed".
     if (!e_.filter_passes(p, frame, len, FilterDir::kSend)) return;
     if (len > size_t(v->mtu) + kEthHdr) {
-      p.c.drop(kDropOversize);
+      p.counters.drop(kDropOversize);
       e_.reply_frag_needed(p, frame, len, v->mtu);
       return;
     }

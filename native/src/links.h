@@ -71,7 +71,7 @@ struct LinkPeer {
   std::vector<std::unique_ptr<LinkSession>> owned;  // every session a slot may point to
   std::atomic<uint64_t> last_tx_ms{0}, last_rx_ms{0};
   std::atomic<bool> want_session{false};  // traffic was dropped for lack of a session
-  LinkCounters c;
+  LinkCounters counters;
 
   static uint64_t pack(uint32_t ip, uint16_t port) { return uint64_t(ip) << 16 | port; }
   uint32_t endpoint_ip() const { return uint32_t(endpoint.load(std::memory_order_relaxed) >> 16); }

@@ -82,7 +82,7 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
   if (known && e.port >= 0) {
     Port* p = port_by_id(e.port);
     if (p && p != in) deliver_to_port(*p, frame, len, out);
-    else if (in) in->c.drop(kDropNoDestination);
+    else if (in) in->counters.drop(kDropNoDestination);
     return;
   }
   if (!captures_.empty() && (known || !v.flood.empty()))
@@ -91,7 +91,7 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
   vxlan_write_header(dgram, v.id);
   int sock = int(flow_hash(frame, len) % kTxSockets);
   if (known) {
-    emit(out, v, e.remote, sock, dgram, len + kVxlanHdr);
+    send_to_vtep(out, v, e.remote, sock, dgram, len + kVxlanHdr);
     return;
   }
   // Broadcast, multicast or unknown unicast: every other local port and every VTEP.
@@ -103,13 +103,13 @@ void Engine::forward_from_local(Vni& v, Port* in, uint8_t* frame, size_t len, Se
     sent = true;
   }
   for (uint32_t remote : v.flood) {
-    emit(out, v, remote, sock, dgram, len + kVxlanHdr);
+    send_to_vtep(out, v, remote, sock, dgram, len + kVxlanHdr);
     sent = true;
   }
-  if (!sent && in) in->c.drop(kDropNoDestination);
+  if (!sent && in) in->counters.drop(kDropNoDestination);
 }
 
-void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len) {
+void Engine::send_to_vtep(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t* dgram, size_t len) {
   if (!v.encrypted) {
     if (!captures_.empty())
       captures_.offer_wire(kCapOut, v.id, opt_.underlay_ip, tx_ports_[sock], remote, opt_.underlay_port, dgram, len);
@@ -120,23 +120,23 @@ void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t*
   LinkPeer* p = links_.peer(remote);
   LinkSession* s = p ? p->sendable(now) : nullptr;
   if (!s) {
-    v.c.drop(kDropNoSession);
+    v.counters.drop(kDropNoSession);
     if (p) {
-      p->c.drop(kLinkDropNoSession);
+      p->counters.drop(kLinkDropNoSession);
       p->want_session.store(true, std::memory_order_relaxed);
     }
     return;
   }
   uint64_t ctr = s->send_ctr.fetch_add(1, std::memory_order_relaxed);
   if (ctr >= link::kRejectAfterMessages) {
-    v.c.drop(kDropNoSession);
-    p->c.drop(kLinkDropCounterExhausted);
+    v.counters.drop(kDropNoSession);
+    p->counters.drop(kLinkDropCounterExhausted);
     return;
   }
   uint8_t* msg = out.link_buffer();
   size_t n = link::seal(s->send_key, s->remote_idx, ctr, dgram, len, msg);
-  p->c.tx_packets.fetch_add(1, std::memory_order_relaxed);
-  p->c.tx_bytes.fetch_add(n, std::memory_order_relaxed);
+  p->counters.tx_packets.fetch_add(1, std::memory_order_relaxed);
+  p->counters.tx_bytes.fetch_add(n, std::memory_order_relaxed);
   p->last_tx_ms.store(now, std::memory_order_relaxed);
   if (!captures_.empty())
     captures_.offer_wire(kCapOut, v.id, opt_.underlay_ip, opt_.link_port, p->endpoint_ip(), p->endpoint_port(), msg, n);
@@ -144,15 +144,15 @@ void Engine::emit(Sender& out, Vni& v, uint32_t remote, int sock, const uint8_t*
 }
 
 void Engine::count_filtered(Port& p) {
-  p.c.drop(kDropFiltered);
-  if (Vni* v = vni_by_id(p.vni)) v->c.drop(kDropFiltered);
+  p.counters.drop(kDropFiltered);
+  if (Vni* v = vni_by_id(p.vni)) v->counters.drop(kDropFiltered);
 }
 
 void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, TapGro* gro) {
   // Before anything else, and so before the frame can join a super-frame below.
   if (!filter_passes(p, frame, len, FilterDir::kReceive)) return;
   if (len > size_t(p.mtu) + kEthHdr) {
-    p.c.drop(kDropOversize);
+    p.counters.drop(kDropOversize);
     return;
   }
   if (p.kind == DeviceKind::kTun) {
@@ -183,8 +183,8 @@ void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, T
       }
     }
   }
-  if (write_port(p, frame, len)) p.c.tx(len);
-  else p.c.drop(kDropQueueFull);
+  if (write_port(p, frame, len)) p.counters.tx(len);
+  else p.counters.drop(kDropQueueFull);
 }
 
 void Engine::gro_flush(TapGro& g) {
@@ -200,7 +200,7 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
   size_t n = s.frame.finish(&h);
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(s.frame.data()), n}};
   if (writev(p.fd, iov, 2) >= 0) {
-    p.c.tx(bytes, count);
+    p.counters.tx(bytes, count);
     if (count > 1) {
       p.gro_merged.fetch_add(count, std::memory_order_relaxed);
       p.gro_writes.fetch_add(1, std::memory_order_relaxed);
@@ -214,11 +214,11 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
     tcp4_gso_parse(s.frame.data(), n, h.gso_size, &t);
     for (size_t i = 0; i < t.count; i++) {
       size_t sl = tcp4_gso_segment(t, i, g.scratch.get());
-      if (write_port(p, g.scratch.get(), sl)) p.c.tx(sl);
-      else p.c.drop(kDropQueueFull);
+      if (write_port(p, g.scratch.get(), sl)) p.counters.tx(sl);
+      else p.counters.drop(kDropQueueFull);
     }
   } else {
-    p.c.drop(kDropQueueFull, count);
+    p.counters.drop(kDropQueueFull, count);
   }
   s.frame.clear();
 }

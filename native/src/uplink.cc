@@ -126,7 +126,7 @@ bool Engine::nat_egress(Vni& v, uint8_t* frame, size_t len) {
     if (it != routed_.end() && it->second == v.id) return false;  // an instance holds it here
   }
   size_t n = ipv4_packet_len(ip, len - kEthHdr);
-  if (!n) { v.c.drop(kDropMalformed); return true; }
+  if (!n) { v.counters.drop(kDropMalformed); return true; }
   if (!routed_.empty()) {
     // A routed address is held by whichever instance configured it: learn which one from its traffic.
     uint32_t src = rd32(ip + 12);
@@ -136,10 +136,10 @@ bool Engine::nat_egress(Vni& v, uint8_t* frame, size_t len) {
       v.neigh[src] = mac_key(frame + 6);
     }
   }
-  if (uplink_fd_ < 0) { v.c.drop(kDropNoUplink); return true; }
+  if (uplink_fd_ < 0) { v.counters.drop(kDropNoUplink); return true; }
   if (nat_) {
     nat::Verdict r = nat_->translate(nat::Dir::kEgress, v.id, ip, n, now_ms());
-    if (r.action == nat::Action::kDrop) { v.c.drop(kDropNat); return true; }
+    if (r.action == nat::Action::kDrop) { v.counters.drop(kDropNat); return true; }
   }
   if (write(uplink_fd_, ip, n) >= 0) uplink_c_.tx(n);
   else uplink_c_.drop(kDropQueueFull);

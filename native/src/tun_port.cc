@@ -47,7 +47,7 @@ size_t Engine::tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sen
   const uint8_t* ip = frame + kEthHdr;
   if (ip_len < 20 || (ip[0] >> 4) != 4) {
     // Not IPv4 (the overlay only carries IPv4 for TUN ports) or a runt.
-    p.c.drop(ip_len >= 1 && (ip[0] >> 4) == 6 ? kDropNoDestination : kDropMalformed);
+    p.counters.drop(ip_len >= 1 && (ip[0] >> 4) == 6 ? kDropNoDestination : kDropMalformed);
     return 0;
   }
   uint32_t dst = rd32(ip + 16);
@@ -105,16 +105,16 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
   uint16_t et = rd16(frame + 12);
   bool for_us = mac_is_group(frame) || std::memcmp(frame, p.mac, 6) == 0;
   if (et == kEtherArp) {
-    if (len < kEthHdr + kArpLen) { p.c.drop(kDropMalformed); return; }
+    if (len < kEthHdr + kArpLen) { p.counters.drop(kDropMalformed); return; }
     const uint8_t* a = frame + kEthHdr;
     if (rd16(a) != 1 || rd16(a + 2) != kEtherIpv4 || a[4] != 6 || a[5] != 4) {
-      p.c.drop(kDropMalformed);
+      p.counters.drop(kDropMalformed);
       return;
     }
     uint32_t spa = rd32(a + 14), tpa = rd32(a + 24);
     if (spa) {
       std::lock_guard nl(p.neigh_mu);
-      if (!tun_learn(p, spa, mac_key(a + 8), now_ms())) { p.c.drop(kDropFdbFull); return; }
+      if (!tun_learn(p, spa, mac_key(a + 8), now_ms())) { p.counters.drop(kDropFdbFull); return; }
     }
     if (rd16(a + 6) == 1 && tpa == p.ipv4 && p.ipv4) {
       Vni* v = vni_by_id(p.vni);
@@ -126,18 +126,18 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
     return;
   }
   if (et != kEtherIpv4 || !for_us) {
-    if (et != kEtherIpv4) p.c.drop(kDropNoDestination);
+    if (et != kEtherIpv4) p.counters.drop(kDropNoDestination);
     return;
   }
   const uint8_t* ip = frame + kEthHdr;
   Ipv4View v;
-  if (len < kEthHdr || !ipv4_view(ip, len - kEthHdr, &v)) { p.c.drop(kDropMalformed); return; }
+  if (len < kEthHdr || !ipv4_view(ip, len - kEthHdr, &v)) { p.counters.drop(kDropMalformed); return; }
   if (!mac_is_group(frame + 6)) {
     std::lock_guard nl(p.neigh_mu);
-    if (!tun_learn(p, v.src, mac_key(frame + 6), now_ms())) { p.c.drop(kDropFdbFull); return; }
+    if (!tun_learn(p, v.src, mac_key(frame + 6), now_ms())) { p.counters.drop(kDropFdbFull); return; }
   }
-  if (!write_port(p, ip, v.total)) p.c.drop(kDropQueueFull);
-  else p.c.tx(v.total);
+  if (!write_port(p, ip, v.total)) p.counters.drop(kDropQueueFull);
+  else p.counters.tx(v.total);
 }
 
 void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
@@ -175,7 +175,7 @@ void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
   size_t total = kEthHdr + 20 + icmp_len;
   const uint8_t* w = p.kind == DeviceKind::kTun ? oip : o;
   size_t wlen = p.kind == DeviceKind::kTun ? total - kEthHdr : total;
-  if (write_port(p, w, wlen)) p.c.tx(wlen);
+  if (write_port(p, w, wlen)) p.counters.tx(wlen);
 }
 
 }  // namespace appnet
