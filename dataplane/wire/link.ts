@@ -18,13 +18,21 @@
  * header bytes. `sealData`/`openData` are compared byte for byte with the native functions by
  * test/17-link-crypto.test.ts: change them only together with the C++ code.
  *
- * Importing this module waits for libsodium to load (top-level await), so every export is usable
- * at once.
+ * The AEAD is sodium-native's (libsodium compiled for Node, loaded synchronously): the same library the
+ * handshake and cookies use, so the daemon carries one libsodium.
  */
-import sodium from 'libsodium-wrappers';
+import { createRequire } from 'node:module';
 import { WireError, checkRoom, checkUint } from './errors.ts';
 
-await sodium.ready;
+/** The sodium-native calls used here (it ships no types): outputs are caller-allocated buffers. */
+interface SodiumAead {
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(c: Uint8Array, mac: Uint8Array, m: Uint8Array, ad: Uint8Array | null,
+    nsec: null, npub: Uint8Array, k: Uint8Array): number;
+  /** Throws when the tag does not verify. */
+  crypto_aead_chacha20poly1305_ietf_decrypt_detached(m: Uint8Array, nsec: null, c: Uint8Array, mac: Uint8Array,
+    ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): void;
+}
+const sodium = createRequire(import.meta.url)('sodium-native') as SodiumAead;
 
 /** Default UDP port of encrypted links (not VXLAN's 4789: the two must never be confused). */
 export const LINK_UDP_PORT = 51830;
@@ -121,10 +129,8 @@ export function sealData(key: Uint8Array, receiver: number, counter: bigint, pla
   const out = new Uint8Array(plaintext.length + LINK_OVERHEAD);
   emitLinkDataHeader({ receiver, counter }, out);
   const ad = out.subarray(0, LINK_HEADER_LEN);
-  const { ciphertext, mac } = sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-    plaintext, ad, null, nonceOf(counter), key);
-  out.set(ciphertext, LINK_HEADER_LEN);
-  out.set(mac, LINK_HEADER_LEN + plaintext.length);
+  sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(out.subarray(LINK_HEADER_LEN, LINK_HEADER_LEN + plaintext.length),
+    out.subarray(LINK_HEADER_LEN + plaintext.length), plaintext, ad, null, nonceOf(counter), key);
   return out;
 }
 
@@ -149,10 +155,9 @@ export function openData(key: Uint8Array, message: Uint8Array): LinkOpenResult {
   const error = headerError(message);
   if (error) return { error };
   const v = new LinkDataView(message);
-  let plaintext: Uint8Array;
+  const plaintext = new Uint8Array(v.ciphertext.length);
   try {
-    plaintext = sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-      null, v.ciphertext, v.tag, v.header, nonceOf(v.counter), key);
+    sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(plaintext, null, v.ciphertext, v.tag, v.header, nonceOf(v.counter), key);
   } catch {
     return { error: 'tag' };
   }
