@@ -26,10 +26,11 @@
 // takes the client a few ms to parse, and with 8 responses arriving together the last one waits for the
 // parses of the others, on CPUs it shares with the daemon.
 //
-// `node --import tsx bench/run.ts controlplane [--json] [--scale=F] [--store sqlite|etcd|both]`: F (default 1)
+// `node --import tsx bench/run.ts controlplane [--json] [--scale=F] [--store sqlite|etcd|both] [--etcd-data disk|tmpfs]`: F (default 1)
 // scales every count, for a smoke run (--scale=0.1: 100 networks, 1000 interfaces). Traffic stays in the
 // namespaces built here.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,6 +66,27 @@ interface ScaleResult {
 
 const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
 
+/**
+ * Where the etcd members keep their data: `disk` (default; the three share this machine's one disk, so each
+ * raft commit pays three fsyncs on it) or `tmpfs` (`--etcd-data tmpfs`: a what-if without the fsync cost, to
+ * separate the store's floor from appnet's own latency; not a durable setup).
+ */
+const ETCD_DATA = (() => {
+  const i = process.argv.findIndex((x) => x === '--etcd-data' || x.startsWith('--etcd-data='));
+  const v = i < 0 ? 'disk' : process.argv[i].includes('=') ? process.argv[i].split('=')[1] : process.argv[i + 1];
+  if (v !== 'disk' && v !== 'tmpfs') throw new Error(`controlplane bench: --etcd-data must be disk or tmpfs, got '${v}'`);
+  return v;
+})();
+
+function etcdDataDir(dir: string, cleanups: Array<() => unknown>): string | undefined {
+  if (ETCD_DATA === 'disk') return undefined;
+  const data = path.join(dir, 'etcd-tmpfs');
+  mkdirSync(data);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2g', 'tmpfs', data]);
+  cleanups.push(() => execFileSync('umount', ['-l', data]));
+  return data;
+}
+
 async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
   const networks = Math.round(1000 * scale);
   const instancesPerHost = networks / IFACES_PER_INSTANCE;
@@ -82,8 +104,9 @@ async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
     let benchStore = daemonStore;
     let etcd: EtcdCluster | undefined;
     if (kind === 'etcd') {
-      log('etcd: starting a three-member cluster on the underlay');
-      etcd = await EtcdCluster.start(t, { members: 3, rootAccess: true, attach: { ns: net.underlayNs, bridge: 'br0', subnet: '198.18.0', firstHost: 201 } });
+      const data = etcdDataDir(dir, cleanups);
+      log(`etcd: starting a three-member cluster on the underlay (data on ${ETCD_DATA === 'tmpfs' ? 'a tmpfs' : 'the disk the members share'})`);
+      etcd = await EtcdCluster.start(t, { members: 3, rootAccess: true, dir: data, attach: { ns: net.underlayNs, bridge: 'br0', subnet: '198.18.0', firstHost: 201 } });
       [daemonStore, benchStore] = [etcd.url(), etcd.rootUrl()];
     }
     // TestNet owns the instance namespaces, so its teardown (and its SIGINT/exit handlers) delete them.
@@ -218,7 +241,7 @@ export async function run({ json }: { json?: boolean }): Promise<Record<string, 
   if (!json) {
     const r = results[0];
     console.log(`Control plane at scale, ${machine.cpus} CPUs, kernel ${machine.kernel}: ${r.networks} networks, ${r.interfaces} interfaces ` +
-      `(${r.instances} instances x ${IFACES_PER_INSTANCE}), ${r.timed_host_interfaces} on the timed host h1; stores: ${kinds.join(', ')} (etcd: 3 members)`);
+      `(${r.instances} instances x ${IFACES_PER_INSTANCE}), ${r.timed_host_interfaces} on the timed host h1; stores: ${kinds.join(', ')} (etcd: 3 members, data on ${ETCD_DATA})`);
     console.log(`hosts: ${r.hosts}; client-side latency, ${CONCURRENCY} requests in flight, keep-alive\n`);
     console.log(table(results));
     if (fleet) {
@@ -226,5 +249,5 @@ export async function run({ json }: { json?: boolean }): Promise<Record<string, 
         `after the first POST (target < 30 s: ${fleet.target_30s_met ? 'met' : 'NOT met'}); RSS per daemon ${fleet.rss_mb.join(' / ')} MB`);
     }
   }
-  return { results, fleet, machine };
+  return { results, fleet, machine, etcd_data: ETCD_DATA };
 }
