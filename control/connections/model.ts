@@ -63,9 +63,6 @@ export interface ConnectionRecord {
   version: number;
 }
 
-/** The API view is the record itself: every field is meant for the operator. */
-export type ConnectionView = ConnectionRecord;
-
 /** One status change, stored as an event (repo/connections.ts) and watchable. */
 export interface ConnectionEvent {
   /** Seconds since the epoch (fractional), as network events. */
@@ -79,10 +76,6 @@ export interface ConnectionEvent {
   to: ConnectionStatus | null;
   reason: string | null;
   message: string;
-}
-
-export function isConnectionStatus(value: unknown): value is ConnectionStatus {
-  return typeof value === 'string' && (CONNECTION_STATUSES as readonly string[]).includes(value);
 }
 
 /** Whether a caller of `namespace` sees the connection: either endpoint's namespace, or system. */

@@ -63,10 +63,6 @@ export class InvalidStateTransition extends Conflict {
   }
 }
 
-export function isNetworkState(value: unknown): value is NetworkState {
-  return typeof value === 'string' && (NETWORK_STATES as readonly string[]).includes(value);
-}
-
 /** True when the table allows `from → to`, or when `from === to` (a no-op). */
 export function canTransition(from: NetworkState | null, to: NetworkState): boolean {
   if (from === to) return true;

@@ -235,12 +235,6 @@ export class StoreFullError extends StoreError {
   }
 }
 
-export class NotImplementedError extends StoreError {
-  constructor(message: string) {
-    super('ENOTIMPL', message);
-  }
-}
-
 // ---- Argument checks shared by implementations -------------------------------------------------
 
 export function checkKey(key: unknown, what = 'key'): asserts key is string {
