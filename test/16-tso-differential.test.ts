@@ -98,7 +98,7 @@ test('partial checksum completion agrees with the twin and verifies, UDP zero be
   t.is(finishPartialChecksum(z, 34, 16), null);
 });
 
-test('non-TCP or broken super-frames are refused by both', (t) => {
+test('non-TCP or broken super-frames, and an mss below 88, are refused by both', (t) => {
   const f = superFrame(xorshift32(1), 3000);
   const udp = Buffer.from(f); udp[23] = 17;
   const v6 = Buffer.from(f); v6[14] = 0x65;
@@ -107,4 +107,11 @@ test('non-TCP or broken super-frames are refused by both', (t) => {
     t.is(segmentTcp4(bad, 1448), null);
   }
   t.is(native.tcp4Segment(f, 0), null);
+  // Below Linux's minimum MSS a super-frame is refused, not cut into thousands of segments (a fuzzer finding:
+  // mss 1 stalled the TX thread); at the minimum both still cut it alike.
+  for (const mss of [1, 87]) {
+    t.is(native.tcp4Segment(f, mss), null, `mss ${mss}`);
+    t.is(segmentTcp4(f, mss), null, `mss ${mss}`);
+  }
+  t.deepEqual(native.tcp4Segment(f, 88)!.map((s) => Buffer.from(s).toString('hex')), segmentTcp4(f, 88)!.map((s) => Buffer.from(s).toString('hex')));
 });

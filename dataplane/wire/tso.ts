@@ -30,9 +30,12 @@ const u32 = (b: Uint8Array, o: number) => ((b[o] << 24) | (b[o + 1] << 16) | (b[
 function put16(b: Uint8Array, o: number, v: number): void { b[o] = (v >> 8) & 0xff; b[o + 1] = v & 0xff; }
 function put32(b: Uint8Array, o: number, v: number): void { put16(b, o, v >>> 16); put16(b, o + 2, v & 0xffff); }
 
-/** The segments of a TCP/IPv4 super-frame, or null if it is not one (see the file comment). */
+/** The smallest segment size a super-frame may ask for (Linux's TCP_MIN_MSS; native/src/offload.h kMinGsoMss). */
+export const MIN_GSO_MSS = 88;
+
+/** The segments of a TCP/IPv4 super-frame, or null if it is not one (see the file comment) or its mss is below MIN_GSO_MSS. */
 export function segmentTcp4(frame: Uint8Array, mss: number): Uint8Array[] | null {
-  if (mss <= 0 || frame.length < ETH + 40 || u16(frame, 12) !== 0x0800) return null;
+  if (!(mss >= MIN_GSO_MSS) || frame.length < ETH + 40 || u16(frame, 12) !== 0x0800) return null;
   const ihl = (frame[ETH] & 0x0f) * 4;
   if (frame[ETH] >> 4 !== 4 || ihl < 20 || frame[ETH + 9] !== 6 || ETH + ihl + 20 > frame.length) return null;
   const thl = (frame[ETH + ihl + 12] >> 4) * 4;
