@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "wire.h"
+
 namespace appnet::nat {
 
 enum class Dir : uint8_t {
@@ -187,8 +189,9 @@ class NatTable {
   void touch(Entry& e, Dir d, const uint8_t* l4, uint64_t now);
   uint32_t timeout_s(const Flow& f) const;
 
-  Verdict egress(uint32_t vni, uint8_t* ip, size_t n, uint64_t now);
-  Verdict ingress(uint8_t* ip, size_t n, uint64_t now);
+  // `v` is translate()'s checked view of `ip` (n = v.total).
+  Verdict egress(uint32_t vni, uint8_t* ip, const Ipv4View& v, uint64_t now);
+  Verdict ingress(uint8_t* ip, const Ipv4View& v, uint64_t now);
   Verdict floated(Dir d, Float& fl, uint8_t* ip, size_t n);
   void count_snat(uint32_t vni, uint32_t external, Dir d, size_t bytes);
   Verdict icmp_error(Dir d, uint32_t vni, uint8_t* ip, size_t n, uint64_t now);

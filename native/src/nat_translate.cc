@@ -87,13 +87,14 @@ Verdict NatTable::translate(Dir d, uint32_t vni, uint8_t* ip, size_t len, uint64
     case Ipv4Error::kHeader: return drop(kBadIpHeader);
     case Ipv4Error::kNone: break;
   }
-  Verdict v = d == Dir::kEgress ? egress(vni, ip, view.total, now) : ingress(ip, view.total, now);
+  Verdict v = d == Dir::kEgress ? egress(vni, ip, view, now) : ingress(ip, view, now);
   if (v.action == Action::kTranslated) stats_.translated[int(d)]++;
   if (v.action == Action::kPassthrough) stats_.passthrough[int(d)]++;
   return v;
 }
 
-Verdict NatTable::egress(uint32_t vni, uint8_t* ip, size_t n, uint64_t now) {
+Verdict NatTable::egress(uint32_t vni, uint8_t* ip, const Ipv4View& v, uint64_t now) {
+  size_t n = v.total;
   uint32_t src = rd32(ip + 12), dst = rd32(ip + 16);
   auto fi = float_by_inside_.find(inside_key(vni, src));
   if (fi != float_by_inside_.end()) return floated(Dir::kEgress, floats_.at(fi->second), ip, n);
@@ -105,9 +106,8 @@ Verdict NatTable::egress(uint32_t vni, uint8_t* ip, size_t n, uint64_t now) {
   size_t m = n - ihl_of(ip);
   uint16_t in_port = 0, rem_port = 0;
   if (proto == kTcp || proto == kUdp) {
-    Ipv4View v;
     L4Ports ports;
-    if (!ipv4_view(ip, n, &v) || !l4_ports(v, &ports)) return drop(kTruncatedL4);
+    if (!l4_ports(v, &ports)) return drop(kTruncatedL4);
     in_port = ports.src;
     rem_port = ports.dst;
   } else if (proto == kIcmp) {
@@ -135,7 +135,8 @@ Verdict NatTable::egress(uint32_t vni, uint8_t* ip, size_t n, uint64_t now) {
   return {Action::kTranslated, kNone, vni};
 }
 
-Verdict NatTable::ingress(uint8_t* ip, size_t n, uint64_t now) {
+Verdict NatTable::ingress(uint8_t* ip, const Ipv4View& v, uint64_t now) {
+  size_t n = v.total;
   uint32_t src = rd32(ip + 12), dst = rd32(ip + 16);
   auto fi = floats_.find(dst);
   if (fi != floats_.end()) return floated(Dir::kIngress, fi->second, ip, n);
@@ -146,9 +147,8 @@ Verdict NatTable::ingress(uint8_t* ip, size_t n, uint64_t now) {
   size_t m = n - ihl_of(ip);
   uint16_t ext_port = 0, rem_port = 0;
   if (proto == kTcp || proto == kUdp) {
-    Ipv4View v;
     L4Ports ports;
-    if (!ipv4_view(ip, n, &v) || !l4_ports(v, &ports)) return drop(kTruncatedL4);
+    if (!l4_ports(v, &ports)) return drop(kTruncatedL4);
     rem_port = ports.src;
     ext_port = ports.dst;
   } else if (proto == kIcmp) {
