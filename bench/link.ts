@@ -26,7 +26,7 @@ import { buildLinkNet } from '../test/helpers/link-net.ts';
 import { counters } from '../test/helpers/overlay.ts';
 import { run as exec, runIn } from '../test/helpers/run.ts';
 import type { Daemon } from '../test/helpers/testnet.ts';
-import { benchLog, benchSeconds, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
+import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
 import { nebula, runAnchor, tinc, wireguardGo } from './anchor-tunnels.ts';
 
 const log = benchLog('link');
@@ -76,6 +76,7 @@ async function ours(secs: number, f: Figures, fails: string[], d: Details): Prom
     for (const x of daemons) f[`ours_rss_mb_idle_${x.host.name}`] = Math.round((await x.get('/engine/stats')).rssBytes / 2 ** 20);
     const around = sampleDaemons(daemons, f, 'ours', d.threads);
     await measure({ net, a: a.ns, b: b.ns, addr: addrB, p: 'ours', aDev: tap.ifname, hostB: h2.ns }, secs, f, fails, log, around, UDP_SIZES);
+    await idleCpu(daemons, f);
     const after = await snap();
     daemons.forEach((x, i) => {
       const h = x.host.name;
@@ -127,6 +128,7 @@ function table(f: Figures, d: Details): string {
   lines.push('', `ours during the TCP run: event-loop utilisation max ${f.ours_elu_max ?? '-'} (h1 ${f.ours_elu_h1 ?? '-'}, h2 ${f.ours_elu_h2 ?? '-'}); ` +
     `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core; RSS h1 ${f.ours_rss_mb_h1 ?? '-'} MB, h2 ${f.ours_rss_mb_h2 ?? '-'} MB ` +
     `(idle, link up: h1 ${f.ours_rss_mb_idle_h1 ?? '-'}, h2 ${f.ours_rss_mb_idle_h2 ?? '-'})`);
+  lines.push(`ours idle afterwards (no traffic, 5 s): process CPU max ${f.ours_idle_cpu_pct_max ?? '-'}% of one core`);
   for (const [h, th] of Object.entries(d.threads)) {
     lines.push(`  ${h} threads, % of one core: ${Object.entries(th).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}`);
   }

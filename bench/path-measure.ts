@@ -180,3 +180,18 @@ export function sampleDaemons(daemons: Daemon[], f: Figures, p = 'ours', threads
     [f[`${p}_elu_max`], f[`${p}_cpu_pct_max`], f[`${p}_rss_mb_max`]] = [max('elu'), max('cpu_pct'), max('rss_mb')];
   };
 }
+
+/**
+ * What the daemons cost with no traffic: process CPU (every thread) as % of one core over `ms` of quiet, after
+ * the measured steps; `${p}_idle_cpu_pct_<host>` and `_max` (the floor any latency work must keep near 0).
+ */
+export async function idleCpu(daemons: Daemon[], f: Figures, p = 'ours', ms = 5000): Promise<void> {
+  await new Promise((r) => setTimeout(r, 1000)); // the last step's traffic drains first
+  const before = daemons.map((d) => ({ cpu: cpuMs(d.pid), at: performance.now() }));
+  await new Promise((r) => setTimeout(r, ms));
+  daemons.forEach((d, i) => {
+    f[`${p}_idle_cpu_pct_${d.host.name}`] = r2((100 * (cpuMs(d.pid) - before[i].cpu)) / (performance.now() - before[i].at));
+  });
+  f[`${p}_idle_cpu_pct_max`] = Math.max(...daemons.map((d) => f[`${p}_idle_cpu_pct_${d.host.name}`] as number));
+}
+

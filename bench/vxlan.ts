@@ -16,7 +16,7 @@ import os from 'node:os';
 import { buildOverlay, counters, totalDrops } from '../test/helpers/overlay.ts';
 import { run as exec } from '../test/helpers/run.ts';
 import { TestNet } from '../test/helpers/testnet.ts';
-import { benchLog, benchSeconds, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
+import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
 
 const log = benchLog('vxlan');
 
@@ -34,6 +34,7 @@ async function ours(secs: number, f: Figures, fails: string[]): Promise<void> {
     const around = sampleDaemons(daemons, f);
     const c0 = await Promise.all(daemons.map(counters));
     await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, p: 'ours', aDev: 'tap42', hostB: b.host.ns }, secs, f, fails, log, around);
+    await idleCpu(daemons, f);
     // Engine drops over the whole run, per daemon (wire + VNI + port blocks), reported for diagnosis.
     const c1 = await Promise.all(daemons.map(counters));
     daemons.forEach((d, i) => {
@@ -103,6 +104,7 @@ function table(f: Figures): string {
   lines.push('', `ours during the TCP run: event-loop utilisation max ${f.ours_elu_max ?? '-'} (h1 ${f.ours_elu_h1 ?? '-'}, h2 ${f.ours_elu_h2 ?? '-'}); ` +
     `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core (h1 ${f.ours_cpu_pct_h1 ?? '-'}, h2 ${f.ours_cpu_pct_h2 ?? '-'}); RSS max ${f.ours_rss_mb_max ?? '-'} MB`);
   lines.push(`ours engine drops over the whole run: h1 ${f.ours_engine_drops_h1 ?? '-'}, h2 ${f.ours_engine_drops_h2 ?? '-'}`);
+  lines.push(`ours idle afterwards (no traffic, 5 s): process CPU max ${f.ours_idle_cpu_pct_max ?? '-'}% of one core`);
   return lines.join('\n');
 }
 
