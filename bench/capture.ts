@@ -66,8 +66,8 @@ async function withCapture(x: LinkNet, args: string[], dir: string, tag: string,
   const ends = await Promise.all(caps.map((c) => c.done));
   const t: CaptureTotals = { written: 0, captured: 0, dropped: 0, fileBytes: 0 };
   for (const [i, e] of ends.entries()) {
-    // "appnet capture: N packets; the engine copied C, dropped D (ring full), filtered F"
-    const m = /appnet capture: (\d+) packets; the engine copied (\d+), dropped (\d+)/.exec(e.stderr);
+    // "appnet capture: N packets (M MB) written to FILE; the engine copied C, dropped D (ring full), filtered F"
+    const m = /appnet capture: (\d+) packets[^;\n]*; the engine copied (\d+), dropped (\d+)/.exec(e.stderr);
     if (e.code !== 0 || !m) throw new Error(`appnet capture on h${i + 1} ended with ${e.code}: ${e.stderr.trim().split('\n').pop()}`);
     t.written += Number(m[1]);
     t.captured += Number(m[2]);
