@@ -38,7 +38,7 @@ export interface InterfaceRecord {
   state: InterfaceState;
   stateUpdatedAt: number;
   metadata: Record<string, string>;
-  /** Floating address, once floated (not implemented yet). */
+  /** The floating address mapped 1:1 to this interface (POST /interfaces/{uuid}/float, api/nat-routes.ts), or null. */
   floating: string | null;
   createdAt: number;
   version: number;
