@@ -64,6 +64,22 @@ test('learned entries expire after ageingSeconds of silence and come back with t
   t.is(e1.fdb(42).find((e) => e.mac === A)?.remote, vtep(0));
 });
 
+test('a full FDB takes a new MAC as soon as old entries have aged out, not a sweep later', async (t) => {
+  // Entries past the ageing time are gone from every lookup at once; the sweep that erases them runs once a
+  // second. A table at its limit must not refuse a new MAC in between (it reclaims the expired ones itself).
+  const { e0, e1, a } = await twoHosts(t, { ageingSeconds: 1, fdbLimit: 4 });
+  const from = (i: number) => `02:00:00:00:01:${String(i).padStart(2, '0')}`;
+  const frame = (i: number) => udpFrame({ dstMac: '02:00:00:00:00:77', srcMac: from(i), src: '198.18.0.1', dst: '198.18.0.2', payload: payload(`f${i}`) });
+  const fdbFull = () => e1.counters().vnis['42']?.drops.fdb_full ?? 0;
+  for (let i = 0; i < 6; i++) e0.memorySend(a, frame(i));
+  await until('e1 counts two fdb_full', async () => (fdbFull() === 2 ? true : undefined));
+  t.deepEqual(e1.fdb(42).map((e) => e.mac).sort(), [0, 1, 2, 3].map(from));
+  await until('the four entries have aged out', async () => (e1.fdb(42).length === 0 ? true : undefined), 40);
+  e0.memorySend(a, frame(9));
+  await until('the new MAC is learnt', async () => (e1.fdb(42).some((e) => e.mac === from(9)) ? true : undefined));
+  t.is(fdbFull(), 2, 'no fdb_full for it');
+});
+
 test('malformed and unknown-VNI datagrams are dropped and counted; the traffic around them arrives whole', async (t) => {
   const { e0, e1, a, b, underlayPort } = await twoHosts(t);
   e1.addFdb(42, A, { remote: vtep(0) });

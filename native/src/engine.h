@@ -317,13 +317,15 @@ class Engine {
   bool write_port(Port& p, const uint8_t* data, size_t len);
   // Static entries never move. kConflict when a frame from the wire (port < 0) claims the MAC of a local port (a
   // static entry, or a learnt one still live): the caller drops it as mac_conflict. kFull when the MAC is new
-  // and the VNI already has fdb_limit entries: nothing learnt (the wire's caller drops it as fdb_full).
+  // and the VNI already has fdb_limit live entries (expired ones are reclaimed first): nothing learnt (the wire's
+  // caller drops it as fdb_full).
   Learn learn(Vni& v, const uint8_t* src_mac, int port, uint32_t remote);
   bool vtep_known(uint32_t remote) const { return !vteps_enforced_ || known_vteps_.count(remote) != 0; }
   bool vteps_enforced() const { return vteps_enforced_; }
   bool lookup(Vni& v, const uint8_t* dst_mac, FdbEntry* out);
   bool punt_frame(uint32_t vni, int port, uint32_t remote, const uint8_t* f, size_t len);
   void age_fdb();
+  void age_vni(Vni& v, uint64_t now);  // v.fdb_mu held: the VNI's due ageing items (switch.cc)
 
   // TUN ports (tun_port.cc): the overlay sees an Ethernet station; the device sees IPv4.
   void tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out);

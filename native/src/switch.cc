@@ -18,6 +18,9 @@ Learn Engine::learn(Vni& v, const uint8_t* src, int port, uint32_t remote) {
   std::lock_guard fl(v.fdb_mu);
   auto it = v.fdb.find(k);
   if (it == v.fdb.end()) {
+    // Full: entries that expired since the last once-a-second sweep still hold room; reclaim them first, so a
+    // table at its limit takes a new MAC as soon as an old one has aged out, not up to a sweep later.
+    if (v.fdb.size() >= opt_.fdb_limit) age_vni(v, now);
     if (v.fdb.size() >= opt_.fdb_limit) return Learn::kFull;
     v.fdb.emplace(k, FdbEntry{port, remote, now, false, now});
     v.ageing.emplace_back(k, now);
@@ -49,19 +52,23 @@ void Engine::age_fdb() {
   uint64_t now = now_ms();
   for (auto& [id, v] : vnis_) {
     std::lock_guard fl(v->fdb_mu);
-    // Items due: their entry expired (erase), was refreshed since (queue it again at its last sighting), or is
-    // gone, static now or queued again meanwhile (a stale item: drop it).
-    while (!v->ageing.empty() && now - v->ageing.front().second > opt_.ageing_ms) {
-      auto [mac, queued] = v->ageing.front();
-      v->ageing.pop_front();
-      auto it = v->fdb.find(mac);
-      if (it == v->fdb.end() || it->second.is_static || it->second.queued_ms != queued) continue;
-      if (now - it->second.seen_ms > opt_.ageing_ms) {
-        v->fdb.erase(it);
-      } else {
-        it->second.queued_ms = it->second.seen_ms;
-        v->ageing.emplace_back(mac, it->second.seen_ms);
-      }
+    age_vni(*v, now);
+  }
+}
+
+// With v.fdb_mu held. Only the items due are visited: their entry expired (erase), was refreshed since (queue it
+// again at its last sighting), or is gone, static now or queued again meanwhile (a stale item: drop it).
+void Engine::age_vni(Vni& v, uint64_t now) {
+  while (!v.ageing.empty() && now - v.ageing.front().second > opt_.ageing_ms) {
+    auto [mac, queued] = v.ageing.front();
+    v.ageing.pop_front();
+    auto it = v.fdb.find(mac);
+    if (it == v.fdb.end() || it->second.is_static || it->second.queued_ms != queued) continue;
+    if (now - it->second.seen_ms > opt_.ageing_ms) {
+      v.fdb.erase(it);
+    } else {
+      it->second.queued_ms = it->second.seen_ms;
+      v.ageing.emplace_back(mac, it->second.seen_ms);
     }
   }
 }
