@@ -52,7 +52,9 @@ test('Prometheus scrapes two hosts; PromQL sees a port\'s packets, their rate, a
 
   const query = async (q: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> => {
     const r = await runIn(h1.ns, 'curl', ['-s', '--get', '--data-urlencode', `query=${q}`, `http://127.0.0.1:${PROM_PORT}/api/v1/query`], { reject: false });
-    if (r.code !== 0 || r.stdout === '') return [];
+    // Until its storage is ready Prometheus answers 503 in plain text ("Service Unavailable"): not yet, ask again.
+    // Its API's own errors (a bad query) are JSON with status "error".
+    if (r.code !== 0 || !r.stdout.startsWith('{')) return [];
     const body = JSON.parse(r.stdout) as { status: string; data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
     return body.status === 'success' ? body.data!.result : [];
   };
