@@ -1,7 +1,8 @@
 // Micro benchmark: sealing and opening link data messages (ChaCha20-Poly1305-IETF + 16-byte header).
 // Native figures come from a loop inside the addon (linkCryptoLoop), so they are the per-packet cost
 // the engine pays with no N-API call per packet; the TypeScript codec (dataplane/wire/link.ts, on
-// sodium-native: one binding call and one allocation per message) is what a JS data plane would pay. Gbit/s counts plaintext bytes (the VXLAN datagram).
+// sodium-native: one binding call and one allocation per message) is what a JS data plane would pay.
+// Gbit/s counts plaintext bytes (the VXLAN datagram).
 import os from 'node:os';
 import { native } from '../dataplane/native.ts';
 import { openData, sealData } from '../dataplane/wire/link.ts';

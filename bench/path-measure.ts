@@ -194,4 +194,3 @@ export async function idleCpu(daemons: Daemon[], f: Figures, p = 'ours', ms = 50
   });
   f[`${p}_idle_cpu_pct_max`] = Math.max(...daemons.map((d) => f[`${p}_idle_cpu_pct_${d.host.name}`] as number));
 }
-
