@@ -46,9 +46,11 @@ export interface EngineCounters {
   /**
    * udp_gso_fallbacks: times the TX pipeline found UDP GSO refused by the kernel (it then sends datagrams
    * singly). tap_gro_fallbacks: times a TAP refused a coalesced super-frame (that RX pipeline then writes
-   * frames singly).
+   * frames singly). uplink_gso_writes / uplink_gso_reads: TCP super-packets that went to and came from the
+   * uplink whole (through NAT once each); uplink_gso_fallbacks: times the kernel or a TAP refused one (cut into
+   * segments instead).
    */
-  offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number };
+  offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number; uplink_gso_writes: number; uplink_gso_reads: number; uplink_gso_fallbacks: number };
   /** Encrypted links, when enabled: drops that belong to no peer (unknown index, malformed). */
   links?: LinkCounters;
   /** The uplink, when open: rx read from it (before NAT), tx written to it (after). */
@@ -114,6 +116,8 @@ export interface Offloads {
   tapOffload?: boolean;
   /** Consecutive TCP segments to a TAP port are written as one super-frame (needs tapOffload). */
   tapGro?: boolean;
+  /** The uplink TUN takes and gives TCPv4 super-packets (IFF_VNET_HDR), so NAT works per super-frame. */
+  uplinkOffload?: boolean;
 }
 
 export interface PortSpec {

@@ -61,7 +61,7 @@ export interface DaemonConfig {
   /** Entries per VNI's FDB (default 16384): new MACs off the wire beyond it are dropped as fdb_full. */
   fdbLimit?: number;
   /** Offload kill switches; all default to true (tapGro too when absent). */
-  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean };
+  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean; uplinkOffload?: boolean };
   vnis: VniConfig[];
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
@@ -202,7 +202,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     return off[k] !== false;
   };
   for (const k of Object.keys(off)) {
-    if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro');
+    if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro', 'uplinkOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro, uplinkOffload');
   }
   const api = c.api === undefined ? {} : obj(c.api, 'api');
   const tokens = c.tokens === undefined ? {} : obj(c.tokens, 'tokens');
@@ -230,7 +230,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
     ...(c.metricsToken === undefined ? {} : { metricsToken: str(c.metricsToken, 'metricsToken', /^\S{16,}$/, 'a token of at least 16 characters without spaces') }),
     ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
-    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro') },
+    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro'), uplinkOffload: onOff('uplinkOffload') },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),

@@ -131,6 +131,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.udp_gro = flag("udpGro");
     opt.tap_offload = flag("tapOffload");
     opt.tap_gro = flag("tapGro");
+    opt.uplink_offload = flag("uplinkOffload");
     opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {

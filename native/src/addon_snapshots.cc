@@ -66,6 +66,9 @@ Napi::Object counters_snapshot(Napi::Env env, Engine& e) {
   Napi::Object offload = Napi::Object::New(env);
   offload.Set("udp_gso_fallbacks", double(e.gso_fallbacks()));
   offload.Set("tap_gro_fallbacks", double(e.gro_fallbacks()));
+  offload.Set("uplink_gso_writes", double(e.uplink_gso_writes()));
+  offload.Set("uplink_gso_reads", double(e.uplink_gso_reads()));
+  offload.Set("uplink_gso_fallbacks", double(e.uplink_gso_fallbacks()));
   out.Set("offload", offload);
   if (e.links_enabled()) out.Set("links", link_counters(env, e.links().global()));
   if (e.has_uplink()) out.Set("uplink", counters_object(env, e.uplink_counters()));

@@ -38,8 +38,8 @@ struct Counters {
   std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, tx_packets{0}, tx_bytes{0};
   std::atomic<uint64_t> drops[kDropCount] = {};
 
-  void rx(size_t bytes) {
-    rx_packets.fetch_add(1, std::memory_order_relaxed);
+  void rx(size_t bytes, uint64_t packets = 1) {
+    rx_packets.fetch_add(packets, std::memory_order_relaxed);
     rx_bytes.fetch_add(bytes, std::memory_order_relaxed);
   }
   void tx(size_t bytes, uint64_t packets = 1) {

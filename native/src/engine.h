@@ -160,6 +160,7 @@ struct EngineOptions {
   bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
   bool tap_offload = true;  // TAP ports take checksum and TCPv4 segmentation offload
   bool tap_gro = true;      // RX coalesces TCP segments into super-frames for offload TAP ports
+  bool uplink_offload = true;  // the uplink TUN takes and gives TCPv4 super-packets (uplink.cc)
   uint16_t link_port = 0;   // encrypted links' UDP port (on every address); 0: no links
 };
 
@@ -248,6 +249,10 @@ class Engine {
   uint64_t gso_fallbacks() const { return gso_fallbacks_.load(); }
   // Super-frames a TAP refused (written again as segments; that pipeline stops coalescing).
   uint64_t gro_fallbacks() const { return gro_fallbacks_.load(); }
+  // TCP super-packets written to and read from the uplink whole, and times the kernel refused one.
+  uint64_t uplink_gso_writes() const { return uplink_gso_writes_.load(); }
+  uint64_t uplink_gso_reads() const { return uplink_gso_reads_.load(); }
+  uint64_t uplink_gso_fallbacks() const { return uplink_gso_fallbacks_.load(); }
   uint16_t underlay_port() const { return opt_.underlay_port; }
   std::vector<uint16_t> tx_source_ports() const;
 
@@ -293,7 +298,7 @@ class Engine {
   friend class RxPipeline;
   friend class TxProbe;
   friend class RxProbe;
-  void install_uplink(int fd, int peer_fd, int mtu, const std::string& name);
+  void install_uplink(int fd, int peer_fd, int mtu, const std::string& name, bool vnet);
 
   // Switching, shared by both pipelines and by injection. `frame` has kVxlanHdr bytes of
   // writable headroom before it. `in` is the local port it came from, or null.
@@ -332,13 +337,29 @@ class Engine {
   // Learns ip -> mac for a TUN port (its neigh_mu held); false when the table is full of live entries.
   bool tun_learn(Port& p, uint32_t ip, uint64_t mac, uint64_t now);
   size_t tun_frame_from_device(Port& p, uint8_t* frame, size_t ip_len, Sender& out, Vni& v);
+  // ICMP "fragmentation needed" (RFC 1191) for an oversize DF IPv4 frame, as an Ethernet frame back to its
+  // sender in `out` (kFragNeededMax bytes); 0 when none is due (no DF, an ICMP error, not IPv4).
+  static constexpr size_t kFragNeededMax = kEthHdr + 20 + 8 + 60 + 8;
+  static size_t frag_needed_frame(const uint8_t* frame, size_t len, int mtu, uint8_t* out);
   // Answers an oversize DF packet from port `p` with ICMP "fragmentation needed".
   void reply_frag_needed(Port& p, const uint8_t* frame, size_t len, int mtu);
 
-  // NAT stage. nat_egress: true when the frame was for the uplink (sent, or dropped and counted).
-  bool nat_egress(Vni& v, uint8_t* frame, size_t len);
+  // NAT stage (uplink.cc). nat_egress: true when the frame was for the uplink (sent, or dropped and
+  // counted); `in` is the local port it came from, null off the wire.
+  bool nat_egress(Vni& v, Port* in, uint8_t* frame, size_t len);
+  // A TCP super-frame from a TAP port, bound for the uplink whole (the caller has checked that no
+  // per-frame stage needs its segments). kRefused: translated, but the kernel would not take it whole.
+  enum class UplinkGso { kNotUplink, kSent, kRefused };
+  UplinkGso nat_egress_gso(Vni& v, Port& in, uint8_t* frame, size_t len, const Tcp4Gso& g);
+  bool uplink_write(const uint8_t* ip, size_t n);
   // One IPv4 packet read from the uplink at `ip`, with kVxlanHdr + kEthHdr bytes of headroom.
   void uplink_ingress(uint8_t* ip, size_t len, Sender& out);
+  // NAT ingress and the neighbour lookup for a packet from the uplink whose segments are at most
+  // `seg_len` IP bytes: its VNI, and the MAC in `mac`; null when dropped (counted).
+  Vni* uplink_route(uint8_t* ip, size_t n, size_t seg_len, uint64_t* mac);
+  // A translated TCP super-frame from the uplink written whole into the local TAP its destination MAC is
+  // on; false when that cannot be (not local, no offload, a filter or capture to serve, refused).
+  bool deliver_super_frame(Vni& v, uint8_t* frame, size_t len, const Tcp4Gso& g);
   void nat_sweep();
 
   Port* port_by_id(int id) {
@@ -368,6 +389,9 @@ class Engine {
   int uplink_fd_ = -1;        // the uplink TUN (IFF_NO_PI): IPv4 packets both ways
   int uplink_peer_fd_ = -1;   // a memory uplink's outside end
   int uplink_mtu_ = 1500;
+  bool uplink_vnet_ = false;  // the uplink was opened with IFF_VNET_HDR: every read and write has the header
+  bool uplink_gso_ = false;   // super-frames go to it whole (until the kernel refuses one)
+  std::atomic<uint64_t> uplink_gso_writes_{0}, uplink_gso_reads_{0}, uplink_gso_fallbacks_{0};
   Counters uplink_c_;         // rx: read from the uplink; tx: written to it
   std::shared_ptr<nat::NatTable> nat_;
   std::unordered_map<uint32_t, uint32_t> routed_;  // routed address -> VNI

@@ -203,7 +203,7 @@ class RxPipeline {
     Learn learnt = e_.learn(*v, frame + 6, -1, remote);
     if (learnt != Learn::kOk) { v->counters.drop(learnt == Learn::kFull ? kDropFdbFull : kDropMacConflict); return; }
     if (e_.punt_frame(vni, -1, remote, frame, flen)) return;
-    if (v->gw.nat && e_.nat_egress(*v, frame, flen)) return;  // off-net, from a host without the uplink
+    if (v->gw.nat && e_.nat_egress(*v, nullptr, frame, flen)) return;  // off-net, from a host without the uplink
 
     FdbEntry fe;
     if (!mac_is_group(frame) && e_.lookup(*v, frame, &fe)) {

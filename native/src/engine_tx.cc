@@ -1,11 +1,14 @@
 // TX pipeline: local ports (and the uplink) -> switch -> VXLAN -> wire. Runs on one engine-owned thread.
 // Function per step: read_port/ingest (2), port_frame (3-5b), Engine::forward_from_local and send_to_vtep
-// (switch.cc, 5c), BatchSender::flush (6), read_uplink/uplink_packet (7), Engine::age_fdb and nat_sweep (8).
+// (switch.cc, 5c), BatchSender::flush (batch_sender.h, 6), read_uplink/uplink_packet (7), Engine::age_fdb and
+// nat_sweep (8).
 //
 //  1. Wait: epoll on every port fd, the uplink TUN and the wake eventfd (stop, configuration change).
 //  2. Read: up to kBatch reads per ready port into one ingress buffer. A TAP read starts with a
 //     virtio_net_hdr: a TCP super-frame (TSO, up to 64 KiB) is cut into MSS-sized segments and
-//     a partial checksum is completed (offload.h), so one read() carries up to ~45 frames.
+//     a partial checksum is completed (offload.h), so one read() carries up to ~45 frames. A super-frame
+//     bound for the uplink through NAT skips the cut when no per-frame stage needs it
+//     (super_frame_to_uplink): it is translated once and written to the uplink whole (uplink.cc).
 //     Each frame or segment lands in its own slot, behind headroom for the VXLAN header (and for
 //     TUN ports the synthesised Ethernet header, tun_port.cc), so encapsulation writes in place.
 //  3. Check: runt frames are malformed; a port with a filter (port_filter.h) drops what it may
@@ -26,13 +29,13 @@
 //     refuses GSO (EIO: no checksum offload on the way out), the engine sends them one by one.
 //  7. Uplink: IPv4 packets the kernel routed into the uplink TUN go through NAT ingress (or to a routed
 //     address), get an Ethernet header from the network's neighbour table, and are switched as in 5.
+//     With offload, a TCP super-packet is translated once and written whole into the instance's TAP, or
+//     cut into segments that are switched (uplink_super_packet).
 //  8. Once a second, outside the lock: FDB ageing (what expired only) and the NAT table's sweep.
 // Steps 2-7 run with the configuration lock held shared. Nothing allocates per packet except a punted
 // frame's copy in the punt ring (step 4).
-#include <netinet/udp.h>
-#include <poll.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,175 +43,13 @@
 #include <cstring>
 #include <vector>
 
+#include "batch_sender.h"
 #include "engine.h"
 #include "offload.h"
 #include "pipeline_probe.h"
 #include "uplink.h"
 
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103  // linux/udp.h; glibc headers may lack it
-#endif
-
 namespace appnet {
-
-class BatchSender : public Sender {
- public:
-  static constexpr int kMaxMsgs = 256;
-  static constexpr int kLinkQueue = kTxSockets;  // the last queue sends from the link socket
-  static constexpr size_t kLinkStride = kSlotSize + link::kOverhead;
-
-  BatchSender(const int* fds, uint16_t port, int link_fd, bool gso, std::atomic<uint64_t>* fallbacks)
-      : port_(port), q_(kTxSockets + 1), gso_(gso), fallbacks_(fallbacks) {
-    for (int i = 0; i < kTxSockets; i++) fds_[i] = fds[i];
-    fds_[kLinkQueue] = link_fd;
-    if (link_fd >= 0) pool_.resize(size_t(kMaxMsgs) * kLinkStride);
-  }
-
-  void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override {
-    enqueue(sock, remote, port_, d, len, &v);
-  }
-
-  // Sealed messages live in a pool slot per queued link message, reused after each flush.
-  uint8_t* link_buffer() override {
-    if (q_[kLinkQueue].n == kMaxMsgs) flush_socket(kLinkQueue);
-    return &pool_[size_t(q_[kLinkQueue].n) * kLinkStride];
-  }
-
-  void to_link(uint32_t ip, uint16_t port, const uint8_t* msg, size_t len, Vni* v) override {
-    enqueue(kLinkQueue, ip, port, msg, len, v);
-  }
-
-  int pending() const { return pending_; }
-
-  void flush() {
-    for (int s = 0; s <= kTxSockets; s++) if (q_[s].n) flush_socket(s);
-    pending_ = 0;
-  }
-
- private:
-  void enqueue(int sock, uint32_t ip, uint16_t port, const uint8_t* d, size_t len, Vni* v) {
-    Queue& q = q_[sock];
-    if (q.n == kMaxMsgs) flush_socket(sock);
-    int i = q.n++;
-    q.iov[i] = {const_cast<uint8_t*>(d), len};
-    sockaddr_in& a = q.addr[i];
-    a = {};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(ip);
-    a.sin_port = htons(port);
-    q.vni[i] = v;
-    pending_++;
-  }
-
-  static constexpr int kMaxGsoSegs = 64;         // the kernel's UDP_MAX_SEGMENTS
-  static constexpr size_t kMaxGsoBytes = 65000;  // below the 64 KiB IP datagram limit
-
-  struct Queue {
-    iovec iov[kMaxMsgs];
-    sockaddr_in addr[kMaxMsgs];
-    Vni* vni[kMaxMsgs];
-    int n = 0;
-    // Filled by group() at flush time.
-    mmsghdr gmsgs[kMaxMsgs];
-    int gfirst[kMaxMsgs], gcount[kMaxMsgs];
-    alignas(cmsghdr) char ctrl[kMaxMsgs][CMSG_SPACE(sizeof(uint16_t))];
-  };
-
-  // Groups queued datagrams into messages: a run of up to kMaxGsoSegs datagrams of one size to
-  // one VTEP (the last may be shorter) becomes one message with UDP_SEGMENT.
-  int group(Queue& q) {
-    int m = 0;
-    for (int i = 0; i < q.n;) {
-      size_t size = q.iov[i].iov_len;
-      size_t total = size;
-      int j = i + 1;
-      if (gso_) {
-        while (j < q.n && j - i < kMaxGsoSegs && q.addr[j].sin_addr.s_addr == q.addr[i].sin_addr.s_addr &&
-               q.addr[j].sin_port == q.addr[i].sin_port &&
-               q.iov[j].iov_len <= size && total + q.iov[j].iov_len <= kMaxGsoBytes) {
-          total += q.iov[j].iov_len;
-          bool shorter = q.iov[j].iov_len < size;
-          j++;
-          if (shorter) break;  // only the last segment may be short
-        }
-      }
-      mmsghdr& g = q.gmsgs[m];
-      g = {};
-      g.msg_hdr.msg_name = &q.addr[i];
-      g.msg_hdr.msg_namelen = sizeof(sockaddr_in);
-      g.msg_hdr.msg_iov = &q.iov[i];
-      g.msg_hdr.msg_iovlen = size_t(j - i);
-      if (j - i > 1) {
-        char* c = q.ctrl[m];
-        g.msg_hdr.msg_control = c;
-        g.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        cmsghdr* cm = CMSG_FIRSTHDR(&g.msg_hdr);
-        cm->cmsg_level = SOL_UDP;
-        cm->cmsg_type = UDP_SEGMENT;
-        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        uint16_t seg = uint16_t(size);
-        std::memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
-      }
-      q.gfirst[m] = i;
-      q.gcount[m] = j - i;
-      m++;
-      i = j;
-    }
-    return m;
-  }
-
-  void flush_socket(int s) {
-    Queue& q = q_[s];
-    int m = group(q);
-    int sent = 0;
-    bool waited = false;
-    while (sent < m) {
-      int r = sendmmsg(fds_[s], q.gmsgs + sent, unsigned(m - sent), 0);
-      if (r > 0) {
-        for (int g = sent; g < sent + r; g++)
-          for (int i = q.gfirst[g]; i < q.gfirst[g] + q.gcount[g]; i++)
-            if (q.vni[i]) q.vni[i]->counters.tx(q.iov[i].iov_len);
-        sent += r;
-        continue;
-      }
-      if (errno == EINTR) continue;
-      if ((errno == EAGAIN || errno == ENOBUFS) && !waited) {
-        // The socket buffer is full: give the kernel a moment rather than drop at once.
-        pollfd pfd{fds_[s], POLLOUT, 0};
-        poll(&pfd, 1, 10);
-        waited = true;
-        continue;
-      }
-      if (q.gcount[sent] > 1 && (errno == EIO || errno == EINVAL || errno == EMSGSIZE)) {
-        // The kernel cannot segment on this path: stop using GSO and resend what is left singly.
-        gso_ = false;
-        fallbacks_->fetch_add(1, std::memory_order_relaxed);
-        int rest = q.gfirst[sent];
-        std::memmove(q.iov, q.iov + rest, sizeof(iovec) * size_t(q.n - rest));
-        std::memmove(q.addr, q.addr + rest, sizeof(sockaddr_in) * size_t(q.n - rest));
-        std::memmove(q.vni, q.vni + rest, sizeof(Vni*) * size_t(q.n - rest));
-        q.n -= rest;
-        m = group(q);
-        sent = 0;
-        continue;
-      }
-      // The message at `sent` failed: count its datagrams and carry on with the rest.
-      Drop d = errno == EMSGSIZE ? kDropOversize : kDropQueueFull;
-      for (int i = q.gfirst[sent]; i < q.gfirst[sent] + q.gcount[sent]; i++)
-        if (q.vni[i]) q.vni[i]->counters.drop(d);
-      sent++;
-    }
-    q.n = 0;
-  }
-
-  int fds_[kTxSockets + 1];
-  uint16_t port_;
-  std::vector<Queue> q_;
-  std::vector<uint8_t> pool_;
-  int pending_ = 0;
-  bool gso_;
-  std::atomic<uint64_t>* fallbacks_;
-};
 
 class TxPipeline {
   friend class TxProbe;
@@ -289,7 +130,7 @@ class TxPipeline {
       data += sizeof(h);
       len -= sizeof(h);
       if ((h.gso_type & 0x7f) == kGsoTcpv4) {
-        segment(p, data, len, h.gso_size);
+        if (!super_frame_to_uplink(p, data, len, h.gso_size)) segment(p, data, len, h.gso_size);
         return;
       }
       if (h.gso_type != kGsoNone) { malformed(p, len); return; }
@@ -310,11 +151,98 @@ class TxPipeline {
     for (int i = 0; i < kBatch; i++) {
       int fd = e_.uplink_fd_;
       if (fd < 0) break;
+      if (e_.uplink_vnet_) {
+        if (!read_uplink_vnet(fd)) break;
+        continue;
+      }
       uint8_t* ip = slot() + kVxlanHdr + kEthHdr;
       ssize_t n = read(fd, ip, room);
       if (n <= 0) break;
       uplink_packet(ip, size_t(n));
     }
+  }
+
+  // One read from an uplink opened with offload: a virtio_net_hdr, then a packet or a TCP super-packet
+  // (read behind room for an Ethernet header, so it can go into a TAP whole). False when drained.
+  bool read_uplink_vnet(int fd) {
+    VnetHdr h;
+    uint8_t* ip = in_.data() + kEthHdr;
+    iovec iov[2] = {{&h, sizeof(h)}, {ip, in_.size() - kEthHdr}};
+    ssize_t r = readv(fd, iov, 2);
+    if (r <= 0) return false;
+    size_t n = size_t(r) < sizeof(h) ? 0 : size_t(r) - sizeof(h);
+    if ((h.gso_type & 0x7f) == kGsoTcpv4 && n) {
+      uplink_super_packet(ip, n, h.gso_size);
+      return true;
+    }
+    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
+    if (!n || h.gso_type != kGsoNone ||
+        ((h.flags & kVnetNeedsCsum) && !finish_checksum(ip, n, h.csum_start, h.csum_offset))) {
+      e_.uplink_c_.rx(n);
+      e_.uplink_c_.drop(kDropMalformed);
+    } else if (n > room) {
+      e_.uplink_c_.rx(n);
+      e_.uplink_c_.drop(kDropOversize);
+    } else {
+      uint8_t* at = slot() + kVxlanHdr + kEthHdr;
+      std::memcpy(at, ip, n);
+      uplink_packet(at, n);
+    }
+    return true;
+  }
+
+  // A TCP super-packet from the uplink at `ip` (kEthHdr of headroom): translated once, then written whole
+  // into the instance's TAP, or cut into segments that are switched one by one.
+  void uplink_super_packet(uint8_t* ip, size_t n, size_t mss) {
+    uint8_t* frame = ip - kEthHdr;
+    wr16(frame + 12, kEtherIpv4);
+    Tcp4Gso g;
+    if (!tcp4_gso_parse(frame, kEthHdr + n, mss, &g) || ipv4_packet_len(ip, n) != n ||
+        g.hlen + g.mss > kSlotSize - kVxlanHdr) {
+      e_.uplink_c_.rx(n);
+      e_.uplink_c_.drop(kDropMalformed);
+      return;
+    }
+    e_.uplink_c_.rx(n, g.count);
+    e_.uplink_gso_reads_.fetch_add(1, std::memory_order_relaxed);
+    uint64_t mac;
+    Vni* v = e_.uplink_route(ip, n, g.hlen - kEthHdr + g.mss, &mac);
+    if (!v) return;
+    tcp4_set_partial_csum(ip, g.ihl, n);
+    mac_write(frame, mac);
+    std::memcpy(frame + 6, v->gw.mac, 6);
+    if (e_.deliver_super_frame(*v, frame, kEthHdr + n, g)) return;
+    for (size_t s = 0; s < g.count; s++) {
+      uint8_t* at = slot() + kVxlanHdr;
+      size_t len = tcp4_gso_segment(g, s, at);
+      int before = out_.pending();
+      e_.forward_from_local(*v, nullptr, at, len, out_);
+      if (out_.pending() != before) used_++;
+    }
+  }
+
+  // A super-frame from a TAP port that is bound for the uplink goes there whole, when nothing that must
+  // see frames one at a time is in its way: a filter, a capture, a punt rule, an MTU it would exceed.
+  bool super_frame_to_uplink(Port& p, uint8_t* f, size_t len, size_t mss) {
+    if (!e_.uplink_gso_ || p.filter || !e_.captures_.empty()) return false;
+    Vni* v = e_.vni_by_id(p.vni);
+    Tcp4Gso g;
+    if (!v || !v->gw.nat || !tcp4_gso_parse(f, len, mss, &g) || g.hlen + g.mss > kSlotSize - kVxlanHdr) return false;
+    size_t seg_ip = g.hlen - kEthHdr + g.mss;
+    if (seg_ip > size_t(v->mtu) || seg_ip > size_t(e_.uplink_mtu_)) return false;
+    if (!e_.punt_.empty() && e_.punt_.match(v->id, f, len)) return false;
+    switch (e_.nat_egress_gso(*v, p, f, len, g)) {
+      case Engine::UplinkGso::kNotUplink: return false;
+      case Engine::UplinkGso::kSent: return true;
+      case Engine::UplinkGso::kRefused: break;
+    }
+    // Translated already: the segments go out as they are (each gets its own complete checksums).
+    for (size_t s = 0; s < g.count; s++) {
+      uint8_t* at = slot() + kVxlanHdr;
+      size_t sl = tcp4_gso_segment(g, s, at);
+      e_.uplink_write(at + kEthHdr, sl - kEthHdr);
+    }
+    return true;
   }
 
   // One packet at `ip` (inside the current slot, behind the headroom) from the uplink.
@@ -362,7 +290,7 @@ class TxPipeline {
     if (e_.punt_frame(v->id, p.id, 0, frame, len)) return;
     if (v->gw.nat) {
       e_.learn(*v, frame + 6, p.id, 0);  // replies from the uplink find the instance without a flood
-      if (e_.nat_egress(*v, frame, len)) return;
+      if (e_.nat_egress(*v, &p, frame, len)) return;
     }
     e_.forward_from_local(*v, &p, frame, len, out_);
   }

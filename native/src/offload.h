@@ -94,4 +94,26 @@ inline size_t tcp4_gso_segment(const Tcp4Gso& g, size_t i, uint8_t* out) {
   return g.hlen + chunk;
 }
 
+// What a partial TCP/IPv4 checksum (NEEDS_CSUM) must start from: the pseudo-header sum over the whole
+// TCP length, folded and not complemented. After an address rewrite (NAT) it is recomputed, not patched:
+// RFC 1624's update is for a complete checksum, and the ports it would fold in are not in this sum.
+inline void tcp4_set_partial_csum(uint8_t* ip, size_t ihl, size_t total) {
+  uint32_t s = ipv4_pseudo_sum(ip, 6, total - ihl);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  wr16(ip + ihl + 16, uint16_t(s));
+}
+
+// The virtio_net_hdr that hands a parsed super-frame on whole: `l3` is where its IPv4 header starts
+// in what is written (kEthHdr into a TAP, 0 into a TUN).
+inline VnetHdr tcp4_gso_vnet_hdr(const Tcp4Gso& g, size_t l3) {
+  VnetHdr h{};
+  h.flags = kVnetNeedsCsum;
+  h.gso_type = kGsoTcpv4;
+  h.hdr_len = uint16_t(l3 + g.ihl + g.thl);
+  h.gso_size = uint16_t(g.mss);
+  h.csum_start = uint16_t(l3 + g.ihl);
+  h.csum_offset = 16;
+  return h;
+}
+
 }  // namespace appnet

@@ -230,6 +230,26 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
   s.frame.clear();
 }
 
+bool Engine::deliver_super_frame(Vni& v, uint8_t* frame, size_t len, const Tcp4Gso& g) {
+  FdbEntry e;
+  if (!captures_.empty() || mac_is_group(frame) || !lookup(v, frame, &e) || e.port < 0) return false;
+  Port* p = port_by_id(e.port);
+  if (!p || !p->vnet || p->kind != DeviceKind::kTap || p->filter || g.hlen - kEthHdr + g.mss > size_t(p->mtu))
+    return false;
+  VnetHdr h = tcp4_gso_vnet_hdr(g, kEthHdr);
+  iovec iov[2] = {{&h, sizeof(h)}, {frame, len}};
+  if (writev(p->fd, iov, 2) >= 0) {
+    p->counters.tx(len, g.count);
+    return true;
+  }
+  if (errno == EAGAIN || errno == ENOBUFS) {
+    p->counters.drop(kDropQueueFull, g.count);
+    return true;
+  }
+  uplink_gso_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
 bool Engine::write_port(Port& p, const uint8_t* data, size_t len) {
   if (!p.vnet) return write(p.fd, data, len) >= 0;
   // No offload on the way in: the frame is complete, the kernel verifies its checksums.

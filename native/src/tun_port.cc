@@ -140,19 +140,17 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
   else p.counters.tx(v.total);
 }
 
-void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
-  if (len < kEthHdr + 20 || rd16(f + 12) != kEtherIpv4) return;
+size_t Engine::frag_needed_frame(const uint8_t* f, size_t len, int mtu, uint8_t* o) {
+  if (len < kEthHdr + 20 || rd16(f + 12) != kEtherIpv4) return 0;
   const uint8_t* ip = f + kEthHdr;
   size_t ihl = size_t(ip[0] & 0x0f) * 4;
-  if ((ip[0] >> 4) != 4 || ihl < 20 || len < kEthHdr + ihl + 8) return;
-  if (!(ip[6] & 0x40)) return;  // DF clear: the sender allows fragmentation; we just drop
+  if ((ip[0] >> 4) != 4 || ihl < 20 || len < kEthHdr + ihl + 8) return 0;
+  if (!(ip[6] & 0x40)) return 0;  // DF clear: the sender allows fragmentation
   // Never answer an ICMP error with another (RFC 1812 4.3.2.7): only echo may be answered.
-  if (ip[9] == 1 && ip[ihl] != 8 && ip[ihl] != 0) return;
+  if (ip[9] == 1 && ip[ihl] != 8 && ip[ihl] != 0) return 0;
 
   size_t quoted = ihl + 8;
   size_t icmp_len = 8 + quoted;
-  uint8_t out[kEthHdr + 20 + 8 + 60 + 8];
-  uint8_t* o = out;
   write_eth(o, mac_key(f + 6), f, kEtherIpv4);  // from the frame's destination, back to its source
   uint8_t* oip = o + kEthHdr;
   std::memset(oip, 0, 20);
@@ -172,8 +170,14 @@ void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
   wr16(icmp + 6, uint16_t(mtu));
   std::memcpy(icmp + 8, ip, quoted);
   wr16(icmp + 2, inet_checksum(icmp, icmp_len));
-  size_t total = kEthHdr + 20 + icmp_len;
-  const uint8_t* w = p.kind == DeviceKind::kTun ? oip : o;
+  return kEthHdr + 20 + icmp_len;
+}
+
+void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
+  uint8_t out[kFragNeededMax];
+  size_t total = frag_needed_frame(f, len, mtu, out);
+  if (!total) return;
+  const uint8_t* w = p.kind == DeviceKind::kTun ? out + kEthHdr : out;
   size_t wlen = p.kind == DeviceKind::kTun ? total - kEthHdr : total;
   if (write_port(p, w, wlen)) p.counters.tx(wlen);
 }

@@ -6,6 +6,9 @@
 //   tcp-transfer.mjs client <addr> <port> <bytes> [seed]
 //                                                   sends <bytes> of xorshift32 data (seed default 1), waits
 //                                                   for the server to close, prints {"bytes":N,"sha256":"..."}
+//   tcp-transfer.mjs server-send <port> <bytes> [seed]
+//   tcp-transfer.mjs client-receive <addr> <port>   the same with the data flowing from server to client (a
+//                                                   download: the client opens the connection, the server sends)
 //
 // Exit code 0 on success, 1 with a message on stderr otherwise. No dependencies.
 
@@ -19,30 +22,30 @@ function fail(message) {
   process.exit(1);
 }
 
-function server(port, bindAddr = '0.0.0.0') {
-  const srv = net.createServer({ allowHalfOpen: true }, (sock) => {
-    srv.close(); // one connection only
-    const hash = createHash('sha256');
-    let bytes = 0;
-    sock.on('data', (chunk) => {
-      bytes += chunk.length;
-      hash.update(chunk);
-    });
-    sock.on('end', () => {
-      process.stdout.write(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`);
-      sock.end();
-    });
-    sock.on('error', (e) => fail(`server connection: ${e.message}`));
-  });
-  srv.on('error', (e) => fail(`listen ${bindAddr}:${port}: ${e.message}`));
-  srv.listen(port, bindAddr, () => process.stdout.write('listening\n'));
+function report(bytes, hash) {
+  process.stdout.write(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`);
 }
 
-function client(addr, port, total, seed) {
+// Reads until the peer half-closes, then reports and closes our side.
+function receive(sock, what) {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  sock.on('data', (chunk) => {
+    bytes += chunk.length;
+    hash.update(chunk);
+  });
+  sock.on('end', () => {
+    report(bytes, hash);
+    sock.end();
+  });
+  sock.on('error', (e) => fail(`${what}: ${e.message}`));
+}
+
+// Writes `total` bytes of xorshift32 data, half-closes, and reports once the peer has closed too.
+function send(sock, total, seed, what) {
   let state = seed >>> 0 || 1;
   const hash = createHash('sha256');
   let sent = 0;
-  const sock = net.connect({ host: addr, port });
   const nextChunk = () => {
     const len = Math.min(CHUNK, total - sent);
     const words = new Uint32Array(Math.ceil(len / 4));
@@ -66,21 +69,42 @@ function client(addr, port, total, seed) {
     }
     sock.end();
   };
-  sock.on('connect', pump);
-  sock.on('error', (e) => fail(`client ${addr}:${port}: ${e.message}`));
+  sock.on('error', (e) => fail(`${what}: ${e.message}`));
   sock.on('close', (hadError) => {
-    if (!hadError) process.stdout.write(`${JSON.stringify({ bytes: sent, sha256: hash.digest('hex') })}\n`);
+    if (!hadError) report(sent, hash);
   });
-  sock.resume(); // the server sends nothing; consume its FIN
+  sock.resume(); // the peer sends nothing; consume its FIN
+  return pump;
+}
+
+function listen(port, bindAddr, onConnection) {
+  const srv = net.createServer({ allowHalfOpen: true }, (sock) => {
+    srv.close(); // one connection only
+    onConnection(sock);
+  });
+  srv.on('error', (e) => fail(`listen ${bindAddr}:${port}: ${e.message}`));
+  srv.listen(port, bindAddr, () => process.stdout.write('listening\n'));
+}
+
+function bytesArg(s) {
+  const total = Number(s);
+  if (!Number.isSafeInteger(total) || total < 0) fail(`bytes must be a non-negative integer, got ${s}`);
+  return total;
 }
 
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'server' && args.length >= 1) {
-  server(Number(args[0]), args[1]);
+  listen(Number(args[0]), args[1] ?? '0.0.0.0', (sock) => receive(sock, 'server connection'));
+} else if (mode === 'server-send' && args.length >= 2) {
+  const total = bytesArg(args[1]);
+  listen(Number(args[0]), '0.0.0.0', (sock) => send(sock, total, Number(args[2] ?? 1), 'server connection')());
 } else if (mode === 'client' && args.length >= 3) {
-  const total = Number(args[2]);
-  if (!Number.isSafeInteger(total) || total < 0) fail(`bytes must be a non-negative integer, got ${args[2]}`);
-  client(args[0], Number(args[1]), total, Number(args[3] ?? 1));
+  const total = bytesArg(args[2]);
+  const sock = net.connect({ host: args[0], port: Number(args[1]) });
+  sock.on('connect', send(sock, total, Number(args[3] ?? 1), `client ${args[0]}:${args[1]}`));
+} else if (mode === 'client-receive' && args.length >= 2) {
+  const sock = net.connect({ host: args[0], port: Number(args[1]), allowHalfOpen: true });
+  receive(sock, `client ${args[0]}:${args[1]}`);
 } else {
-  fail('usage: tcp-transfer.mjs server <port> [bindAddr] | client <addr> <port> <bytes> [seed]');
+  fail('usage: tcp-transfer.mjs server <port> [bindAddr] | client <addr> <port> <bytes> [seed] | server-send <port> <bytes> [seed] | client-receive <addr> <port>');
 }

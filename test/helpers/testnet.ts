@@ -350,15 +350,21 @@ export class TestNet {
     return parsed;
   }
 
-  /** Send `bytes` of deterministic data over TCP from `fromNs` to a one-shot server in `toNs`. */
-  async tcpTransfer(fromNs: string, toNs: string, toAddr: string, bytes: number, port = 5201, opts: { timeoutMs?: number } = {}): Promise<TransferResult> {
+  /**
+   * Send `bytes` of deterministic data over TCP from `fromNs` to a one-shot server in `toNs`. With `download`,
+   * `fromNs` still opens the connection, but the server sends and `fromNs` receives (what a client behind NAT
+   * does when it fetches something).
+   */
+  async tcpTransfer(fromNs: string, toNs: string, toAddr: string, bytes: number, port = 5201, opts: { timeoutMs?: number; download?: boolean } = {}): Promise<TransferResult> {
     this.assertOwned(fromNs);
     this.assertOwned(toNs);
-    const server = this.track(spawnIn(toNs, process.execPath, [TCP_TRANSFER, 'server', String(port)]));
+    const serverArgs = opts.download ? ['server-send', String(port), String(bytes)] : ['server', String(port)];
+    const clientArgs = opts.download ? ['client-receive', toAddr, String(port)] : ['client', toAddr, String(port), String(bytes)];
+    const server = this.track(spawnIn(toNs, process.execPath, [TCP_TRANSFER, ...serverArgs]));
     const out = collectOutput(server);
     try {
       await waitForText(server, out, 'stdout', /^listening$/m, 10_000, `tcp-transfer server in ${toNs}`);
-      const client = await runIn(fromNs, process.execPath, [TCP_TRANSFER, 'client', toAddr, String(port), String(bytes)], {
+      const client = await runIn(fromNs, process.execPath, [TCP_TRANSFER, ...clientArgs], {
         timeoutMs: opts.timeoutMs ?? 60_000,
         reject: false,
       });
@@ -366,8 +372,9 @@ export class TestNet {
         throw new Error(`tcp-transfer client ${fromNs} -> ${toAddr}:${port} failed (exit ${client.code ?? client.signal}${client.timedOut ? ', timed out' : ''}): ${client.stderr.trim()}\nserver stderr: ${out.stderr.trim()}`);
       }
       await waitForText(server, out, 'stdout', /^\{.*\}$/m, 10_000, `tcp-transfer server in ${toNs}`);
-      const sent = lastJson(client.stdout) as { bytes: number; sha256: string };
-      const received = lastJson(out.stdout) as { bytes: number; sha256: string };
+      const fromClient = lastJson(client.stdout) as { bytes: number; sha256: string };
+      const fromServer = lastJson(out.stdout) as { bytes: number; sha256: string };
+      const [sent, received] = opts.download ? [fromServer, fromClient] : [fromClient, fromServer];
       return { sentBytes: sent.bytes, receivedBytes: received.bytes, sentSha256: sent.sha256, receivedSha256: received.sha256 };
     } finally {
       await stopProcess(server, { graceMs: 1000 });
