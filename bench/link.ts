@@ -26,7 +26,7 @@ import { buildLinkNet } from '../test/helpers/link-net.ts';
 import { counters } from '../test/helpers/overlay.ts';
 import { run as exec, runIn } from '../test/helpers/run.ts';
 import type { Daemon } from '../test/helpers/testnet.ts';
-import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
+import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, threadLines, threadScaling, type Figures } from './path-measure.ts';
 import { nebula, runAnchor, tinc, wireguardGo } from './anchor-tunnels.ts';
 
 const log = benchLog('link');
@@ -58,6 +58,14 @@ function linkDrops(l: any): Record<string, number> {
 const diff = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, n]) => [k, n - (b[k] ?? 0)]));
 const sum = (r: Record<string, number>) => Object.values(r).reduce((s, n) => s + n, 0);
 
+/** The instance's TAP, named by the data plane (an<8 hex>): the only device besides lo. */
+async function instanceTap(ns: string): Promise<{ name: string; mtu: number }> {
+  const devs = JSON.parse((await runIn(ns, 'ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string; mtu: number }>;
+  const tap = devs.find((x) => x.ifname !== 'lo');
+  if (!tap) throw new Error(`no TAP in instance ${ns}: ${devs.map((x) => x.ifname).join(', ')}`);
+  return { name: tap.ifname, mtu: tap.mtu };
+}
+
 async function ours(secs: number, f: Figures, fails: string[], d: Details): Promise<void> {
   const cleanups: Array<() => unknown> = [];
   const t = shim(cleanups);
@@ -65,17 +73,14 @@ async function ours(secs: number, f: Figures, fails: string[], d: Details): Prom
     log('ours: building the link net (2 hosts, appnetd in store mode, encrypted network, one TAP instance each)');
     const { net, h2, d1, d2, a, b, addrB } = await buildLinkNet(t);
     const daemons = [d1, d2];
-    // The instance's TAP is named by the data plane (an<8 hex>); it is the only device besides lo.
-    const devs = JSON.parse((await runIn(a.ns, 'ip', ['-j', 'link', 'show'])).stdout) as Array<{ ifname: string; mtu: number }>;
-    const tap = devs.find((x) => x.ifname !== 'lo');
-    if (!tap) throw new Error(`no TAP in instance ${a.ns}: ${devs.map((x) => x.ifname).join(', ')}`);
+    const tap = await instanceTap(a.ns);
     f.ours_mtu = tap.mtu;
     const snap = () => Promise.all(daemons.map(async (x: Daemon) => ({ c: await counters(x), l: await x.get('/engine/links') })));
     const before = await snap();
     // RSS with the link up and no traffic yet, to tell the process's baseline from what traffic adds.
     for (const x of daemons) f[`ours_rss_mb_idle_${x.host.name}`] = Math.round((await x.get('/engine/stats')).rssBytes / 2 ** 20);
     const around = sampleDaemons(daemons, f, 'ours', d.threads);
-    await measure({ net, a: a.ns, b: b.ns, addr: addrB, p: 'ours', aDev: tap.ifname, hostB: h2.ns }, secs, f, fails, log, around, UDP_SIZES);
+    await measure({ net, a: a.ns, b: b.ns, addr: addrB, p: 'ours', aDev: tap.name, hostB: h2.ns }, secs, f, fails, log, around, UDP_SIZES);
     await idleCpu(daemons, f);
     const after = await snap();
     daemons.forEach((x, i) => {
@@ -98,9 +103,10 @@ async function ours(secs: number, f: Figures, fails: string[], d: Details): Prom
 
 // Ratios ours/anchor for delivered rates. Not for tx pkt/s: sending faster into a device that drops the excess is
 // not a better result.
-const THROUGHPUT = ['tcp_gbps', ...UDP_SIZES.map((n) => `udp${n}_rx_pps`)];
+const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', ...UDP_SIZES.map((n) => `udp${n}_rx_pps`)];
+const THREADS = [1, 2];
 const ROWS: Array<[string, string]> = [
-  ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'],
+  ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'], ['TCP 4 streams, Gbit/s', 'tcp_p4_gbps'],
   ['  lost: sender dev', 'tcp_lost_sender_dev'], ['  lost: underlay sock', 'tcp_lost_underlay_sock'],
   ...UDP_SIZES.flatMap((n): Array<[string, string]> => [
     [`UDP ${n} B, rx pkt/s`, `udp${n}_rx_pps`], [`UDP ${n} B, tx pkt/s`, `udp${n}_tx_pps`], [`UDP ${n} B, loss %`, `udp${n}_loss_pct`],
@@ -129,6 +135,7 @@ function table(f: Figures, d: Details): string {
     `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core; RSS h1 ${f.ours_rss_mb_h1 ?? '-'} MB, h2 ${f.ours_rss_mb_h2 ?? '-'} MB ` +
     `(idle, link up: h1 ${f.ours_rss_mb_idle_h1 ?? '-'}, h2 ${f.ours_rss_mb_idle_h2 ?? '-'})`);
   lines.push(`ours idle afterwards (no traffic, 5 s): process CPU max ${f.ours_idle_cpu_pct_max ?? '-'}% of one core`);
+  lines.push(...threadLines(f, THREADS));
   for (const [h, th] of Object.entries(d.threads)) {
     lines.push(`  ${h} threads, % of one core: ${Object.entries(th).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}`);
   }
@@ -160,6 +167,11 @@ export async function run({ json }: { json?: boolean }): Promise<Record<string, 
   for (const [name, fn] of sides) {
     await fn().catch((e: Error) => { failures.push(`${name}: ${e.message.split('\n')[0]}`); log(`${name} FAILED: ${e.stack}`); });
   }
+  await threadScaling(async (threads, cleanups) => {
+    const x = await buildLinkNet(shim(cleanups), { daemon: { engine: { threads } } });
+    const tap = await instanceTap(x.a.ns);
+    return { path: { net: x.net, a: x.a.ns, b: x.b.ns, addr: x.addrB, aDev: tap.name, hostB: x.h2.ns }, daemons: [x.d1, x.d2] };
+  }, THREADS, secs, f, failures, log);
   // CPU cost of the delivered TCP rate, both daemons together: the efficiency figure, less sensitive than the
   // rate itself to how much of the 2 cores other processes took.
   for (const p of ['ours', ...ANCHORS.map((a) => a.p)]) {

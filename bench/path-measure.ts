@@ -1,5 +1,6 @@
 // Measuring one network path between two namespaces, shared by the end-to-end benchmarks (vxlan, link):
-// ping RTT, one iperf3 TCP stream, iperf3 UDP floods at two sizes, where the loss happened, and the cost to
+// ping RTT, one iperf3 TCP stream and four in parallel, iperf3 UDP floods at two sizes, where the loss happened,
+// and the cost to
 // appnetd (event-loop utilisation, process CPU, RSS) around the TCP run. Figures go into a flat record whose
 // keys start with the path's prefix, so several paths measured in one run sit side by side.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -35,6 +36,12 @@ export interface Path {
    * and iperf3's: it is reported as `underlay sock` and `receiver sock` is null.
    */
   aDev: string; hostB: string;
+}
+
+/** iperf3 with `streams` TCP streams at once (-P): `${p}_tcp_p${streams}_gbps`, the sum of the streams. */
+export async function tcpParallel(x: Path, streams: number, seconds: number, f: Figures): Promise<void> {
+  const r = await iperf3(x.net, x.a, x.b, x.addr, ['-P', String(streams)], seconds);
+  f[`${x.p}_tcp_p${streams}_gbps`] = r2(r.end.sum_received.bits_per_second / 1e9);
 }
 
 export async function tcp(x: Path, seconds: number, f: Figures): Promise<void> {
@@ -102,6 +109,7 @@ export async function measure(x: Path, secs: number, f: Figures, fails: string[]
   const steps: Array<[string, () => Promise<void>]> = [
     ['ping', () => ping(x, f)], // first, on an idle path: after a flood the RTTs also measure queues draining
     ['tcp', () => (around ? around(() => tcp(x, secs, f)) : tcp(x, secs, f))],
+    ['tcp_p4', () => tcpParallel(x, 4, secs, f)],
     ...udpSizes.map((n): [string, () => Promise<void>] => [`udp${n}`, () => udp(x, n, Math.min(secs, 5), f)]),
   ];
   for (const [name, fn] of steps) {
@@ -193,4 +201,47 @@ export async function idleCpu(daemons: Daemon[], f: Figures, p = 'ours', ms = 50
     f[`${p}_idle_cpu_pct_${d.host.name}`] = r2((100 * (cpuMs(d.pid) - before[i].cpu)) / (performance.now() - before[i].at));
   });
   f[`${p}_idle_cpu_pct_max`] = Math.max(...daemons.map((d) => f[`${p}_idle_cpu_pct_${d.host.name}`] as number));
+}
+
+/**
+ * How throughput and its CPU cost change with engine.threads (docs/engine-threads.md): for each thread count, a
+ * fresh pair of daemons from `build`, one TCP stream and four, each with the daemons sampled around it. Keys
+ * `ours_t<n>_tcp_gbps`, `ours_t<n>_tcp_p4_gbps`, and `ours_t<n>[_p4]_cpu_pct_per_gbps` (h1 + h2 process CPU, % of
+ * one core, per Gbit/s delivered).
+ */
+export async function threadScaling(
+  build: (threads: number, cleanups: Array<() => unknown>) => Promise<{ path: Omit<Path, 'p'>; daemons: Daemon[] }>,
+  counts: number[], secs: number, f: Figures, fails: string[], log: Log,
+): Promise<void> {
+  for (const n of counts) {
+    const cleanups: Array<() => unknown> = [];
+    try {
+      log(`engine.threads ${n}: building`);
+      const { path, daemons } = await build(n, cleanups);
+      await ping({ ...path, p: `ours_t${n}` }, {}, 3);
+      for (const [suffix, step] of [['', (x: Path) => tcp(x, secs, f)], ['_p4', (x: Path) => tcpParallel(x, 4, secs, f)]] as const) {
+        const p = `ours_t${n}${suffix}`;
+        log(`engine.threads ${n}: TCP${suffix ? ' -P 4' : ''}`);
+        await sampleDaemons(daemons, f, p)(() => step({ ...path, p: `ours_t${n}` }));
+        const cpu = daemons.reduce((s, d) => s + (f[`${p}_cpu_pct_${d.host.name}`] ?? NaN), 0);
+        const gbps = f[`ours_t${n}_tcp${suffix}_gbps`];
+        f[`${p}_cpu_pct_per_gbps`] = gbps && Number.isFinite(cpu) ? Math.round(cpu / gbps) : null;
+      }
+    } catch (e) {
+      log(`engine.threads ${n} FAILED: ${(e as Error).message}`);
+      fails.push(`engine.threads ${n}: ${(e as Error).message.split('\n')[0]}`);
+    } finally {
+      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+    }
+  }
+}
+
+/** The threadScaling figures as table lines. */
+export function threadLines(f: Figures, counts: number[]): string[] {
+  const lines = ['', 'engine.threads'.padEnd(16) + 'TCP 1, Gbit/s'.padStart(15) + 'CPU %/Gbit/s'.padStart(14) + 'TCP -P 4, Gbit/s'.padStart(18) + 'CPU %/Gbit/s'.padStart(14)];
+  for (const n of counts) {
+    const c = (k: string) => String(f[`ours_t${n}${k}`] ?? '-');
+    lines.push(String(n).padEnd(16) + c('_tcp_gbps').padStart(15) + c('_cpu_pct_per_gbps').padStart(14) + c('_tcp_p4_gbps').padStart(18) + c('_p4_cpu_pct_per_gbps').padStart(14));
+  }
+  return lines;
 }

@@ -16,7 +16,7 @@ import os from 'node:os';
 import { buildOverlay, counters, totalDrops } from '../test/helpers/overlay.ts';
 import { run as exec } from '../test/helpers/run.ts';
 import { TestNet } from '../test/helpers/testnet.ts';
-import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, type Figures } from './path-measure.ts';
+import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, threadLines, threadScaling, type Figures } from './path-measure.ts';
 
 const log = benchLog('vxlan');
 
@@ -81,9 +81,10 @@ async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> 
 
 // Ratios ours/kernel for the delivered rates. Not for tx pkt/s: a higher send rate into a TAP that drops the
 // excess is not a better result.
-const THROUGHPUT = ['tcp_gbps', 'udp64_rx_pps', 'udp1400_rx_pps'];
+const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', 'udp64_rx_pps', 'udp1400_rx_pps'];
+const THREADS = [1, 2];
 const ROWS: Array<[string, string]> = [
-  ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'],
+  ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'], ['TCP 4 streams, Gbit/s', 'tcp_p4_gbps'],
   ['  lost: sender dev', 'tcp_lost_sender_dev'], ['  lost: underlay sock', 'tcp_lost_underlay_sock'],
   ...[64, 1400].flatMap((n): Array<[string, string]> => [
     [`UDP ${n} B, rx pkt/s`, `udp${n}_rx_pps`], [`UDP ${n} B, tx pkt/s`, `udp${n}_tx_pps`], [`UDP ${n} B, loss %`, `udp${n}_loss_pct`],
@@ -105,6 +106,7 @@ function table(f: Figures): string {
     `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core (h1 ${f.ours_cpu_pct_h1 ?? '-'}, h2 ${f.ours_cpu_pct_h2 ?? '-'}); RSS max ${f.ours_rss_mb_max ?? '-'} MB`);
   lines.push(`ours engine drops over the whole run: h1 ${f.ours_engine_drops_h1 ?? '-'}, h2 ${f.ours_engine_drops_h2 ?? '-'}`);
   lines.push(`ours idle afterwards (no traffic, 5 s): process CPU max ${f.ours_idle_cpu_pct_max ?? '-'}% of one core`);
+  lines.push(...threadLines(f, THREADS));
   return lines.join('\n');
 }
 
@@ -117,6 +119,10 @@ export async function run({ json }: { json: boolean }): Promise<Record<string, u
   for (const [name, fn] of [['ours', ours], ['kernel', kernel]] as const) {
     await fn(secs, f, failures).catch((e: Error) => { failures.push(`${name}: ${e.message}`); log(`${name} FAILED: ${e.stack}`); });
   }
+  await threadScaling(async (threads, cleanups) => {
+    const { net, daemons, instances: [a, b] } = await buildOverlay(shim(cleanups), { hosts: 2, daemon: { engine: { threads } } });
+    return { path: { net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, aDev: 'tap42', hostB: b.host.ns }, daemons };
+  }, THREADS, secs, f, failures, log);
   for (const k of THROUGHPUT) {
     for (const v of ['offload', 'nooffload']) {
       const ours = f[`ours_${k}`], base = f[`kernel_${v}_${k}`];

@@ -51,6 +51,8 @@ export interface EngineCounters {
    * segments instead).
    */
   offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number; uplink_gso_writes: number; uplink_gso_reads: number; uplink_gso_fallbacks: number };
+  /** Per pipeline (engine threads): reads from ports (TX), datagrams received (RX, link RX). */
+  pipelines: Array<{ tx_reads: number; rx_datagrams: number; link_datagrams: number }>;
   /** Encrypted links, when enabled: drops that belong to no peer (unknown index, malformed). */
   links?: LinkCounters;
   /** The uplink, when open: rx read from it (before NAT), tx written to it (after). */
@@ -105,6 +107,11 @@ export interface EngineOptions {
   onPunt?: (frames: PuntedFrame[]) => void;
   /** UDP port of encrypted links (bound on every address); omitted or 0: no links. */
   linkPort?: number;
+  /**
+   * Pipelines of each kind (TX, RX, link RX), 1..16, default 1. With more than one, TAP and TUN ports are
+   * multi-queue (one queue per TX pipeline) and the underlay and link sockets are SO_REUSEPORT groups.
+   */
+  threads?: number;
 }
 
 export interface Offloads {

@@ -40,6 +40,7 @@ export interface NativeEngine {
     ports: Array<NativeCounterBlock & { id: number; name: string; vni: number }>;
     punt: { punted: number; dropped: number };
     offload: { udp_gso_fallbacks: number; tap_gro_fallbacks: number; uplink_gso_writes: number; uplink_gso_reads: number; uplink_gso_fallbacks: number };
+    pipelines: Array<{ tx_reads: number; rx_datagrams: number; link_datagrams: number }>;
     links?: NativeLinkCounters;
     uplink?: NativeCounterBlock;
   };
@@ -128,7 +129,7 @@ export interface NativeReplayWindow {
 
 export interface NativeBinding {
   Engine: new (
-    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; fdbLimit?: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; tapGro?: boolean; uplinkOffload?: boolean; linkPort?: number },
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; fdbLimit?: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; tapGro?: boolean; uplinkOffload?: boolean; linkPort?: number; threads?: number },
     onPunt?: () => void,
   ) => NativeEngine;
   vxlanEncap(vni: number, frame: Buffer): Buffer;

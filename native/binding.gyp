@@ -8,6 +8,7 @@
         "src/addon_snapshots.cc",
         "src/device.cc",
         "src/engine.cc",
+        "src/ports.cc",
         "src/switch.cc",
         "src/engine_tx.cc",
         "src/engine_rx.cc",

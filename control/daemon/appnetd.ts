@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     ageingSeconds: cfg.ageingSeconds,
     ...(cfg.fdbLimit !== undefined ? { fdbLimit: cfg.fdbLimit } : {}),
     offloads: cfg.offloads,
+    threads: cfg.engine.threads,
     linkPort: cfg.link.enabled ? cfg.link.port : 0,
     onPunt: (frames) => { for (const c of puntConsumers) c(frames); },
   });

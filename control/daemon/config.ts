@@ -1,5 +1,6 @@
 // The static configuration appnetd reads from a JSON file (and --flag overrides) until the
 // control plane drives it from the store. Pure: parse and validate, no I/O.
+import { availableParallelism } from 'node:os';
 import { DEFAULT_LINK_POOL, parseLinkPool } from '../connections/link-pool.ts';
 import { DEFAULT_COMPACTION, type CompactionSettings } from '../store/compactor.ts';
 import { compilePortFilter, PortFilterError, type PortFilter } from '../../dataplane/wire/port-filter.ts';
@@ -62,6 +63,11 @@ export interface DaemonConfig {
   fdbLimit?: number;
   /** Offload kill switches; all default to true (tapGro too when absent). */
   offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean; uplinkOffload?: boolean };
+  /**
+   * The engine's pipelines: `threads` of each kind (TX, RX, link RX), each TAP/TUN port with as many queues.
+   * Default half the cores (at least 1): the instances and the kernel's share of each packet need the rest.
+   */
+  engine: { threads: number };
   vnis: VniConfig[];
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
@@ -204,6 +210,8 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
   for (const k of Object.keys(off)) {
     if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro', 'uplinkOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro, uplinkOffload');
   }
+  const eng = c.engine === undefined ? {} : obj(c.engine, 'engine');
+  for (const k of Object.keys(eng)) if (k !== 'threads') throw new ConfigError(`engine.${k}`, 'unknown engine setting; known: threads');
   const api = c.api === undefined ? {} : obj(c.api, 'api');
   const tokens = c.tokens === undefined ? {} : obj(c.tokens, 'tokens');
   for (const [tok, ns] of Object.entries(tokens)) {
@@ -231,6 +239,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.metricsToken === undefined ? {} : { metricsToken: str(c.metricsToken, 'metricsToken', /^\S{16,}$/, 'a token of at least 16 characters without spaces') }),
     ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro'), uplinkOffload: onOff('uplinkOffload') },
+    engine: { threads: eng.threads === undefined ? defaultEngineThreads() : int(eng.threads, 'engine.threads', 1, 16) },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),
@@ -398,4 +407,9 @@ function parseCompaction(raw: unknown): CompactionSettings {
     retainRevisions: field('retainRevisions', 1, 100_000_000),
     defragFreeBytes: field('defragFreeBytes', 0, 2 ** 40),
   };
+}
+
+/** Half the cores, at least one: what `engine.threads` is when the config does not say. */
+export function defaultEngineThreads(): number {
+  return Math.max(1, Math.floor(availableParallelism() / 2));
 }

@@ -133,6 +133,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.tap_gro = flag("tapGro");
     opt.uplink_offload = flag("uplinkOffload");
     opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
+    opt.threads = int(opt_int(o, "threads", 1));
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);

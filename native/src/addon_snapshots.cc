@@ -70,6 +70,16 @@ Napi::Object counters_snapshot(Napi::Env env, Engine& e) {
   offload.Set("uplink_gso_reads", double(e.uplink_gso_reads()));
   offload.Set("uplink_gso_fallbacks", double(e.uplink_gso_fallbacks()));
   out.Set("offload", offload);
+  Napi::Array pipelines = Napi::Array::New(env);
+  for (int i = 0; i < e.threads(); i++) {
+    const PipelineCounters& c = e.pipeline_counters(i);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tx_reads", double(c.tx_reads.load()));
+    o.Set("rx_datagrams", double(c.rx_datagrams.load()));
+    o.Set("link_datagrams", double(c.link_datagrams.load()));
+    pipelines.Set(uint32_t(i), o);
+  }
+  out.Set("pipelines", pipelines);
   if (e.links_enabled()) out.Set("links", link_counters(env, e.links().global()));
   if (e.has_uplink()) out.Set("uplink", counters_object(env, e.uplink_counters()));
   return out;

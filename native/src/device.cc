@@ -66,13 +66,16 @@ std::string netns_path(const std::string& netns) {
 
 }  // namespace
 
-int device_open(DeviceKind kind, const std::string& name, bool offload) {
+namespace {
+
+int open_queue(DeviceKind kind, const std::string& name, bool offload, bool multi_queue) {
   ifreq ifr;
   fill_ifreq(&ifr, name);
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(name, "open /dev/net/tun", errno);
   int flags = (kind == DeviceKind::kTap ? IFF_TAP : IFF_TUN) | IFF_NO_PI;
   if (offload) flags |= IFF_VNET_HDR;
+  if (multi_queue) flags |= IFF_MULTI_QUEUE;
   ifr.ifr_flags = short(flags);
   const char* step = "TUNSETIFF";
   int hdr = 10;  // legacy struct virtio_net_hdr
@@ -88,6 +91,25 @@ error:
   int err = errno;
   close(fd);
   fail(name, step, err);
+}
+
+}  // namespace
+
+int device_open(DeviceKind kind, const std::string& name, bool offload) {
+  return open_queue(kind, name, offload, false);
+}
+
+std::vector<int> device_open_queues(DeviceKind kind, const std::string& name, bool offload, int queues) {
+  if (queues <= 1) return {device_open(kind, name, offload)};
+  std::vector<int> fds;
+  try {
+    // The first open creates the device; each further one attaches a queue to it.
+    for (int q = 0; q < queues; q++) fds.push_back(open_queue(kind, name, offload, true));
+  } catch (...) {
+    for (int fd : fds) close(fd);
+    throw;
+  }
+  return fds;
 }
 
 void device_set_mac(const std::string& name, const uint8_t mac[6]) {
@@ -179,18 +201,19 @@ void device_set_ipv4(const std::string& name, const std::vector<Ipv4Cidr>& addre
   }
 }
 
-int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
-                         const std::vector<Ipv4Cidr>& addresses, const std::string& netns) {
+std::vector<int> device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, int queues,
+                                     const uint8_t mac[6], int mtu, const std::vector<Ipv4Cidr>& addresses,
+                                     const std::string& netns) {
   std::string path = netns_path(netns);
   Fd nsfd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (nsfd.fd < 0) fail(name, ("open namespace " + path).c_str(), errno);
-  int fd = -1;
+  std::vector<int> fds;
   int err = 0;
   std::string what;
   std::thread([&] {
     if (setns(nsfd.fd, CLONE_NEWNET) < 0) { err = errno; what = "setns " + path; return; }
     try {
-      fd = device_open(kind, name, offload);
+      fds = device_open_queues(kind, name, offload, queues);
       if (kind == DeviceKind::kTap) device_set_mac(name, mac);
       device_set_mtu(name, mtu);
       device_set_ipv4(name, addresses);
@@ -198,13 +221,13 @@ int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload,
     } catch (const DeviceError& e) {
       what = e.what();
       err = -1;
-      if (fd >= 0) close(fd);
-      fd = -1;
+      for (int fd : fds) close(fd);
+      fds.clear();
     }
   }).join();
   if (err > 0) fail(name, what.c_str(), err);
   if (err < 0) throw DeviceError(what);
-  return fd;
+  return fds;
 }
 
 }  // namespace appnet

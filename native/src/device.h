@@ -21,6 +21,10 @@ enum class DeviceKind { kTap, kTun };
 // may hand over frames with a partial checksum and TCP super-frames of up to 64 KiB.
 int device_open(DeviceKind kind, const std::string& name, bool offload);
 
+// The same device with `queues` queues (IFF_MULTI_QUEUE when more than one): one fd per queue, each
+// read by its own TX pipeline. The kernel puts each flow the instance sends on one queue.
+std::vector<int> device_open_queues(DeviceKind kind, const std::string& name, bool offload, int queues);
+
 // Sets the MAC address (TAP only), MTU and admin state of `name` in the current namespace.
 void device_set_mac(const std::string& name, const uint8_t mac[6]);
 void device_set_mtu(const std::string& name, int mtu);
@@ -41,7 +45,8 @@ void device_set_ipv4(const std::string& name, const std::vector<Ipv4Cidr>& addre
 // absolute path) and configures it there: MAC (TAP), MTU, addresses, up. The tun file is opened from a
 // short-lived thread that has entered the namespace, so the device is born there: no move, which
 // costs the kernel a network-wide synchronisation (~20 ms) per device.
-int device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, const uint8_t mac[6], int mtu,
-                         const std::vector<Ipv4Cidr>& addresses, const std::string& netns);
+std::vector<int> device_open_in_netns(DeviceKind kind, const std::string& name, bool offload, int queues,
+                                     const uint8_t mac[6], int mtu, const std::vector<Ipv4Cidr>& addresses,
+                                     const std::string& netns);
 
 }  // namespace appnet

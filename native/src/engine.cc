@@ -1,7 +1,7 @@
-// Engine setup and the configuration calls from JS (VNIs, ports, FDB, punt rules, links, captures, injection).
+// Engine setup and the configuration calls from JS (VNIs, FDB, punt rules, links, captures, injection); ports are
+// in ports.cc.
 // The switch both pipelines share is in switch.cc; the pipelines in engine_tx.cc and engine_rx.cc.
 #include "engine.h"
-#include "memory_device.h"
 
 #include <arpa/inet.h>
 #include <netinet/udp.h>
@@ -30,9 +30,13 @@ std::string ip_str(uint32_t ip) {
   return b;
 }
 
-int udp_socket(uint32_t ip, uint16_t port, int buf_bytes) {
+int udp_socket(uint32_t ip, uint16_t port, int buf_bytes, bool reuseport = false) {
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s < 0) sys_fail("udp socket");
+  int one = 1;
+  // One socket per RX pipeline on the same port: the kernel spreads datagrams by their 4-tuple, so one
+  // flow (one outer source port) always lands on one pipeline. Only the same user may join the group.
+  if (reuseport) setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   // Outer packets are never fragmented (RFC 7348 4.3): oversize sends fail with EMSGSIZE.
   int pmtu = IP_PMTUDISC_DO;
   setsockopt(s, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof(pmtu));
@@ -99,18 +103,36 @@ uint64_t Engine::now_ms() {
 }
 
 Engine::Engine(const EngineOptions& o) : opt_(o) {
+  if (opt_.threads < 1 || opt_.threads > kMaxThreads)
+    throw std::invalid_argument("threads must be 1.." + std::to_string(kMaxThreads));
+  int n = opt_.threads;
+  bool reuse = n > 1;
+  pipeline_c_.reset(new PipelineCounters[size_t(n)]);
   for (int& fd : tx_fds_) fd = -1;
+  auto close_all = [&] {
+    for (int fd : rx_fds_) close(fd);
+    for (int fd : link_fds_) close(fd);
+    for (int fd : tx_fds_) if (fd >= 0) close(fd);
+    for (int fd : epfds_) close(fd);
+    for (int fd : wake_fds_) close(fd);
+  };
   try {
-    rx_fd_ = udp_socket(o.underlay_ip, o.underlay_port, 8 << 20);
-    // Let the kernel coalesce runs of datagrams (the RX pipeline splits them); optional.
     int one = 1;
-    if (o.udp_gro) setsockopt(rx_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+    for (int i = 0; i < n; i++) {
+      rx_fds_.push_back(udp_socket(o.underlay_ip, o.underlay_port, 8 << 20, reuse));
+      // Let the kernel coalesce runs of datagrams (the RX pipeline splits them); optional.
+      if (o.udp_gro) setsockopt(rx_fds_.back(), SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+    }
+    rx_fd_ = rx_fds_[0];
     for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
     if (o.link_port) {
       if (!link::init()) throw std::runtime_error("libsodium failed to initialise");
       // Any address: the link keeps working when this host's underlay address changes.
-      link_fd_ = udp_socket(0, o.link_port, 8 << 20);
-      if (o.udp_gro) setsockopt(link_fd_, SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+      for (int i = 0; i < n; i++) {
+        link_fds_.push_back(udp_socket(0, o.link_port, 8 << 20, reuse));
+        if (o.udp_gro) setsockopt(link_fds_.back(), SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
+      }
+      link_fd_ = link_fds_[0];
     }
     for (int i = 0; i < kTxSockets; i++) {
       sockaddr_in a{};
@@ -118,31 +140,31 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
       getsockname(tx_fds_[i], reinterpret_cast<sockaddr*>(&a), &l);
       tx_ports_[i] = ntohs(a.sin_port);
     }
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0) sys_fail("epoll_create1");
-    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd_ < 0) sys_fail("eventfd");
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = ~uint64_t(0);
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) < 0) sys_fail("epoll_ctl wake");
+    for (int i = 0; i < n; i++) {
+      int ep = epoll_create1(EPOLL_CLOEXEC);
+      if (ep < 0) sys_fail("epoll_create1");
+      epfds_.push_back(ep);
+      int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (wake < 0) sys_fail("eventfd");
+      wake_fds_.push_back(wake);
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = ~uint64_t(0);
+      if (epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev) < 0) sys_fail("epoll_ctl wake");
+    }
   } catch (...) {
-    if (rx_fd_ >= 0) close(rx_fd_);
-    if (link_fd_ >= 0) close(link_fd_);
-    for (int fd : tx_fds_) if (fd >= 0) close(fd);
-    if (epfd_ >= 0) close(epfd_);
-    if (wake_fd_ >= 0) close(wake_fd_);
+    close_all();
     throw;
   }
 }
 
 Engine::~Engine() {
   stop();
-  close(rx_fd_);
-  if (link_fd_ >= 0) close(link_fd_);
+  for (int fd : rx_fds_) close(fd);
+  for (int fd : link_fds_) close(fd);
   for (int fd : tx_fds_) close(fd);
-  close(epfd_);
-  close(wake_fd_);
+  for (int fd : epfds_) close(fd);
+  for (int fd : wake_fds_) close(fd);
 }
 
 std::vector<uint16_t> Engine::tx_source_ports() const {
@@ -158,21 +180,21 @@ std::vector<uint16_t> Engine::tx_source_ports() const {
 
 void Engine::wake_tx() {
   uint64_t one = 1;
-  (void)!write(wake_fd_, &one, sizeof(one));
+  for (int fd : wake_fds_) (void)!write(fd, &one, sizeof(one));
 }
 
 void Engine::stop() {
   if (running_.exchange(false)) {
     wake_tx();
-    // The RX thread polls with a short timeout and sees running_ == false.
-    if (tx_thread_.joinable()) tx_thread_.join();
-    if (rx_thread_.joinable()) rx_thread_.join();
-    if (link_thread_.joinable()) link_thread_.join();
+    // The RX threads poll with a short timeout and see running_ == false.
+    for (std::thread& t : threads_) if (t.joinable()) t.join();
+    threads_.clear();
   }
   std::unique_lock lock(cfg_mu_);
   for (auto& p : ports_) {
     if (!p) continue;
     close(p->fd);
+    for (int fd : p->queue_fds) close(fd);
     if (p->peer_fd >= 0) close(p->peer_fd);
     p.reset();
   }
@@ -214,97 +236,6 @@ void Engine::set_flood(uint32_t vni, std::vector<uint32_t> remotes) {
   Vni* v = vni_by_id(vni);
   if (!v) throw std::invalid_argument("VNI " + std::to_string(vni) + " does not exist");
   v->flood = std::move(remotes);
-}
-
-int Engine::add_port(const PortSpec& s) {
-  {
-    std::shared_lock lock(cfg_mu_);
-    if (!vni_by_id(s.vni))
-      throw std::invalid_argument("port " + s.name + ": VNI " + std::to_string(s.vni) + " does not exist");
-  }
-  // Device set-up happens outside the lock: it may take milliseconds (netlink, setns).
-  bool offload = s.kind == DeviceKind::kTap && opt_.tap_offload;
-  int fd, peer_fd = -1;
-  auto close_fds = [&] {
-    close(fd);
-    if (peer_fd >= 0) close(peer_fd);
-  };
-  if (s.memory) {
-    MemoryDevice m = memory_device_open();
-    fd = m.engine_fd;
-    peer_fd = m.peer_fd;
-  } else if (!s.netns.empty()) {
-    fd = device_open_in_netns(s.kind, s.name, offload, s.mac, s.mtu, s.addresses, s.netns);
-  } else {
-    fd = device_open(s.kind, s.name, offload);
-    try {
-      if (s.kind == DeviceKind::kTap) device_set_mac(s.name, s.mac);
-      device_set_mtu(s.name, s.mtu);
-      device_set_ipv4(s.name, s.addresses);
-      device_set_up(s.name, true);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-  }
-  std::unique_lock lock(cfg_mu_);
-  Vni* v = vni_by_id(s.vni);
-  if (!v) {
-    close_fds();
-    throw std::invalid_argument("VNI " + std::to_string(s.vni) + " was removed");
-  }
-  int id = -1;
-  for (size_t i = 0; i < ports_.size(); i++) if (!ports_[i]) { id = int(i); break; }
-  if (id < 0) { id = int(ports_.size()); ports_.emplace_back(); }
-  auto p = std::make_unique<Port>();
-  p->id = id;
-  p->gen = next_gen_++;
-  p->name = s.name;
-  p->kind = s.kind;
-  p->fd = fd;
-  p->peer_fd = peer_fd;
-  p->vnet = offload;
-  p->vni = s.vni;
-  std::memcpy(p->mac, s.mac, 6);
-  p->mtu = s.mtu;
-  p->ipv4 = s.ipv4;
-  if (s.filtered) p->filter = std::make_unique<const PortFilter>(s.filter);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = uint64_t(p->gen) << 32 | uint32_t(id);
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
-    int err = errno;
-    close_fds();
-    errno = err;
-    sys_fail("epoll_ctl add " + s.name);
-  }
-  v->ports.push_back(id);
-  ports_[id] = std::move(p);
-  return id;
-}
-
-void Engine::remove_port(int id) {
-  std::unique_lock lock(cfg_mu_);
-  Port* p = port_by_id(id);
-  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
-  epoll_ctl(epfd_, EPOLL_CTL_DEL, p->fd, nullptr);
-  if (Vni* v = vni_by_id(p->vni)) {
-    auto& ps = v->ports;
-    for (auto it = ps.begin(); it != ps.end(); ++it) if (*it == id) { ps.erase(it); break; }
-    std::lock_guard fl(v->fdb_mu);
-    for (auto it = v->fdb.begin(); it != v->fdb.end();)
-      it = it->second.port == id ? v->fdb.erase(it) : std::next(it);
-  }
-  close(p->fd);
-  if (p->peer_fd >= 0) close(p->peer_fd);
-  ports_[id].reset();
-}
-
-int Engine::port_peer_fd(int id) {
-  std::shared_lock lock(cfg_mu_);
-  Port* p = port_by_id(id);
-  if (!p) throw std::invalid_argument("port " + std::to_string(id) + " does not exist");
-  return p->peer_fd;
 }
 
 void Engine::add_fdb(uint32_t vni, uint64_t mac, int port, uint32_t remote) {

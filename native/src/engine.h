@@ -63,7 +63,8 @@ struct Port {
   uint32_t gen;
   std::string name;
   DeviceKind kind;
-  int fd;
+  int fd;             // queue 0: written by every pipeline, read by TX pipeline 0
+  std::vector<int> queue_fds;  // queues 1.. of a multi-queue device: queue q is read by TX pipeline q
   int peer_fd = -1;  // memory ports (memory_device.h): the instance's end, closed with the port
   bool vnet;  // reads and writes carry a virtio_net_hdr (TAP with offloads)
   uint32_t vni;
@@ -162,6 +163,17 @@ struct EngineOptions {
   bool tap_gro = true;      // RX coalesces TCP segments into super-frames for offload TAP ports
   bool uplink_offload = true;  // the uplink TUN takes and gives TCPv4 super-packets (uplink.cc)
   uint16_t link_port = 0;   // encrypted links' UDP port (on every address); 0: no links
+  // Pipelines of each kind (engine_threads.md): TX pipelines, each reading its own queue of every
+  // multi-queue TAP/TUN port; RX and link RX pipelines, each on its own SO_REUSEPORT socket.
+  int threads = 1;
+};
+
+constexpr int kMaxThreads = 16;
+
+// What each pipeline did, so an operator (and a test) can see the work spread: reads from ports and the
+// uplink (TX), datagrams received (RX, link RX). Each counter has one writer.
+struct PipelineCounters {
+  std::atomic<uint64_t> tx_reads{0}, rx_datagrams{0}, link_datagrams{0};
 };
 
 // An RX pipeline's super-frames under construction (gro.h), one per port that has one, at most
@@ -251,6 +263,8 @@ class Engine {
   uint64_t gro_fallbacks() const { return gro_fallbacks_.load(); }
   // TCP super-packets written to and read from the uplink whole, and times the kernel refused one.
   uint64_t uplink_gso_writes() const { return uplink_gso_writes_.load(); }
+  int threads() const { return opt_.threads; }
+  const PipelineCounters& pipeline_counters(int i) const { return pipeline_c_[i]; }
   uint64_t uplink_gso_reads() const { return uplink_gso_reads_.load(); }
   uint64_t uplink_gso_fallbacks() const { return uplink_gso_fallbacks_.load(); }
   uint16_t underlay_port() const { return opt_.underlay_port; }
@@ -319,7 +333,15 @@ class Engine {
   void gro_flush(TapGro& g);
   void gro_write(TapGro& g, TapGro::Slot& s);
   // Writes one frame (or, for TUN, one IP packet) to the device; false if the kernel refused it.
-  bool write_port(Port& p, const uint8_t* data, size_t len);
+  bool write_port(Port& p, int fd, const uint8_t* data, size_t len);
+  // The queue of the port an Ethernet frame is written through: by flow. Tun's automatic queue steering
+  // puts a flow the instance sends on the queue that flow was last written through, so each flow's both
+  // directions stay with one TX pipeline (no reordering) and flows spread over them.
+  int queue_fd(const Port& p, const uint8_t* frame, size_t len) const {
+    if (p.queue_fds.empty()) return p.fd;
+    uint32_t q = flow_hash(frame, len) % uint32_t(p.queue_fds.size() + 1);
+    return q == 0 ? p.fd : p.queue_fds[q - 1];
+  }
   // Static entries never move. kConflict when a frame from the wire (port < 0) claims the MAC of a local port (a
   // static entry, or a learnt one still live): the caller drops it as mac_conflict. kFull when the MAC is new
   // and the VNI already has fdb_limit live entries (expired ones are reclaimed first): nothing learnt (the wire's
@@ -395,13 +417,15 @@ class Engine {
   Counters uplink_c_;         // rx: read from the uplink; tx: written to it
   std::shared_ptr<nat::NatTable> nat_;
   std::unordered_map<uint32_t, uint32_t> routed_;  // routed address -> VNI
-  int link_fd_ = -1;          // bound to 0.0.0.0:link_port (follows address changes)
-  int rx_fd_ = -1;            // bound to underlay_ip:underlay_port
+  int link_fd_ = -1;          // bound to 0.0.0.0:link_port (follows address changes); link_fds_[0]
+  int rx_fd_ = -1;            // bound to underlay_ip:underlay_port; rx_fds_[0]
+  std::vector<int> rx_fds_, link_fds_;  // one per RX pipeline (SO_REUSEPORT when more than one)
   int tx_fds_[kTxSockets];    // bound to underlay_ip:ephemeral, one per flow-hash bucket
-  int epfd_ = -1;             // port fds + wake_fd_, for the TX thread
-  int wake_fd_ = -1;          // eventfd: stop or configuration change
+  std::vector<int> epfds_;    // per TX pipeline: its queue of every port, its wake eventfd (and, for 0, the uplink)
+  std::vector<int> wake_fds_; // eventfds: stop or configuration change
+  std::unique_ptr<PipelineCounters[]> pipeline_c_;
   std::atomic<bool> running_{false};
-  std::thread tx_thread_, rx_thread_, link_thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace appnet

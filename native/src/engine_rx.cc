@@ -62,10 +62,11 @@ class RxPipeline {
  public:
   static constexpr size_t kRxSlot = 65536;
 
-  RxPipeline(Engine& e, bool link)
+  RxPipeline(Engine& e, bool link, int q = 0)
       : e_(e),
         link_(link),
-        fd_(link ? e.link_fd_ : e.rx_fd_),
+        fd_(link ? (e.link_fds_.empty() ? -1 : e.link_fds_[size_t(q)]) : e.rx_fds_[size_t(q)]),
+        count_(link ? &e.pipeline_c_[q].link_datagrams : &e.pipeline_c_[q].rx_datagrams),
         out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_),
         slots_(size_t(kBatch) * kRxSlot),
         gro_(e.opt_.tap_gro && e.opt_.tap_offload ? new TapGro() : nullptr) {
@@ -90,6 +91,7 @@ class RxPipeline {
         }
         int n = recvmmsg(fd_, msgs_, kBatch, MSG_DONTWAIT, nullptr);
         if (n <= 0) break;
+        count_->fetch_add(uint64_t(n), std::memory_order_relaxed);
         {
           std::shared_lock lock(e_.cfg_mu_);
           for (int i = 0; i < n; i++) split_coalesced(i);
@@ -220,6 +222,7 @@ class RxPipeline {
   Engine& e_;
   bool link_;
   int fd_;
+  std::atomic<uint64_t>* count_;  // this pipeline's datagrams received (PipelineCounters)
   ImmediateSender out_;
   std::vector<uint8_t> slots_;
   std::unique_ptr<TapGro> gro_;  // null when coalescing is switched off
@@ -230,8 +233,8 @@ class RxPipeline {
   alignas(cmsghdr) char ctrl_[kBatch][CMSG_SPACE(sizeof(int))];
 };
 
-void run_rx_pipeline(Engine& e, bool link) {
-  RxPipeline(e, link).run();
+void run_rx_pipeline(Engine& e, bool link, int q) {
+  RxPipeline(e, link, q).run();
 }
 
 RxProbe::RxProbe(Engine& e, bool link) : p_(new RxPipeline(e, link)) {}
@@ -250,13 +253,15 @@ void RxProbe::batch(const Datagram* d, size_t n) {
   if (r.gro_) r.e_.gro_flush(*r.gro_);
 }
 
-void run_tx_pipeline(Engine& e);
+void run_tx_pipeline(Engine& e, int q);
 
 void Engine::start() {
   if (running_.exchange(true)) return;
-  tx_thread_ = std::thread([this] { run_tx_pipeline(*this); });
-  rx_thread_ = std::thread([this] { run_rx_pipeline(*this, false); });
-  if (link_fd_ >= 0) link_thread_ = std::thread([this] { run_rx_pipeline(*this, true); });
+  for (int q = 0; q < opt_.threads; q++) {
+    threads_.emplace_back([this, q] { run_tx_pipeline(*this, q); });
+    threads_.emplace_back([this, q] { run_rx_pipeline(*this, false, q); });
+    if (link_fd_ >= 0) threads_.emplace_back([this, q] { run_rx_pipeline(*this, true, q); });
+  }
 }
 
 }  // namespace appnet

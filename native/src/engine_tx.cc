@@ -55,8 +55,9 @@ class TxPipeline {
   friend class TxProbe;
 
  public:
-  explicit TxPipeline(Engine& e)
+  explicit TxPipeline(Engine& e, int q = 0)
       : e_(e),
+        q_(q),
         out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_, e.opt_.udp_gso, &e.gso_fallbacks_),
         slots_(size_t(kBatch) * kSlotSize),
         in_(sizeof(VnetHdr) + 65536 + kEthHdr) {}
@@ -65,7 +66,7 @@ class TxPipeline {
     epoll_event events[kBatch];
     uint64_t next_age = Engine::now_ms() + 1000;
     while (e_.running_.load(std::memory_order_relaxed)) {
-      int n = epoll_wait(e_.epfd_, events, kBatch, 500);
+      int n = epoll_wait(e_.epfds_[q_], events, kBatch, 500);
       if (n < 0 && errno != EINTR) break;
       {
         std::shared_lock lock(e_.cfg_mu_);
@@ -73,7 +74,7 @@ class TxPipeline {
           uint64_t key = events[i].data.u64;
           if (key == ~uint64_t(0)) {
             uint64_t drain;
-            (void)!read(e_.wake_fd_, &drain, sizeof(drain));
+            (void)!read(e_.wake_fds_[q_], &drain, sizeof(drain));
             continue;
           }
           if (key == kUplinkEpollKey) {
@@ -86,6 +87,11 @@ class TxPipeline {
         out_.flush();
         used_ = 0;
       }
+      if (reads_) {
+        e_.pipeline_c_[q_].tx_reads.fetch_add(reads_, std::memory_order_relaxed);
+        reads_ = 0;
+      }
+      if (q_ != 0) continue;  // housekeeping is pipeline 0's
       uint64_t now = Engine::now_ms();
       if (now >= next_age) {
         e_.age_fdb();
@@ -112,10 +118,14 @@ class TxPipeline {
     if (out_.pending() != before) used_++;  // the slot is referenced until the flush
   }
 
+  // This pipeline's queue of the port: queue 0 is the port's fd, queue q its queue_fds[q - 1].
   void read_port(Port& p) {
+    int fd = q_ == 0 ? p.fd : size_t(q_) <= p.queue_fds.size() ? p.queue_fds[size_t(q_) - 1] : -1;
+    if (fd < 0) return;
     for (int i = 0; i < kBatch; i++) {
-      ssize_t n = read(p.fd, in_.data(), in_.size());
+      ssize_t n = read(fd, in_.data(), in_.size());
       if (n <= 0) break;  // EAGAIN: drained
+      reads_++;
       ingest(p, in_.data(), size_t(n));
     }
   }
@@ -296,14 +306,16 @@ class TxPipeline {
   }
 
   Engine& e_;
+  int q_;  // which queue of each port this pipeline reads (epfds_[q_]); 0 also owns the uplink and housekeeping
+  uint64_t reads_ = 0;
   BatchSender out_;
   std::vector<uint8_t> slots_;
   std::vector<uint8_t> in_;  // one read's worth: virtio_net_hdr + a 64 KiB super-frame
   int used_ = 0;
 };
 
-void run_tx_pipeline(Engine& e) {
-  TxPipeline(e).run();
+void run_tx_pipeline(Engine& e, int q) {
+  TxPipeline(e, q).run();
 }
 
 TxProbe::TxProbe(Engine& e) : p_(new TxPipeline(e)) {}

@@ -190,7 +190,7 @@ void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, T
       }
     }
   }
-  if (write_port(p, frame, len)) p.counters.tx(len);
+  if (write_port(p, queue_fd(p, frame, len), frame, len)) p.counters.tx(len);
   else p.counters.drop(kDropQueueFull);
 }
 
@@ -205,8 +205,9 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
   size_t bytes = s.frame.frame_bytes();
   VnetHdr h;
   size_t n = s.frame.finish(&h);
+  int fd = queue_fd(p, s.frame.data(), n);
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<uint8_t*>(s.frame.data()), n}};
-  if (writev(p.fd, iov, 2) >= 0) {
+  if (writev(fd, iov, 2) >= 0) {
     p.counters.tx(bytes, count);
     if (count > 1) {
       p.gro_merged.fetch_add(count, std::memory_order_relaxed);
@@ -221,7 +222,7 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
     tcp4_gso_parse(s.frame.data(), n, h.gso_size, &t);
     for (size_t i = 0; i < t.count; i++) {
       size_t sl = tcp4_gso_segment(t, i, g.scratch.get());
-      if (write_port(p, g.scratch.get(), sl)) p.counters.tx(sl);
+      if (write_port(p, fd, g.scratch.get(), sl)) p.counters.tx(sl);
       else p.counters.drop(kDropQueueFull);
     }
   } else {
@@ -238,7 +239,7 @@ bool Engine::deliver_super_frame(Vni& v, uint8_t* frame, size_t len, const Tcp4G
     return false;
   VnetHdr h = tcp4_gso_vnet_hdr(g, kEthHdr);
   iovec iov[2] = {{&h, sizeof(h)}, {frame, len}};
-  if (writev(p->fd, iov, 2) >= 0) {
+  if (writev(queue_fd(*p, frame, len), iov, 2) >= 0) {
     p->counters.tx(len, g.count);
     return true;
   }
@@ -250,12 +251,12 @@ bool Engine::deliver_super_frame(Vni& v, uint8_t* frame, size_t len, const Tcp4G
   return false;
 }
 
-bool Engine::write_port(Port& p, const uint8_t* data, size_t len) {
-  if (!p.vnet) return write(p.fd, data, len) >= 0;
+bool Engine::write_port(Port& p, int fd, const uint8_t* data, size_t len) {
+  if (!p.vnet) return write(fd, data, len) >= 0;
   // No offload on the way in: the frame is complete, the kernel verifies its checksums.
   static const uint8_t kPlainHdr[10] = {};
   iovec iov[2] = {{const_cast<uint8_t*>(kPlainHdr), sizeof(kPlainHdr)}, {const_cast<uint8_t*>(data), len}};
-  return writev(p.fd, iov, 2) >= 0;
+  return writev(fd, iov, 2) >= 0;
 }
 
 }  // namespace appnet

@@ -136,7 +136,7 @@ void Engine::tun_deliver(Port& p, uint8_t* frame, size_t len, Sender& out) {
     std::lock_guard nl(p.neigh_mu);
     if (!tun_learn(p, v.src, mac_key(frame + 6), now_ms())) { p.counters.drop(kDropFdbFull); return; }
   }
-  if (!write_port(p, ip, v.total)) p.counters.drop(kDropQueueFull);
+  if (!write_port(p, queue_fd(p, frame, len), ip, v.total)) p.counters.drop(kDropQueueFull);
   else p.counters.tx(v.total);
 }
 
@@ -179,7 +179,7 @@ void Engine::reply_frag_needed(Port& p, const uint8_t* f, size_t len, int mtu) {
   if (!total) return;
   const uint8_t* w = p.kind == DeviceKind::kTun ? out + kEthHdr : out;
   size_t wlen = p.kind == DeviceKind::kTun ? total - kEthHdr : total;
-  if (write_port(p, w, wlen)) p.counters.tx(wlen);
+  if (write_port(p, queue_fd(p, out, total), w, wlen)) p.counters.tx(wlen);
 }
 
 }  // namespace appnet

@@ -56,7 +56,7 @@ int Engine::set_uplink_memory(int mtu) {
 void Engine::install_uplink(int fd, int peer_fd, int mtu, const std::string& name, bool vnet) {
   std::unique_lock lock(cfg_mu_);
   if (uplink_fd_ >= 0) {
-    epoll_ctl(epfd_, EPOLL_CTL_DEL, uplink_fd_, nullptr);
+    epoll_ctl(epfds_[0], EPOLL_CTL_DEL, uplink_fd_, nullptr);
     close(uplink_fd_);
     uplink_fd_ = -1;
   }
@@ -68,7 +68,7 @@ void Engine::install_uplink(int fd, int peer_fd, int mtu, const std::string& nam
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kUplinkEpollKey;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+  if (epoll_ctl(epfds_[0], EPOLL_CTL_ADD, fd, &ev) < 0) {
     close(fd);
     if (peer_fd >= 0) close(peer_fd);
     throw std::runtime_error(name + ": epoll_ctl failed");

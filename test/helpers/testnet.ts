@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { DaemonConfig } from '../../control/daemon/config.ts';
+import { defaultEngineThreads, type DaemonConfig } from '../../control/daemon/config.ts';
 import {
   forgetNamespace, formatCommand, hasExited, machineOf, placeInstance, registerMachine, run, runIn, signalGroup, spawnIn, stopProcess, waitExit,
   type ExitStatus,
@@ -320,6 +320,7 @@ export class TestNet {
       vnis: [],
       ports: [],
       ...config,
+      engine: config.engine ?? { threads: defaultEngineThreads() },
       // Each host keeps its key in its own directory (a restart finds the same key).
       link: { enabled: true, port: 51830, keyFile: path.join(dir, 'host.key'), peers: [], rekeyAfterSeconds: 120, allowKeyExport: false, ...config.link },
     };
