@@ -15,7 +15,7 @@
 //
 // `node --import tsx bench/run.ts connections [--json] [--scale=F] [--duration=S]`: F (default 1) scales the
 // number of connections (--scale=0.05: 50). Traffic stays in the namespaces built here.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -92,6 +92,8 @@ export async function run(opts: { json: boolean }): Promise<Record<string, numbe
       }
     }
     log(`${sinks.length} sinks and ${sources.length} sources on ${HOSTS} hosts; adding ${total} connections`);
+    await sleep(2000); // the instances' reconcile passes settle before the baseline
+    const base = await Promise.all(daemons.map(memory));
 
     const started = performance.now();
     let added = 0;
@@ -117,10 +119,18 @@ export async function run(opts: { json: boolean }): Promise<Record<string, numbe
     });
     f.established_ms = Math.round(performance.now() - started);
     for (const [i, d] of daemons.entries()) {
-      const stats = await d.get('/engine/stats');
-      f[`rss_mb_h${i + 1}`] = Math.round(rssBytes(d.pid!) / 2 ** 20);
-      f[`ports_h${i + 1}`] = (await d.get('/engine/counters')).ports.length;
-      f[`heap_mb_h${i + 1}`] = Math.round(stats.heapUsedBytes / 2 ** 20);
+      const h = `h${i + 1}`;
+      const m = await memory(d);
+      const ports = (await d.get('/engine/counters')).ports.length;
+      f[`rss_mb_${h}`] = Math.round(rssBytes(d.pid!) / 2 ** 20);
+      f[`ports_${h}`] = ports;
+      f[`heap_mb_${h}`] = r2(m.heapUsed / 2 ** 20);
+      // What a connection port costs: the growth from before the connections existed, per port, and where.
+      f[`rss_mb_before_${h}`] = r2(base[i].rss / 2 ** 20);
+      for (const k of ['rss', 'heapUsed', 'heapTotal', 'external', 'anon', 'file'] as const) {
+        f[`per_port_kb_${k}_${h}`] = ports ? r2((m[k] - base[i][k]) / 1024 / ports) : null;
+      }
+      log(`${h}: ${ports} ports; before/after MB: ${Object.entries(m).map(([k, v]) => `${k} ${r2(base[i][k as keyof typeof m] / 2 ** 20)}/${r2(v / 2 ** 20)}`).join(', ')}`);
     }
     f.rss_mb_max = Math.max(...daemons.map((_, i) => f[`rss_mb_h${i + 1}`] as number));
 
@@ -160,6 +170,13 @@ export async function run(opts: { json: boolean }): Promise<Record<string, numbe
     console.log(`\n## connections: ${f.connections} across ${HOSTS} hosts (${Math.round(process.uptime())} s run)`);
     console.log(`added through the repositories in ${f.add_ms} ms; all ESTABLISHED ${f.established_ms} ms after the first add`);
     console.log(`RSS per daemon: ${[1, 2, 3].map((i) => `h${i} ${f[`rss_mb_h${i}`]} MB (${f[`ports_h${i}`]} ports)`).join(', ')}`);
+    console.log(`RSS before the connections: ${[1, 2, 3].map((i) => `h${i} ${f[`rss_mb_before_h${i}`]} MB`).join(', ')}`);
+    console.log('| per connection port, KB | RSS | anonymous | file-backed | V8 heap used | V8 heap total | external |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const i of [1, 2, 3]) {
+      const c = (k: string) => f[`per_port_kb_${k}_h${i}`] ?? '-';
+      console.log(`| h${i} | ${c('rss')} | ${c('anon')} | ${c('file')} | ${c('heapUsed')} | ${c('heapTotal')} | ${c('external')} |`);
+    }
     console.log('| path (h1 -> h2, iperf3 TCP) | Gbit/s |');
     console.log('|---|---|');
     console.log(`| one application connection | ${f.connection_tcp_gbps} |`);
@@ -167,4 +184,12 @@ export async function run(opts: { json: boolean }): Promise<Record<string, numbe
     console.log(`| ratio connection / network | ${f.ratio} |`);
   }
   return f;
+}
+
+/** A daemon's memory, in bytes: RSS and its anonymous and file-backed parts (smaps_rollup), and V8's heap. */
+async function memory(d: Daemon): Promise<{ rss: number; anon: number; file: number; heapUsed: number; heapTotal: number; external: number }> {
+  const stats = await d.get('/engine/stats');
+  const rollup = readFileSync(`/proc/${d.pid}/smaps_rollup`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN) * 1024;
+  return { rss: kb('Rss'), anon: kb('Anonymous'), file: kb('Rss') - kb('Anonymous'), heapUsed: stats.heapUsedBytes, heapTotal: stats.heapTotalBytes, external: stats.externalBytes };
 }
