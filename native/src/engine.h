@@ -412,7 +412,8 @@ class Engine {
   int uplink_peer_fd_ = -1;   // a memory uplink's outside end
   int uplink_mtu_ = 1500;
   bool uplink_vnet_ = false;  // the uplink was opened with IFF_VNET_HDR: every read and write has the header
-  bool uplink_gso_ = false;   // super-frames go to it whole (until the kernel refuses one)
+  // Super-frames go to it whole (until the kernel refuses one). Every TX pipeline reads it, any may clear it.
+  std::atomic<bool> uplink_gso_{false};
   std::atomic<uint64_t> uplink_gso_writes_{0}, uplink_gso_reads_{0}, uplink_gso_fallbacks_{0};
   Counters uplink_c_;         // rx: read from the uplink; tx: written to it
   std::shared_ptr<nat::NatTable> nat_;

@@ -234,7 +234,7 @@ class TxPipeline {
   // A super-frame from a TAP port that is bound for the uplink goes there whole, when nothing that must
   // see frames one at a time is in its way: a filter, a capture, a punt rule, an MTU it would exceed.
   bool super_frame_to_uplink(Port& p, uint8_t* f, size_t len, size_t mss) {
-    if (!e_.uplink_gso_ || p.filter || !e_.captures_.empty()) return false;
+    if (!e_.uplink_gso_.load(std::memory_order_relaxed) || p.filter || !e_.captures_.empty()) return false;
     Vni* v = e_.vni_by_id(p.vni);
     Tcp4Gso g;
     if (!v || !v->gw.nat || !tcp4_gso_parse(f, len, mss, &g) || g.hlen + g.mss > kSlotSize - kVxlanHdr) return false;

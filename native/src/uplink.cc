@@ -77,7 +77,7 @@ void Engine::install_uplink(int fd, int peer_fd, int mtu, const std::string& nam
   uplink_peer_fd_ = peer_fd;
   uplink_mtu_ = mtu;
   uplink_vnet_ = vnet;
-  uplink_gso_ = vnet;
+  uplink_gso_.store(vnet, std::memory_order_relaxed);
 }
 
 void Engine::set_nat(std::shared_ptr<nat::NatTable> t) {
@@ -185,7 +185,8 @@ bool Engine::nat_egress(Vni& v, Port* in, uint8_t* frame, size_t len) {
 }
 
 Engine::UplinkGso Engine::nat_egress_gso(Vni& v, Port& in, uint8_t* frame, size_t len, const Tcp4Gso& g) {
-  if (!uplink_gso_ || !uplink_bound(v, routed_, frame, len)) return UplinkGso::kNotUplink;
+  if (!uplink_gso_.load(std::memory_order_relaxed) || !uplink_bound(v, routed_, frame, len))
+    return UplinkGso::kNotUplink;
   uint8_t* ip = frame + kEthHdr;
   size_t n = len - kEthHdr;
   if (ipv4_packet_len(ip, n) != n) return UplinkGso::kNotUplink;  // padded or short: judged segment by segment
@@ -208,7 +209,7 @@ Engine::UplinkGso Engine::nat_egress_gso(Vni& v, Port& in, uint8_t* frame, size_
     uplink_c_.drop(kDropQueueFull, g.count);
     return UplinkGso::kSent;
   }
-  uplink_gso_ = false;  // this kernel will not take super-packets: segments from now on
+  uplink_gso_.store(false, std::memory_order_relaxed);  // this kernel will not take super-packets: segments from now on
   uplink_gso_fallbacks_.fetch_add(1, std::memory_order_relaxed);
   return UplinkGso::kRefused;
 }
