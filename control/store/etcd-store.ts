@@ -13,7 +13,7 @@
 //   - every call has a deadline, so a dead cluster fails fast with StoreUnavailableError, never hangs.
 // Watches: etcd-watch.ts. Limits (128 ops per txn, 1.5 MiB per request): checked before sending, as on SQLite.
 import { readFileSync } from 'node:fs';
-import { Etcd3, type ICompare, type IKeyValue, type IOptions, type IRequestOp } from 'etcd3';
+import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp } from 'etcd3';
 import { handleWhen, retry, ConstantBackoff, circuitBreaker, ConsecutiveBreaker } from 'cockatiel';
 import { isTransient, toStoreError } from './etcd-errors.ts';
 import { EtcdWatch, WatchHub, rangeEnd, rangeStart, toKeyValue } from './etcd-watch.ts';
@@ -40,7 +40,20 @@ const READ_PAUSE_MS = 250;
 
 const notSent = (err: unknown) => /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|No connection established|failed to connect/i.test(err instanceof Error ? err.message : String(err));
 
+type Etcd3Class = typeof import('etcd3').Etcd3;
+
+/**
+ * Opens an etcd store. The etcd3 client and gRPC are loaded here, on first use, not when this module is: a
+ * daemon on SQLite would otherwise carry them (~6 MB of heap, measured with bench/connections.ts's memory
+ * figures) without ever calling them.
+ */
+export async function openEtcdStore(o: EtcdStoreOptions): Promise<EtcdStore> {
+  const { Etcd3: client } = await import('etcd3');
+  return new EtcdStore(o, client);
+}
+
 export class EtcdStore implements Store {
+  readonly #Etcd3: Etcd3Class;
   readonly #client: Etcd3;
   readonly #hub: WatchHub;
   readonly #endpoints: string[];
@@ -49,7 +62,8 @@ export class EtcdStore implements Store {
   readonly #scheme: string;
   #closed = false;
 
-  constructor(o: EtcdStoreOptions) {
+  constructor(o: EtcdStoreOptions, client: Etcd3Class) {
+    this.#Etcd3 = client;
     if (o.endpoints.length === 0) throw new InvalidArgumentError('the etcd store needs at least one endpoint, e.g. etcd://198.18.0.201:2379');
     this.#endpoints = o.endpoints;
     const scheme = o.tls ? 'https' : 'http';
@@ -70,7 +84,7 @@ export class EtcdStore implements Store {
       } : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     };
-    this.#client = new Etcd3({
+    this.#client = new client({
       ...this.#options,
       hosts: o.endpoints.map((e) => `${scheme}://${e}`),
       faultHandling: {
@@ -245,7 +259,7 @@ export class EtcdStore implements Store {
     this.#open();
     const out: Array<{ endpoint: string; before: number; after: number }> = [];
     for (const endpoint of this.#endpoints) {
-      const one = new Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
+      const one = new this.#Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
       try {
         const status = await one.maintenance.status();
         const before = Number(status.dbSize);
@@ -265,7 +279,7 @@ export class EtcdStore implements Store {
   async dbSizes(): Promise<Array<{ endpoint: string; bytes?: number }>> {
     this.#open();
     return Promise.all(this.#endpoints.map(async (endpoint) => {
-      const one = new Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
+      const one = new this.#Etcd3({ ...this.#options, hosts: [`${this.#scheme}://${endpoint}`], faultHandling: {} });
       try {
         return { endpoint, bytes: Number((await one.maintenance.status()).dbSize) };
       } catch {

@@ -3,7 +3,7 @@
 //   etcd://host:2379[,host:2379...]                                            → EtcdStore (many machines)
 //   etcds://host:2379[,...]: the same over TLS (the `etcd` options give the CA, client certificate and key)
 
-import { EtcdStore } from './etcd-store.ts';
+import { openEtcdStore } from './etcd-store.ts';
 import { SqliteStore } from './sqlite-store.ts';
 import type { SqliteStoreOptions } from './sqlite-store.ts';
 import { InvalidArgumentError } from './store.ts';
@@ -77,7 +77,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     if ((e.username === undefined) !== (e.password === undefined)) {
       throw new InvalidArgumentError('etcd authentication needs both etcd.username and etcd.password');
     }
-    return new EtcdStore({
+    return openEtcdStore({
       endpoints: location.endpoints,
       ...(location.tls ? { tls: { ca: e.ca, cert: e.cert, key: e.key } } : {}),
       ...(e.username !== undefined ? { auth: { username: e.username, password: e.password! } } : {}),
