@@ -29,7 +29,7 @@ class BatchSender : public Sender {
       : port_(port), q_(kTxSockets + 1), gso_(gso), fallbacks_(fallbacks) {
     for (int i = 0; i < kTxSockets; i++) fds_[i] = fds[i];
     fds_[kLinkQueue] = link_fd;
-    if (link_fd >= 0) pool_.resize(size_t(kMaxMsgs) * kLinkStride);
+    if (link_fd >= 0) pool_ = packet_buffer(size_t(kMaxMsgs) * kLinkStride);
   }
 
   void to_vtep(uint32_t remote, int sock, const uint8_t* d, size_t len, Vni& v) override {
@@ -172,7 +172,7 @@ class BatchSender : public Sender {
   int fds_[kTxSockets + 1];
   uint16_t port_;
   std::vector<Queue> q_;
-  std::vector<uint8_t> pool_;
+  std::unique_ptr<uint8_t[]> pool_;
   int pending_ = 0;
   bool gso_;
   std::atomic<uint64_t>* fallbacks_;

@@ -36,6 +36,10 @@ constexpr int kTxSockets = 16;        // outer source ports to spread flows over
 constexpr size_t kSlotSize = 16384;   // largest datagram handled (jumbo underlay included)
 constexpr int kBatch = 64;            // frames per read batch and datagrams per recvmmsg
 
+// A pipeline's packet buffer, left uninitialised: a page becomes resident when a packet first lands in it,
+// so an idle engine does not carry ~14 MB of zeroed slots it has never used (std::vector zero-fills).
+inline std::unique_ptr<uint8_t[]> packet_buffer(size_t n) { return std::unique_ptr<uint8_t[]>(new uint8_t[n]); }
+
 // A reader-writer lock that prefers writers: the pipelines take it shared once per batch, so a
 // reader-preferring lock could starve JS configuration calls under sustained load. Not recursive.
 class RwLock {

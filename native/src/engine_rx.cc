@@ -68,7 +68,7 @@ class RxPipeline {
         fd_(link ? (e.link_fds_.empty() ? -1 : e.link_fds_[size_t(q)]) : e.rx_fds_[size_t(q)]),
         count_(link ? &e.pipeline_c_[q].link_datagrams : &e.pipeline_c_[q].rx_datagrams),
         out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_),
-        slots_(size_t(kBatch) * kRxSlot),
+        slots_(packet_buffer(size_t(kBatch) * kRxSlot)),
         gro_(e.opt_.tap_gro && e.opt_.tap_offload ? new TapGro() : nullptr) {
     for (int i = 0; i < kBatch; i++) {
       iov_[i] = {&slots_[size_t(i) * kRxSlot], kRxSlot};
@@ -224,7 +224,7 @@ class RxPipeline {
   int fd_;
   std::atomic<uint64_t>* count_;  // this pipeline's datagrams received (PipelineCounters)
   ImmediateSender out_;
-  std::vector<uint8_t> slots_;
+  std::unique_ptr<uint8_t[]> slots_;
   std::unique_ptr<TapGro> gro_;  // null when coalescing is switched off
   HandshakeLimiter hs_limit_;    // the link pipeline's: handshake messages per source
   mmsghdr msgs_[kBatch];

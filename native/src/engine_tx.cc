@@ -59,7 +59,7 @@ class TxPipeline {
       : e_(e),
         q_(q),
         out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_, e.opt_.udp_gso, &e.gso_fallbacks_),
-        slots_(size_t(kBatch) * kSlotSize),
+        slots_(packet_buffer(size_t(kBatch) * kSlotSize)),
         in_(sizeof(VnetHdr) + 65536 + kEthHdr) {}
 
   void run() {
@@ -309,7 +309,7 @@ class TxPipeline {
   int q_;  // which queue of each port this pipeline reads (epfds_[q_]); 0 also owns the uplink and housekeeping
   uint64_t reads_ = 0;
   BatchSender out_;
-  std::vector<uint8_t> slots_;
+  std::unique_ptr<uint8_t[]> slots_;
   std::vector<uint8_t> in_;  // one read's worth: virtio_net_hdr + a 64 KiB super-frame
   int used_ = 0;
 };
