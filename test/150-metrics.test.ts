@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { TestNet } from './helpers/testnet.ts';
 import { runIn } from './helpers/run.ts';
-import { apiCall, cliJson, controlPlaneConfig, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { apiCall, cliJson, controlPlaneConfig, curl, TEST_TOKEN } from './helpers/api-in-ns.ts';
 import { natInstance } from './helpers/nat-net.ts';
 import { deviceName } from '../control/instances/interface.ts';
 import { parsePrometheusText } from '../control/metrics/prom-text.ts';
@@ -14,12 +14,6 @@ import { parsePrometheusText } from '../control/metrics/prom-text.ts';
 const SEND_UDP = fileURLToPath(new URL('./helpers/send-udp.mjs', import.meta.url));
 export const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
 
-/** GET a path of the local API with curl: status and body as text. */
-export async function curl(ns: string, path: string, token?: string): Promise<{ status: number; body: string }> {
-  const r = await runIn(ns, 'curl', ['-s', '-w', '\n%{http_code}', ...(token ? ['-H', `Authorization: Bearer ${token}`] : []), `http://127.0.0.1:7878${path}`]);
-  const at = r.stdout.lastIndexOf('\n');
-  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
-}
 
 function promtool(text: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {

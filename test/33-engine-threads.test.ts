@@ -5,6 +5,7 @@ import test from 'ava';
 import { buildOverlay, counters, port } from './helpers/overlay.ts';
 import { runIn } from './helpers/run.ts';
 import { iperf3 } from './helpers/iperf.ts';
+import { parsePrometheusText } from '../control/metrics/prom-text.ts';
 import type { Instance } from './helpers/testnet.ts';
 import { buildLinkNet } from './helpers/link-net.ts';
 
@@ -47,6 +48,9 @@ test('engine.threads 2: multi-queue ports, parallel flows over both pipelines ea
       t.true(share(k).every((f) => f > 0.03), `h${i + 1}: ${k} per pipeline ${JSON.stringify(c.pipelines.map((p) => p[k]))}`);
     }
   }
+  // The same per pipeline in /metrics (admin socket), as an operator's Prometheus sees it.
+  const m = parsePrometheusText((await daemons[0].request('GET', '/metrics')).body);
+  for (const pipeline of ['0', '1']) t.true((m.value('appnet_engine_pipeline_reads_total', { pipeline, kind: 'tx' }) ?? 0) > 0, `pipeline ${pipeline}`);
 
   // Flows that run at once, both ways, each checked end to end.
   const transfers = await Promise.all([

@@ -4,7 +4,8 @@
 // network node with the outside behind it; h2 is a second host, whose instances reach the uplink over VXLAN.
 import test, { type ExecutionContext } from 'ava';
 import { portName } from '../control/reconcile/plan.ts';
-import { cliJson, controlPlaneConfig } from './helpers/api-in-ns.ts';
+import { cliJson, controlPlaneConfig, curl, TEST_TOKEN } from './helpers/api-in-ns.ts';
+import { parsePrometheusText } from '../control/metrics/prom-text.ts';
 import { addOutside, natInstance, OUTSIDE } from './helpers/nat-net.ts';
 import { run, runIn } from './helpers/run.ts';
 import { TestNet, tsharkFields } from './helpers/testnet.ts';
@@ -90,6 +91,12 @@ test.serial('TCP through the network node\'s NAT goes out and comes back in supe
   t.is(cDown.receivedBytes, BYTES);
   t.is(cDown.receivedSha256, cDown.sentSha256);
   t.is((await offload()).uplink_gso_fallbacks, 0);
+  // Operators see the same in /metrics: super-packets each way, and no refusal counted as one.
+  const m = parsePrometheusText((await curl(h1.ns, '/metrics', TEST_TOKEN)).body);
+  t.is(m.value('appnet_uplink_super_packets_total', { direction: 'out' }), afterDown.uplink_gso_writes);
+  t.true((m.value('appnet_uplink_super_packets_total', { direction: 'in' }) ?? 0) >= afterDown.uplink_gso_reads);
+  t.is(m.value('appnet_offload_fallbacks_total', { kind: 'uplink_gso_writes' }), undefined);
+  t.is(m.value('appnet_offload_fallbacks_total', { kind: 'uplink_gso_fallbacks' }) ?? 0, 0);
 });
 
 test.serial('a packet too big for the uplink is answered with "fragmentation needed", locally and across hosts, and TCP adapts', async (t) => {

@@ -122,7 +122,20 @@ export class DaemonMetrics {
     counter('appnet_punt_total', 'Frames handed to the control plane (DHCP, DNS, ARP, ping)', [], (c) => setCounter(c, {}, get()?.punt.punted ?? 0));
     counter('appnet_punt_dropped_total', 'Frames not punted because the punt queue was full', [], (c) => setCounter(c, {}, get()?.punt.dropped ?? 0));
     counter('appnet_offload_fallbacks_total', 'Offloads the kernel refused (the engine then sends singly), by kind', ['kind'], (c) => {
-      for (const [kind, n] of Object.entries(get()?.offload ?? {})) setCounter(c, { kind }, n);
+      for (const [kind, n] of Object.entries(get()?.offload ?? {})) if (kind.endsWith('_fallbacks')) setCounter(c, { kind }, n);
+    });
+    counter('appnet_uplink_super_packets_total', 'TCP super-packets that crossed the NAT uplink whole, by direction', ['direction'], (c) => {
+      const o = get()?.offload;
+      if (!o) return;
+      setCounter(c, { direction: 'out' }, o.uplink_gso_writes);
+      setCounter(c, { direction: 'in' }, o.uplink_gso_reads);
+    });
+    counter('appnet_engine_pipeline_reads_total', 'Reads from ports and the uplink (TX) and datagrams received (RX, link RX), by pipeline (engine.threads)', ['pipeline', 'kind'], (c) => {
+      for (const [i, p] of (get()?.pipelines ?? []).entries()) {
+        setCounter(c, { pipeline: String(i), kind: 'tx' }, p.tx_reads);
+        setCounter(c, { pipeline: String(i), kind: 'rx' }, p.rx_datagrams);
+        setCounter(c, { pipeline: String(i), kind: 'link_rx' }, p.link_datagrams);
+      }
     });
     counter('appnet_capture_ring_drops_total', 'Captured frames lost because a capture ring was full', [], (c) => {
       let sum = this.#captureRetired;

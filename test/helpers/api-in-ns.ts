@@ -33,6 +33,13 @@ export async function apiAt(ns: string, base: string, method: string, path: stri
   return JSON.parse(r.stdout);
 }
 
+/** GET a path of the local API with curl: status and body as text (/metrics, pages). */
+export async function curl(ns: string, path: string, token?: string): Promise<{ status: number; body: string }> {
+  const r = await runIn(ns, 'curl', ['-s', '-w', '\n%{http_code}', ...(token ? ['-H', `Authorization: Bearer ${token}`] : []), `http://127.0.0.1:7878${path}`]);
+  const at = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
+}
+
 /** The system token the control-plane tests configure their daemons with. */
 export const TEST_TOKEN = 'test-system-token-0123456789';
 const APPNET = new URL('../../bin/appnet.js', import.meta.url).pathname;
