@@ -11,6 +11,7 @@ const BENCHES: Record<string, string> = {
   capture: './capture.ts',
   connections: './connections.ts',
   nat: './nat.ts',
+  hops: './hops.ts',
   dhcp: './dhcp.ts',
   soak: './soak.ts',
 };

@@ -382,8 +382,11 @@ export class TestNet {
     }
   }
 
-  /** Start tcpdump on `ifname` in `ns`; resolves once it is capturing. */
-  async capture(ns: string, ifname: string, opts: { filter?: string; packets?: number } = {}): Promise<Capture> {
+  /**
+   * Start tcpdump on `ifname` in `ns`; resolves once it is capturing. `buffered` (with `packets`): no immediate
+   * mode, so tcpdump wakes per ring block instead of per packet and perturbs timing less; collect it with done().
+   */
+  async capture(ns: string, ifname: string, opts: { filter?: string; packets?: number; buffered?: boolean } = {}): Promise<Capture> {
     this.assertOwned(ns);
     // On a machine tcpdump writes inside it (its /tmp is private); the test reads the file through /proc.
     const holder = machineOf(ns);
@@ -391,7 +394,7 @@ export class TestNet {
     const inner = holder === undefined ? path.join(await this.workDir(), name) : `/tmp/${name}`;
     const file = holder === undefined ? inner : `/proc/${holder}/root${inner}`;
     // --immediate-mode: without it TPACKET_V3 holds packets in a ring block for up to 1 s and SIGINT loses them.
-    const args = ['-i', ifname, '-w', inner, '-U', '--immediate-mode', '-n', '-Z', 'root'];
+    const args = ['-i', ifname, '-w', inner, ...(opts.buffered && opts.packets ? [] : ['-U', '--immediate-mode']), '-n', '-Z', 'root'];
     if (opts.packets !== undefined) args.push('-c', String(opts.packets));
     if (opts.filter) args.push(opts.filter);
     const child = this.track(spawnIn(ns, 'tcpdump', args));
@@ -605,6 +608,12 @@ export class Capture {
     const exit = await stopProcess(this.child, { signal: 'SIGINT', graceMs: 5000 });
     if (exit.code !== 0 && exit.signal !== 'SIGINT') throw new Error(`tcpdump failed (${exit.code ?? exit.signal}): ${this.out.stderr.trim()}`);
     return this.file;
+  }
+
+  /** For a capture with a packet count: waits up to `ms` for tcpdump to reach it and exit, else stops it. */
+  async done(ms: number): Promise<string> {
+    if (await waitExit(this.child, ms)) return this.file;
+    return this.stop();
   }
 
   /** tcpdump's stderr (its "N packets captured" summary after stop). */
