@@ -383,6 +383,12 @@ class Engine {
   // NAT ingress and the neighbour lookup for a packet from the uplink whose segments are at most
   // `seg_len` IP bytes: its VNI, and the MAC in `mac`; null when dropped (counted).
   Vni* uplink_route(uint8_t* ip, size_t n, size_t seg_len, uint64_t* mac);
+  // Writes the Ethernet header in front of a routed packet from the uplink (src: the gateway MAC).
+  static void uplink_frame(const Vni& v, uint8_t* frame, uint64_t mac) {
+    mac_write(frame, mac);
+    std::memcpy(frame + 6, v.gw.mac, 6);
+    wr16(frame + 12, kEtherIpv4);
+  }
   // A translated TCP super-frame from the uplink written whole into the local TAP its destination MAC is
   // on; false when that cannot be (not local, no offload, a filter or capture to serve, refused).
   bool deliver_super_frame(Vni& v, uint8_t* frame, size_t len, const Tcp4Gso& g);

@@ -174,28 +174,30 @@ class TxPipeline {
 
   // One read from an uplink opened with offload: a virtio_net_hdr, then a packet or a TCP super-packet
   // (read behind room for an Ethernet header, so it can go into a TAP whole). False when drained.
+  // An ordinary packet lands in the current slot; a super-packet's bytes past the slot's room land in in_,
+  // where its first part is then copied in front of them.
   bool read_uplink_vnet(int fd) {
+    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
     VnetHdr h;
-    uint8_t* ip = in_.data() + kEthHdr;
-    iovec iov[2] = {{&h, sizeof(h)}, {ip, in_.size() - kEthHdr}};
-    ssize_t r = readv(fd, iov, 2);
+    uint8_t* at = slot() + kVxlanHdr + kEthHdr;
+    uint8_t* big = in_.data() + kEthHdr;
+    iovec iov[3] = {{&h, sizeof(h)}, {at, room}, {big + room, in_.size() - kEthHdr - room}};
+    ssize_t r = readv(fd, iov, 3);
     if (r <= 0) return false;
     size_t n = size_t(r) < sizeof(h) ? 0 : size_t(r) - sizeof(h);
     if ((h.gso_type & 0x7f) == kGsoTcpv4 && n) {
-      uplink_super_packet(ip, n, h.gso_size);
+      std::memcpy(big, at, n < room ? n : room);
+      uplink_super_packet(big, n, h.gso_size);
       return true;
     }
-    const size_t room = kSlotSize - kVxlanHdr - kEthHdr;
     if (!n || h.gso_type != kGsoNone ||
-        ((h.flags & kVnetNeedsCsum) && !finish_checksum(ip, n, h.csum_start, h.csum_offset))) {
+        ((h.flags & kVnetNeedsCsum) && !finish_checksum(at, n, h.csum_start, h.csum_offset))) {
       e_.uplink_c_.rx(n);
       e_.uplink_c_.drop(kDropMalformed);
     } else if (n > room) {
       e_.uplink_c_.rx(n);
       e_.uplink_c_.drop(kDropOversize);
     } else {
-      uint8_t* at = slot() + kVxlanHdr + kEthHdr;
-      std::memcpy(at, ip, n);
       uplink_packet(at, n);
     }
     return true;
@@ -219,8 +221,7 @@ class TxPipeline {
     Vni* v = e_.uplink_route(ip, n, g.hlen - kEthHdr + g.mss, &mac);
     if (!v) return;
     tcp4_set_partial_csum(ip, g.ihl, n);
-    mac_write(frame, mac);
-    std::memcpy(frame + 6, v->gw.mac, 6);
+    Engine::uplink_frame(*v, frame, mac);
     if (e_.deliver_super_frame(*v, frame, kEthHdr + n, g)) return;
     for (size_t s = 0; s < g.count; s++) {
       uint8_t* at = slot() + kVxlanHdr;

@@ -178,19 +178,11 @@ class GroFrame {
     *h = VnetHdr{};
     if (count_ < 2) return len_;
     uint8_t* ip = buf_ + kEthHdr;
-    size_t l4 = len_ - kEthHdr - 20;
     wr16(ip + 2, uint16_t(len_ - kEthHdr));
     wr16(ip + 10, 0);
     wr16(ip + 10, inet_checksum(ip, 20));
-    uint32_t sum = ipv4_pseudo_sum(ip, 6, l4);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    wr16(ip + 20 + 16, uint16_t(sum));
-    h->flags = kVnetNeedsCsum;
-    h->gso_type = kGsoTcpv4;
-    h->hdr_len = uint16_t(hlen_);
-    h->gso_size = uint16_t(gso_size_);
-    h->csum_start = uint16_t(kEthHdr + 20);
-    h->csum_offset = 16;
+    tcp4_set_partial_csum(ip, 20, len_ - kEthHdr);
+    *h = tcp4_gso_vnet_hdr(kEthHdr, 20, hlen_ - kEthHdr - 20, gso_size_);
     return len_;
   }
 

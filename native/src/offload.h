@@ -103,17 +103,19 @@ inline void tcp4_set_partial_csum(uint8_t* ip, size_t ihl, size_t total) {
   wr16(ip + ihl + 16, uint16_t(s));
 }
 
-// The virtio_net_hdr that hands a parsed super-frame on whole: `l3` is where its IPv4 header starts
-// in what is written (kEthHdr into a TAP, 0 into a TUN).
-inline VnetHdr tcp4_gso_vnet_hdr(const Tcp4Gso& g, size_t l3) {
+// The virtio_net_hdr that hands a TCP/IPv4 super-frame on whole, its partial checksum set: `l3` is where
+// its IPv4 header starts in what is written (kEthHdr into a TAP, 0 into a TUN).
+inline VnetHdr tcp4_gso_vnet_hdr(size_t l3, size_t ihl, size_t thl, size_t mss) {
   VnetHdr h{};
   h.flags = kVnetNeedsCsum;
   h.gso_type = kGsoTcpv4;
-  h.hdr_len = uint16_t(l3 + g.ihl + g.thl);
-  h.gso_size = uint16_t(g.mss);
-  h.csum_start = uint16_t(l3 + g.ihl);
+  h.hdr_len = uint16_t(l3 + ihl + thl);
+  h.gso_size = uint16_t(mss);
+  h.csum_start = uint16_t(l3 + ihl);
   h.csum_offset = 16;
   return h;
 }
+
+inline VnetHdr tcp4_gso_vnet_hdr(const Tcp4Gso& g, size_t l3) { return tcp4_gso_vnet_hdr(l3, g.ihl, g.thl, g.mss); }
 
 }  // namespace appnet

@@ -268,9 +268,7 @@ void Engine::uplink_ingress(uint8_t* ip, size_t len, Sender& out) {
   Vni* v = uplink_route(ip, n, n, &mac);
   if (!v) return;
   uint8_t* frame = ip - kEthHdr;
-  mac_write(frame, mac);
-  std::memcpy(frame + 6, v->gw.mac, 6);
-  wr16(frame + 12, kEtherIpv4);
+  uplink_frame(*v, frame, mac);
   forward_from_local(*v, nullptr, frame, kEthHdr + n, out);
 }
 
