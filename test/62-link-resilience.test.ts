@@ -4,6 +4,7 @@ import test from 'ava';
 import { buildLinkNet, linkUp } from './helpers/link-net.ts';
 import { iperf3 } from './helpers/iperf.ts';
 import { runIn } from './helpers/run.ts';
+import { TestNet } from './helpers/testnet.ts';
 
 test('kill -9 of one daemon and a restart: the link comes back and traffic resumes', async (t) => {
   const { net, d1, d2, a, addrB } = await buildLinkNet(t);
@@ -64,4 +65,20 @@ test('rekey forced every second during iperf3: transfers complete intact', async
     `${forced.lost}/${forced.packets} with rekey every 1 s (${rekeys} handshakes)`);
   const peer = after.peers[0];
   t.is(peer.drops.bad_tag, 0);
+});
+
+// The link port lies inside the kernel's ephemeral range (32768-60999). A daemon whose own
+// outer-source sockets took it first would fail to start; squeeze the range to the link port
+// plus the sixteen TX ports so that any other binding order would collide.
+test('the link port is bound before the ephemeral TX sockets: a daemon starts with the range squeezed around it', async (t) => {
+  const net = await TestNet.create(t, { hosts: 1 });
+  const [h1] = net.hosts;
+  await runIn(h1.ns, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=51830 51846']);
+  const d1 = await net.startAppnetd(h1);
+  const links = await d1.get('/engine/links');
+  t.truthy(links, 'the link transport is up');
+  const ss = await runIn(h1.ns, 'ss', ['-Hunlp']);
+  const ports = [...ss.stdout.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1]));
+  t.true(ports.includes(51830), ss.stdout);
+  t.is(ports.filter((p) => p > 51830 && p <= 51846).length, 16, ss.stdout);
 });

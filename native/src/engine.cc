@@ -124,7 +124,6 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
       if (o.udp_gro) setsockopt(rx_fds_.back(), SOL_UDP, 104 /* UDP_GRO */, &one, sizeof(one));
     }
     rx_fd_ = rx_fds_[0];
-    for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
     if (o.link_port) {
       if (!link::init()) throw std::runtime_error("libsodium failed to initialise");
       // Any address: the link keeps working when this host's underlay address changes.
@@ -134,6 +133,9 @@ Engine::Engine(const EngineOptions& o) : opt_(o) {
       }
       link_fd_ = link_fds_[0];
     }
+    // Ephemeral ports last: the link port (51830) lies inside the kernel's ephemeral range, so a
+    // TX socket bound first could take it and the link bind would fail.
+    for (int& fd : tx_fds_) fd = udp_socket(o.underlay_ip, 0, 4 << 20);
     for (int i = 0; i < kTxSockets; i++) {
       sockaddr_in a{};
       socklen_t l = sizeof(a);
