@@ -81,7 +81,7 @@ async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> 
 
 // Ratios ours/kernel for the delivered rates. Not for tx pkt/s: a higher send rate into a TAP that drops the
 // excess is not a better result.
-const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', 'udp64_rx_pps', 'udp1400_rx_pps'];
+const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', 'udp64_rx_pps', 'udp1400_rx_pps', 'udp64_paced_pps', 'udp1400_paced_pps'];
 const THREADS = [1, 2];
 const ROWS: Array<[string, string]> = [
   ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'], ['TCP 4 streams, Gbit/s', 'tcp_p4_gbps'],
@@ -90,6 +90,7 @@ const ROWS: Array<[string, string]> = [
     [`UDP ${n} B, rx pkt/s`, `udp${n}_rx_pps`], [`UDP ${n} B, tx pkt/s`, `udp${n}_tx_pps`], [`UDP ${n} B, loss %`, `udp${n}_loss_pct`],
     ['  lost: sender dev', `udp${n}_lost_sender_dev`], ['  lost: underlay sock', `udp${n}_lost_underlay_sock`],
     ['  lost: receiver sock', `udp${n}_lost_receiver_sock`], ['  lost: elsewhere', `udp${n}_lost_other`],
+    [`UDP ${n} B paced, rx pkt/s`, `udp${n}_paced_pps`],
   ]),
   ['ping avg ms', 'ping_avg_ms'], ['ping min ms', 'ping_min_ms'], ['ping max ms', 'ping_max_ms'],
 ];

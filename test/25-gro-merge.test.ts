@@ -1,12 +1,13 @@
-// Receive-side TCP coalescing: the engine merges consecutive segments of one flow, on their way into a
-// TAP port, into one super-frame (native/src/gro.h); dataplane/wire/gro.ts does the same in TypeScript.
+// Receive-side coalescing: the engine merges consecutive TCP segments (and UDP datagrams) of one flow, on
+// their way into a TAP port, into one super-frame (native/src/gro.h); dataplane/wire/gro.ts does the same in
+// TypeScript.
 // Both must agree byte for byte and step for step; a super-frame must be what the instance's kernel
-// can take (valid IPv4 header, partial TCP checksum, GSO header) and cut back into exactly the
+// can take (valid IPv4 header, partial TCP or UDP checksum, GSO header) and cut back into exactly the
 // segments it was made of; and every rule that keeps segments apart must keep them apart.
 import test, { type ExecutionContext } from 'ava';
 import { native } from '../dataplane/native.ts';
-import { coalesceTcp4, GRO_CANDIDATE_RULES, type GroResult, type GroStep, type VnetHeader } from '../dataplane/wire/gro.ts';
-import { finishPartialChecksum, segmentTcp4 } from '../dataplane/wire/tso.ts';
+import { coalesce, GRO_CANDIDATE_RULES, type GroResult, type GroStep, type VnetHeader } from '../dataplane/wire/gro.ts';
+import { finishPartialChecksum, segmentTcp4, segmentUdp4 } from '../dataplane/wire/tso.ts';
 import { parseIpv4 } from '../dataplane/wire/ipv4.ts';
 import { finishChecksum, foldSum, ipv4PseudoHeaderSum, sumBytes } from '../dataplane/wire/checksum.ts';
 import { xorshift32 } from './helpers/random.ts';
@@ -70,6 +71,38 @@ function segment(o: Seg): Buffer {
   return f;
 }
 
+interface Dgram { len: number; id?: number; df?: boolean; ttl?: number; sport?: number; dport?: number; noChecksum?: boolean; fill?: number }
+
+/** A valid UDP/IPv4 datagram in an Ethernet frame (the same addresses as segment()); payload bytes from `fill`. */
+function datagram(o: Dgram): Buffer {
+  const f = Buffer.alloc(14 + 28 + o.len);
+  f.set([0x02, 0, 0, 0, 0, 0xbb, 0x02, 0, 0, 0, 0, 0xaa]);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(28 + o.len, 16);
+  f.writeUInt16BE(o.id ?? 0, 18);
+  f[20] = o.df === false ? 0 : 0x40;
+  f[22] = o.ttl ?? 64;
+  f[23] = 17;
+  f.writeUInt32BE(0xc6126e02, 26);
+  f.writeUInt32BE(0xc6126e03, 30);
+  f.writeUInt16BE(finishChecksum(sumBytes(f, 14, 34)), 24);
+  f.writeUInt16BE(o.sport ?? 40000, 34);
+  f.writeUInt16BE(o.dport ?? 5201, 36);
+  f.writeUInt16BE(8 + o.len, 38);
+  for (let i = 0; i < o.len; i++) f[42 + i] = Math.imul((o.fill ?? 0) + i, 2654435761) >>> 24;
+  if (!o.noChecksum) {
+    const c = finishChecksum(sumBytes(f, 34, f.length, ipv4PseudoHeaderSum(0xc6126e02, 0xc6126e03, 17, 8 + o.len)));
+    f.writeUInt16BE(c === 0 ? 0xffff : c, 40);
+  }
+  return f;
+}
+
+/** `n` datagrams of one flow, `size` bytes each (the last `last`), ids counting up. */
+function udpRun(n: number, size: number, o: Partial<Dgram> & { last?: number; id0?: number } = {}): Buffer[] {
+  return Array.from({ length: n }, (_, i) => datagram({ ...o, len: i === n - 1 && o.last !== undefined ? o.last : size, id: ((o.id0 ?? 300) + i) & 0xffff, fill: i * 7 }));
+}
+
 /** `n` back-to-back segments of one flow, `mss` bytes each (the last `last` bytes), ids counting up. */
 function run(n: number, mss: number, o: Partial<Seg> & { last?: number; seq0?: number; id0?: number } = {}): Buffer[] {
   const out: Buffer[] = [];
@@ -85,7 +118,7 @@ function run(n: number, mss: number, o: Partial<Seg> & { last?: number; seq0?: n
 /** Runs both implementations and requires identical writes and steps; returns the native result. */
 function both(t: ExecutionContext, frames: Buffer[], what: string): GroResult {
   const n = groCoalesce(frames);
-  const ts = coalesceTcp4(frames);
+  const ts = coalesce(frames);
   t.deepEqual(n.steps, ts.steps, `${what}: steps`);
   t.is(n.writes.length, ts.writes.length, `${what}: number of writes`);
   for (let i = 0; i < Math.min(n.writes.length, ts.writes.length); i++) {
@@ -114,7 +147,7 @@ function assertRoundTrip(t: ExecutionContext, frames: Buffer[], r: GroResult, wh
       t.true(frame.equals(g[k][0]), `${what}: write ${k} is not the frame as it came`);
       continue;
     }
-    const back = segmentTcp4(frame, w.vnet.gsoSize)!;
+    const back = (w.vnet.gsoType === 5 ? segmentUdp4(frame, w.vnet.gsoSize) : segmentTcp4(frame, w.vnet.gsoSize))!;
     t.is(back.length, g[k].length, `${what}: write ${k} resegments into ${back.length}, made of ${g[k].length}`);
     back.forEach((s, i) => t.true(Buffer.from(s).equals(g[k][i]), `${what}: write ${k} segment ${i} differs`));
   }
@@ -144,6 +177,30 @@ test('a run of one flow becomes one super-frame the kernel can take and cut back
   const done = finishPartialChecksum(f, w.vnet.csumStart, w.vnet.csumOffset)!;
   t.is(finishChecksum(sumBytes(done, 34, done.length, ipv4PseudoHeaderSum(0xc6126e02, 0xc6126e03, 6, l4))), 0);
   assertRoundTrip(t, frames, r, 'run');
+});
+
+test('a run of UDP datagrams of one flow becomes one UDP_L4 super-frame the kernel cuts back into the same datagrams', (t) => {
+  const frames = udpRun(20, 1400, { last: 333 });
+  const r = both(t, frames, 'udp run');
+  t.deepEqual(r.steps, ['first', ...Array(19).fill('merged')]);
+  t.is(r.writes.length, 1);
+  const w = r.writes[0];
+  t.is(w.segments, 20);
+  t.deepEqual(w.vnet, { flags: 1, gsoType: 5, hdrLen: 14 + 28, gsoSize: 1400, csumStart: 34, csumOffset: 6 });
+  const f = Buffer.from(w.frame);
+  t.is(f.length, 14 + 28 + 19 * 1400 + 333);
+  parseIpv4(f.subarray(14));
+  t.is(f.readUInt16BE(38), f.length - 34, 'the UDP length covers every payload');
+  t.is(f.readUInt16BE(18), 300, 'the first datagram\'s id');
+  const l4 = f.length - 34;
+  t.is(f.readUInt16BE(40), foldSum(ipv4PseudoHeaderSum(0xc6126e02, 0xc6126e03, 17, l4)));
+  const done = finishPartialChecksum(f, w.vnet.csumStart, w.vnet.csumOffset)!;
+  t.is(finishChecksum(sumBytes(done, 34, done.length, ipv4PseudoHeaderSum(0xc6126e02, 0xc6126e03, 17, l4))), 0);
+  assertRoundTrip(t, frames, r, 'udp run');
+  // 64-byte datagrams (iperf3 -l 64): at most 64 in one super-frame.
+  const small = both(t, udpRun(130, 64), 'udp 64 B');
+  t.deepEqual(small.writes.map((x) => x.segments), [64, 64, 2]);
+  assertRoundTrip(t, udpRun(130, 64), small, 'udp 64 B');
 });
 
 test('a super-frame stops at 65535 IP bytes and the next one starts there', (t) => {
@@ -179,7 +236,7 @@ const RULES: Array<[string, Buffer[], GroStep]> = [
   ['IP options', [base()[0], mutate(base()[1], (f) => (f[14] = 0x46))], 'ip_options'],
   ['MF', [base()[0], mutate(base()[1], (f) => { f[20] |= 0x20; fixIp(f); })], 'fragment'],
   ['fragment offset', [base()[0], mutate(base()[1], (f) => { f[21] = 1; fixIp(f); })], 'fragment'],
-  ['UDP', [base()[0], mutate(base()[1], (f) => { f[23] = 17; fixIp(f); })], 'not_tcp'],
+  ['ICMP', [base()[0], mutate(base()[1], (f) => { f[23] = 1; fixIp(f); })], 'not_tcp_udp'],
   ['Ethernet padding', [base()[0], Buffer.concat([base()[1], Buffer.alloc(4)])], 'bad_length'],
   ['IP length short of the frame', [base()[0], mutate(base()[1], (f) => { f.writeUInt16BE(f.length - 14 - 1, 16); fixIp(f); })], 'bad_length'],
   ['TCP header past the end', [base()[0], mutate(segment({ seq: 1_001_000, len: 0, id: 101, options: new Uint8Array(0) }), (f) => (f[34 + 12] = 0xf0))], 'bad_length'],
@@ -209,6 +266,20 @@ const RULES: Array<[string, Buffer[], GroStep]> = [
   ['after PSH', [segment({ seq: 1_000_000, len: 1000, id: 100, flags: ACK | PSH }), segment({ seq: 1_001_000, len: 1000, id: 101 })], 'psh_ended'],
   ['after a short segment', [...run(2, 1000, { last: 999 }), segment({ seq: 1_001_999, len: 1000, id: 102 })], 'short_ended'],
   ['larger than the first', second({ len: 1001 }), 'larger'],
+  ['UDP after TCP of the same addresses and ports', [base()[0], datagram({ len: 1000 })], 'flow'],
+  // UDP: the same rules, and its own.
+  ['UDP without a checksum', [...udpRun(1, 500), datagram({ len: 500, id: 301, noChecksum: true })], 'no_checksum'],
+  ['UDP corrupt payload', [...udpRun(1, 500), mutate(datagram({ len: 500, id: 301 }), (f) => (f[f.length - 1] ^= 1))], 'bad_checksum'],
+  ['UDP length short of the IP payload', [...udpRun(1, 500), mutate(datagram({ len: 500, id: 301 }), (f) => f.writeUInt16BE(507, 38))], 'bad_length'],
+  ['UDP without payload', [...udpRun(1, 500), datagram({ len: 0, id: 301 })], 'no_payload'],
+  ['UDP other destination port', [...udpRun(1, 500), datagram({ len: 500, id: 301, dport: 5202 })], 'flow'],
+  ['TCP after UDP', [...udpRun(1, 500), segment({ seq: 1, len: 500, id: 301, sport: 40000, dport: 5201 })], 'flow'],
+  ['UDP other TTL', [...udpRun(1, 500), datagram({ len: 500, id: 301, ttl: 1 })], 'ip_fields'],
+  ['UDP without DF, an id jump', [...udpRun(1, 500, { df: false }), datagram({ len: 500, id: 9, df: false })], 'ip_fields'],
+  ['UDP larger than the first', [...udpRun(2, 500), datagram({ len: 501, id: 302 })], 'larger'],
+  ['UDP after a shorter one', [...udpRun(2, 500, { last: 100 }), datagram({ len: 500, id: 302 })], 'short_ended'],
+  ['UDP 65th datagram of 64 bytes', udpRun(65, 64), 'too_many'],
+  ['UDP past 65535 IP bytes', udpRun(47, 1400), 'too_big'],
 ];
 
 function fixIp(f: Buffer): void {
@@ -221,7 +292,7 @@ for (const [name, frames, step] of RULES) {
     const r = both(t, frames, name);
     t.is(r.steps[r.steps.length - 1], step);
     // The offender changes nothing before it and ends up in a write of its own.
-    t.deepEqual(r.steps.slice(0, -1), coalesceTcp4(frames.slice(0, -1)).steps);
+    t.deepEqual(r.steps.slice(0, -1), coalesce(frames.slice(0, -1)).steps);
     const last = r.writes[r.writes.length - 1];
     t.is(last.segments, 1);
     t.true(Buffer.from(last.frame).equals(frames[frames.length - 1]));
@@ -236,9 +307,10 @@ test('agrees with the TypeScript twin on 1,500 random batches, and every write c
   const rnd = xorshift32(0x6e0);
   let merged = 0;
   let passed = 0;
+  let udpSuper = 0;
   for (let b = 0; b < 1500; b++) {
     // Up to three flows interleaved in runs, with occasional rule-breaking segments.
-    const flows = [0, 1, 2].map((k) => ({ seq: rnd(), id: rnd() & 0xffff, dport: 5201 + k, mss: 500 + (rnd() % 1000), df: rnd() % 4 !== 0 }));
+    const flows = [0, 1, 2].map((k) => ({ seq: rnd(), id: rnd() & 0xffff, dport: 5201 + k, mss: 500 + (rnd() % 1000), df: rnd() % 4 !== 0, udp: rnd() % 3 === 0 }));
     const frames: Buffer[] = [];
     const n = 1 + (rnd() % 60);
     while (frames.length < n) {
@@ -251,7 +323,7 @@ test('agrees with the TypeScript twin on 1,500 random batches, and every write c
       else if (r === 2) o.seq = (o.seq + 1) >>> 0;
       else if (r === 3) o.ack = 7;
       else if (r === 4) o.ttl = 1;
-      let f = segment(o);
+      let f = fl.udp ? datagram({ len, id: fl.id, dport: fl.dport, df: fl.df, ttl: r === 4 ? 1 : undefined, noChecksum: r === 1, fill: fl.seq }) : segment(o);
       if (r === 5) f = mutate(f, (g) => (g[g.length - 1] ^= 0x80));
       frames.push(f);
       fl.seq = (fl.seq + len) >>> 0;
@@ -260,8 +332,10 @@ test('agrees with the TypeScript twin on 1,500 random batches, and every write c
     const res = both(t, frames, `batch ${b}`);
     assertRoundTrip(t, frames, res, `batch ${b}`);
     merged += res.steps.filter((s) => s === 'merged').length;
+    udpSuper += res.writes.filter((w) => w.vnet.gsoType === 5).length;
     passed += res.steps.filter((s) => GRO_CANDIDATE_RULES.includes(s as never)).length;
   }
   t.true(merged > 10_000, `only ${merged} merges`);
   t.true(passed > 500, `only ${passed} frames passed by`);
+  t.true(udpSuper > 200, `only ${udpSuper} UDP super-frames`);
 });

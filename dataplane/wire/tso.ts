@@ -71,3 +71,36 @@ export function segmentTcp4(frame: Uint8Array, mss: number): Uint8Array[] | null
   }
   return out;
 }
+
+/**
+ * The datagrams of a UDP/IPv4 super-frame (Ethernet + 20-byte IPv4 + UDP), `size` payload bytes each (the last
+ * may be shorter), as the kernel's UDP segmentation makes them (native/src/offload.h udp4_gso_segment): each
+ * gets its own IPv4 total length, id (original + index) and header checksum, UDP length and full checksum.
+ * Null if the frame is not one or `size` is not positive.
+ */
+export function segmentUdp4(frame: Uint8Array, size: number): Uint8Array[] | null {
+  const hlen = ETH + 28;
+  if (!(size >= 1) || frame.length <= hlen || u16(frame, 12) !== 0x0800 || frame[ETH] !== 0x45 || frame[ETH + 9] !== 17) return null;
+  const payload = frame.length - hlen;
+  const id = u16(frame, ETH + 4);
+  const src = u32(frame, ETH + 12);
+  const dst = u32(frame, ETH + 16);
+  const out: Uint8Array[] = [];
+  for (let off = 0, i = 0; off < payload; off += size, i++) {
+    const chunk = Math.min(size, payload - off);
+    const s = new Uint8Array(hlen + chunk);
+    s.set(frame.subarray(0, hlen));
+    s.set(frame.subarray(hlen + off, hlen + off + chunk), hlen);
+    put16(s, ETH + 2, 28 + chunk);
+    put16(s, ETH + 4, (id + i) & 0xffff);
+    put16(s, ETH + 10, 0);
+    put16(s, ETH + 10, finishChecksum(sumBytes(s, ETH, ETH + 20)));
+    const u = ETH + 20;
+    put16(s, u + 4, 8 + chunk);
+    put16(s, u + 6, 0);
+    const c = finishChecksum(sumBytes(s, u, s.length, ipv4PseudoHeaderSum(src, dst, 17, 8 + chunk)));
+    put16(s, u + 6, c === 0 ? 0xffff : c);
+    out.push(s);
+  }
+  return out;
+}

@@ -1,5 +1,5 @@
 // GRO merge: up to 32 IPv4 packets from the peer VTEP, each in its own VXLAN datagram to the TAP's MAC, in one
-// receive batch: runs of TCP segments of one flow are merged into super-frames (gro.h) and written with a GSO
+// receive batch: runs of TCP segments (or UDP datagrams) of one flow are merged into super-frames (gro.h) and written with a GSO
 // virtio_net_hdr; anything else flushes the run. The fuzzer picks the sequence numbers, flags, lengths and options.
 #include <vector>
 

@@ -199,7 +199,8 @@ struct TapGro {
   }
   Slot slots[kSlots];
   int victim = 0;                      // next slot to flush when all are busy
-  bool refused = false;                // the kernel refused a super-frame: write segments from now on
+  bool refused = false;                // the kernel refused a TCP super-frame: write segments from now on
+  bool udp_refused = false;            // it refused a UDP one (no USO before Linux 6.2): UDP goes frame by frame
   std::unique_ptr<uint8_t[]> scratch;  // resegmentation after a refusal
 };
 

@@ -25,6 +25,7 @@ static_assert(sizeof(VnetHdr) == 10, "virtio_net_hdr is 10 bytes");
 constexpr uint8_t kVnetNeedsCsum = 1;
 constexpr uint8_t kGsoNone = 0;
 constexpr uint8_t kGsoTcpv4 = 1;
+constexpr uint8_t kGsoUdpL4 = 5;  // VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation (USO), Linux 6.2 and later
 
 // Completes a partial checksum: the field at csum_start + csum_offset holds the pseudo-header
 // sum; the checksum covers [csum_start, len). False if the offsets do not fit the frame.
@@ -97,11 +98,14 @@ inline size_t tcp4_gso_segment(const Tcp4Gso& g, size_t i, uint8_t* out) {
 // What a partial TCP/IPv4 checksum (NEEDS_CSUM) must start from: the pseudo-header sum over the whole
 // TCP length, folded and not complemented. After an address rewrite (NAT) it is recomputed, not patched:
 // RFC 1624's update is for a complete checksum, and the ports it would fold in are not in this sum.
-inline void tcp4_set_partial_csum(uint8_t* ip, size_t ihl, size_t total) {
-  uint32_t s = ipv4_pseudo_sum(ip, 6, total - ihl);
+// The same for UDP (proto 17, checksum at offset 6 of its header).
+inline void l4_set_partial_csum(uint8_t* ip, size_t ihl, size_t total, uint8_t proto) {
+  uint32_t s = ipv4_pseudo_sum(ip, proto, total - ihl);
   while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  wr16(ip + ihl + 16, uint16_t(s));
+  wr16(ip + ihl + (proto == 17 ? 6 : 16), uint16_t(s));
 }
+
+inline void tcp4_set_partial_csum(uint8_t* ip, size_t ihl, size_t total) { l4_set_partial_csum(ip, ihl, total, 6); }
 
 // The virtio_net_hdr that hands a TCP/IPv4 super-frame on whole, its partial checksum set: `l3` is where
 // its IPv4 header starts in what is written (kEthHdr into a TAP, 0 into a TUN).
@@ -117,5 +121,47 @@ inline VnetHdr tcp4_gso_vnet_hdr(size_t l3, size_t ihl, size_t thl, size_t mss) 
 }
 
 inline VnetHdr tcp4_gso_vnet_hdr(const Tcp4Gso& g, size_t l3) { return tcp4_gso_vnet_hdr(l3, g.ihl, g.thl, g.mss); }
+
+// The virtio_net_hdr of a UDP/IPv4 super-frame: datagrams of `mss` payload bytes each (the last may be
+// shorter), its partial checksum set; the receiving kernel cuts it (udp_rcv_segment) into the datagrams.
+inline VnetHdr udp4_gso_vnet_hdr(size_t l3, size_t ihl, size_t mss) {
+  VnetHdr h{};
+  h.flags = kVnetNeedsCsum;
+  h.gso_type = kGsoUdpL4;
+  h.hdr_len = uint16_t(l3 + ihl + 8);
+  h.gso_size = uint16_t(mss);
+  h.csum_start = uint16_t(l3 + ihl);
+  h.csum_offset = 6;
+  return h;
+}
+
+// How many datagrams a UDP/IPv4 super-frame (Ethernet + 20-byte IPv4 + UDP) of `len` bytes holds.
+inline size_t udp4_gso_count(size_t len, size_t mss) {
+  size_t payload = len > kEthHdr + 28 ? len - kEthHdr - 28 : 0;
+  return mss == 0 || payload == 0 ? 1 : (payload + mss - 1) / mss;
+}
+
+// Writes datagram `i` (< udp4_gso_count) of such a super-frame to `out` (room for 42 + mss bytes), as the
+// kernel's UDP segmentation makes it: the headers with its own IPv4 total length, id (+i) and header
+// checksum, UDP length, and a full UDP checksum. Returns its length.
+inline size_t udp4_gso_segment(const uint8_t* f, size_t len, size_t mss, size_t i, uint8_t* out) {
+  constexpr size_t hlen = kEthHdr + 28;
+  size_t payload = len - hlen;
+  size_t off = i * mss;
+  size_t chunk = payload - off < mss ? payload - off : mss;
+  std::memcpy(out, f, hlen);
+  std::memcpy(out + hlen, f + hlen + off, chunk);
+  uint8_t* ip = out + kEthHdr;
+  wr16(ip + 2, uint16_t(28 + chunk));
+  wr16(ip + 4, uint16_t(rd16(f + kEthHdr + 4) + i));
+  wr16(ip + 10, 0);
+  wr16(ip + 10, inet_checksum(ip, 20));
+  uint8_t* udp = ip + 20;
+  wr16(udp + 4, uint16_t(8 + chunk));
+  wr16(udp + 6, 0);
+  uint16_t c = inet_checksum(udp, 8 + chunk, ipv4_pseudo_sum(ip, 17, 8 + chunk));
+  wr16(udp + 6, c == 0 ? 0xffff : c);
+  return hlen + chunk;
+}
 
 }  // namespace appnet
