@@ -16,7 +16,7 @@ import os from 'node:os';
 import { buildOverlay, counters, totalDrops } from '../test/helpers/overlay.ts';
 import { run as exec } from '../test/helpers/run.ts';
 import { TestNet } from '../test/helpers/testnet.ts';
-import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, threadLines, threadScaling, type Figures } from './path-measure.ts';
+import { benchLog, benchSeconds, idleCpu, measure, r2, sampleDaemons, shim, threadLines, threadScaling, udp, udpPaced, type Figures } from './path-measure.ts';
 
 const log = benchLog('vxlan');
 
@@ -79,6 +79,27 @@ async function kernel(secs: number, f: Figures, fails: string[]): Promise<void> 
   }
 }
 
+/** Ours again with offloads.tapGroUdp (UDP coalesced into the receiving TAP; opt-in): the UDP floods and paced rates only. */
+async function oursTapGroUdp(secs: number, f: Figures, fails: string[]): Promise<void> {
+  const cleanups: Array<() => unknown> = [];
+  const t = shim(cleanups);
+  try {
+    log('ours with offloads.tapGroUdp: building the overlay');
+    const { net, instances: [a, b] } = await buildOverlay(t, { hosts: 2, offloads: { tapGroUdp: true } });
+    const x = { net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, p: 'ours_tapgroudp', aDev: 'tap42', hostB: b.host.ns };
+    for (const n of [64, 1400]) {
+      log(`ours with offloads.tapGroUdp: udp${n}, flood and paced`);
+      await udp(x, n, Math.min(secs, 5), f);
+      await udpPaced(x, n, Math.min(secs, 3), f);
+    }
+  } catch (e) {
+    t.passed = false;
+    fails.push(`ours tapGroUdp: ${(e as Error).message.split('\n')[0]}`);
+  } finally {
+    for (const fn of cleanups.reverse()) await fn();
+  }
+}
+
 // Ratios ours/kernel for the delivered rates. Not for tx pkt/s: a higher send rate into a TAP that drops the
 // excess is not a better result.
 const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', 'udp64_rx_pps', 'udp1400_rx_pps', 'udp64_paced_pps', 'udp1400_paced_pps'];
@@ -107,6 +128,8 @@ function table(f: Figures): string {
     `process CPU max ${f.ours_cpu_pct_max ?? '-'}% of one core (h1 ${f.ours_cpu_pct_h1 ?? '-'}, h2 ${f.ours_cpu_pct_h2 ?? '-'}); RSS max ${f.ours_rss_mb_max ?? '-'} MB`);
   lines.push(`ours engine drops over the whole run: h1 ${f.ours_engine_drops_h1 ?? '-'}, h2 ${f.ours_engine_drops_h2 ?? '-'}`);
   lines.push(`ours idle afterwards (no traffic, 5 s): process CPU max ${f.ours_idle_cpu_pct_max ?? '-'}% of one core`);
+  lines.push(`ours with offloads.tapGroUdp (opt-in): UDP 64 B rx ${f.ours_tapgroudp_udp64_rx_pps ?? '-'} pkt/s, paced ${f.ours_tapgroudp_udp64_paced_pps ?? '-'}; ` +
+    `1400 B rx ${f.ours_tapgroudp_udp1400_rx_pps ?? '-'}, paced ${f.ours_tapgroudp_udp1400_paced_pps ?? '-'}`);
   lines.push(...threadLines(f, THREADS));
   return lines.join('\n');
 }
@@ -117,7 +140,7 @@ export async function run({ json }: { json: boolean }): Promise<Record<string, u
   // Cleanup on SIGINT/SIGTERM is TestNet's own handler (kills tracked processes, deletes the namespaces).
   const f: Figures = {};
   const failures: string[] = [];
-  for (const [name, fn] of [['ours', ours], ['kernel', kernel]] as const) {
+  for (const [name, fn] of [['ours', ours], ['ours tapGroUdp', oursTapGroUdp], ['kernel', kernel]] as const) {
     await fn(secs, f, failures).catch((e: Error) => { failures.push(`${name}: ${e.message}`); log(`${name} FAILED: ${e.stack}`); });
   }
   await threadScaling(async (threads, cleanups) => {

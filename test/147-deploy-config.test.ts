@@ -27,3 +27,11 @@ test('event pruning limits are validated with the field named', (t) => {
   t.throws(() => parseDaemonConfig({ ...base, events: { maxPerObject: 0 } }), { message: /events\.maxPerObject/ });
   t.throws(() => parseDaemonConfig({ ...base, events: { keep: 1 } }), { message: /events\.keep: unknown field/ });
 });
+
+test('offloads: all on by default but tapGroUdp, which is opt-in; a wrong value or name is named', (t) => {
+  t.deepEqual(parseDaemonConfig(base).offloads, { udpGso: true, udpGro: true, tapOffload: true, tapGro: true, tapGroUdp: false, uplinkOffload: true });
+  t.is(parseDaemonConfig({ ...base, offloads: { tapGroUdp: true } }).offloads.tapGroUdp, true);
+  t.is(parseDaemonConfig({ ...base, offloads: { tapGro: false } }).offloads.tapGro, false);
+  t.throws(() => parseDaemonConfig({ ...base, offloads: { tapGroUdp: 'yes' } }), { instanceOf: ConfigError, message: /offloads\.tapGroUdp: must be true or false/ });
+  t.throws(() => parseDaemonConfig({ ...base, offloads: { udpGroTap: true } }), { instanceOf: ConfigError, message: /offloads\.udpGroTap: unknown offload/ });
+});

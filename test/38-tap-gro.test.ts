@@ -93,9 +93,11 @@ async function udpBursts(x: LinkNet, count: number, burst: number): Promise<{ re
   }
 }
 
+const UDP_ON = { udpGso: true, udpGro: true, tapOffload: true, tapGro: true, tapGroUdp: true };
+
 for (const encrypt of [false, true]) {
-  test.serial(`${encrypt ? 'encrypted link' : 'clear VXLAN'}: UDP bursts are coalesced into UDP_L4 super-frames and arrive datagram by datagram, intact`, async (t) => {
-    const x = await buildLinkNet(t, { encrypt });
+  test.serial(`offloads.tapGroUdp, ${encrypt ? 'encrypted link' : 'clear VXLAN'}: UDP bursts are coalesced into UDP_L4 super-frames and arrive datagram by datagram, intact`, async (t) => {
+    const x = await buildLinkNet(t, { encrypt, daemon: { offloads: UDP_ON } });
     const before = await instanceIface(x.b.ns);
     const r = await udpBursts(x, 6000, 32);
     t.log(`received ${r.received} of 6000 datagrams in ${r.sizes} sizes; ${r.bad} bad, ${r.duplicates} duplicates`);
@@ -115,3 +117,13 @@ for (const encrypt of [false, true]) {
     t.true(iface.rxPackets - before.rxPackets < r.received, `b's interface counted ${iface.rxPackets - before.rxPackets} packets for ${r.received} datagrams`);
   });
 }
+
+test.serial('by default UDP is not coalesced: every datagram is its own write', async (t) => {
+  const x = await buildLinkNet(t, { encrypt: false });
+  const r = await udpBursts(x, 3000, 32);
+  t.is(r.bad, 0);
+  t.true(r.received >= 3000 * 0.9, `only ${r.received} of 3000 arrived`);
+  const port = await portOf(x, (await instanceIface(x.b.ns)).name);
+  t.is(port.gro_writes, 0, 'no super-frame for UDP-only traffic');
+  t.is(port.gro_merged, 0);
+});

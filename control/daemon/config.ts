@@ -61,8 +61,8 @@ export interface DaemonConfig {
   ageingSeconds: number;
   /** Entries per VNI's FDB (default 16384): new MACs off the wire beyond it are dropped as fdb_full. */
   fdbLimit?: number;
-  /** Offload kill switches; all default to true (tapGro too when absent). */
-  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean; uplinkOffload?: boolean };
+  /** Offload kill switches; all default to true (tapGro too when absent) but tapGroUdp, which is opt-in. */
+  offloads: { udpGso: boolean; udpGro: boolean; tapOffload: boolean; tapGro?: boolean; tapGroUdp?: boolean; uplinkOffload?: boolean };
   /**
    * The engine's pipelines: `threads` of each kind (TX, RX, link RX), each TAP/TUN port with as many queues.
    * Default half the cores (at least 1): the instances and the kernel's share of each packet need the rest.
@@ -203,12 +203,12 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     return port;
   });
   const off = c.offloads === undefined ? {} : obj(c.offloads, 'offloads');
-  const onOff = (k: string): boolean => {
+  const onOff = (k: string, dflt = true): boolean => {
     if (off[k] !== undefined && typeof off[k] !== 'boolean') throw new ConfigError(`offloads.${k}`, `must be true or false, got ${showValue(off[k])}`);
-    return off[k] !== false;
+    return off[k] === undefined ? dflt : off[k] === true;
   };
   for (const k of Object.keys(off)) {
-    if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro', 'uplinkOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro, uplinkOffload');
+    if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro', 'tapGroUdp', 'uplinkOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro, tapGroUdp, uplinkOffload');
   }
   const eng = c.engine === undefined ? {} : obj(c.engine, 'engine');
   for (const k of Object.keys(eng)) if (k !== 'threads') throw new ConfigError(`engine.${k}`, 'unknown engine setting; known: threads');
@@ -238,7 +238,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     tokenFile: c.tokenFile === undefined ? '/run/appnet/token' : str(c.tokenFile, 'tokenFile'),
     ...(c.metricsToken === undefined ? {} : { metricsToken: str(c.metricsToken, 'metricsToken', /^\S{16,}$/, 'a token of at least 16 characters without spaces') }),
     ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
-    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro'), uplinkOffload: onOff('uplinkOffload') },
+    offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro'), tapGroUdp: onOff('tapGroUdp', false), uplinkOffload: onOff('uplinkOffload') },
     engine: { threads: eng.threads === undefined ? defaultEngineThreads() : int(eng.threads, 'engine.threads', 1, 16) },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,

@@ -131,6 +131,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.udp_gro = flag("udpGro");
     opt.tap_offload = flag("tapOffload");
     opt.tap_gro = flag("tapGro");
+    opt.tap_gro_udp = o.Get("tapGroUdp").IsBoolean() && o.Get("tapGroUdp").As<Napi::Boolean>().Value();
     opt.uplink_offload = flag("uplinkOffload");
     opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
     opt.threads = int(opt_int(o, "threads", 1));

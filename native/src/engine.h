@@ -165,6 +165,7 @@ struct EngineOptions {
   bool udp_gro = true;      // receive coalesced runs (UDP_GRO)
   bool tap_offload = true;  // TAP ports take checksum and TCPv4 segmentation offload
   bool tap_gro = true;      // RX coalesces TCP segments into super-frames for offload TAP ports
+  bool tap_gro_udp = false; // ... and runs of UDP datagrams (GSO UDP_L4; opt-in: burstier into the socket)
   bool uplink_offload = true;  // the uplink TUN takes and gives TCPv4 super-packets (uplink.cc)
   uint16_t link_port = 0;   // encrypted links' UDP port (on every address); 0: no links
   // Pipelines of each kind (engine_threads.md): TX pipelines, each reading its own queue of every
@@ -200,6 +201,7 @@ struct TapGro {
   Slot slots[kSlots];
   int victim = 0;                      // next slot to flush when all are busy
   bool refused = false;                // the kernel refused a TCP super-frame: write segments from now on
+  bool udp = false;                    // UDP datagrams are coalesced too (EngineOptions::tap_gro_udp)
   bool udp_refused = false;            // it refused a UDP one (no USO before Linux 6.2): UDP goes frame by frame
   std::unique_ptr<uint8_t[]> scratch;  // resegmentation after a refusal
 };

@@ -70,6 +70,7 @@ class RxPipeline {
         out_(e.tx_fds_, e.opt_.underlay_port, e.link_fd_),
         slots_(packet_buffer(size_t(kBatch) * kRxSlot)),
         gro_(e.opt_.tap_gro && e.opt_.tap_offload ? new TapGro() : nullptr) {
+    if (gro_) gro_->udp = e.opt_.tap_gro_udp;
     for (int i = 0; i < kBatch; i++) {
       iov_[i] = {&slots_[size_t(i) * kRxSlot], kRxSlot};
       msgs_[i] = {};

@@ -183,7 +183,7 @@ void Engine::deliver_to_port(Port& p, uint8_t* frame, size_t len, Sender& out, T
         gro->victim = (gro->victim + 1) % TapGro::kSlots;
         gro_write(*gro, *s);
       }
-      GroStep st = gro_offer(s->frame, frame, len, [&] { gro_write(*gro, *s); }, !gro->udp_refused);
+      GroStep st = gro_offer(s->frame, frame, len, [&] { gro_write(*gro, *s); }, gro->udp && !gro->udp_refused);
       if (st.kind != GroStep::kPassed) {
         s->port = &p;
         return;
