@@ -11,6 +11,9 @@
 //   b       b's device in -> out  (the instance's own stack answering)
 // and tx_h2, wire, rx_h1 on the way back. Printed as the median and the 90th percentile per hop, in microseconds.
 //
+// Ours is measured twice: as the scheduler places the engine threads, and pinned (engine.cpus: h1 CPU 0, h2 CPU 1),
+// so that the thread a reply wakes runs on the CPU of the thread that delivered the request.
+//
 // `node --import tsx bench/run.ts hops [--json]`. Pings are 20 ms apart: each finds an idle path.
 import { buildOverlay } from '../test/helpers/overlay.ts';
 import { TestNet, tsharkFields, type Capture } from '../test/helpers/testnet.ts';
@@ -60,12 +63,14 @@ async function measure(p: Points, prefix: string, f: Figures): Promise<void> {
   }
 }
 
-async function ours(f: Figures): Promise<void> {
+/** Ours; `pinned`: each daemon's engine threads on one CPU of their own (engine.cpus: h1 CPU 0, h2 CPU 1). */
+async function ours(f: Figures, pinned = false): Promise<void> {
   const cleanups: Array<() => unknown> = [];
   try {
-    log('ours: two hosts, appnetd, one TAP instance each');
-    const { net, instances: [a, b] } = await buildOverlay(shim(cleanups), { hosts: 2 });
-    await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, aDev: 'tap42', bDev: 'tap42', h1: a.host.ns, h2: b.host.ns }, 'ours', f);
+    log(`ours${pinned ? ', engine.cpus h1 [0], h2 [1]' : ''}: two hosts, appnetd, one TAP instance each`);
+    const daemonFor = pinned ? (h: { index: number }) => ({ engine: { threads: 1, cpus: [(h.index - 1) % 2] } }) : undefined;
+    const { net, instances: [a, b] } = await buildOverlay(shim(cleanups), { hosts: 2, daemonFor });
+    await measure({ net, a: a.inst.ns, b: b.inst.ns, addr: b.addr, aDev: 'tap42', bDev: 'tap42', h1: a.host.ns, h2: b.host.ns }, pinned ? 'pinned' : 'ours', f);
   } finally {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
   }
@@ -90,19 +95,19 @@ async function kernel(f: Figures): Promise<void> {
 export async function run({ json }: { json: boolean }): Promise<Record<string, unknown>> {
   const f: Figures = {};
   const failures: string[] = [];
-  for (const [name, fn] of [['ours', ours], ['kernel', kernel]] as const) {
+  for (const [name, fn] of [['ours', (g: Figures) => ours(g)], ['pinned', (g: Figures) => ours(g, true)], ['kernel', kernel]] as const) {
     await fn(f).catch((e: Error) => { failures.push(`${name}: ${e.message.split('\n')[0]}`); log(`${name} FAILED: ${e.stack}`); });
   }
   if (!json) {
     console.log(`\n## hops: where an idle ping's round trip goes (${COUNT} pings 20 ms apart; µs, median / 90th percentile)`);
-    console.log('| hop | ours | kernel VXLAN |');
-    console.log('|---|---|---|');
+    console.log('| hop | ours | ours, engine.cpus (h1 0, h2 1) | kernel VXLAN |');
+    console.log('|---|---|---|---|');
     for (const h of HOPS) {
       const c = (p: string) => `${f[`${p}_${h}_p50_us`] ?? '-'} / ${f[`${p}_${h}_p90_us`] ?? '-'}`;
-      console.log(`| ${h} | ${c('ours')} | ${c('kernel')} |`);
+      console.log(`| ${h} | ${c('ours')} | ${c('pinned')} | ${c('kernel')} |`);
     }
-    console.log(`| ping avg (iputils) | ${f.ours_ping_avg_us ?? '-'} | ${f.kernel_ping_avg_us ?? '-'} |`);
-    console.log(`echoes seen at all four points: ours ${f.ours_echoes ?? '-'}, kernel ${f.kernel_echoes ?? '-'} of ${COUNT}`);
+    console.log(`| ping avg (iputils) | ${f.ours_ping_avg_us ?? '-'} | ${f.pinned_ping_avg_us ?? '-'} | ${f.kernel_ping_avg_us ?? '-'} |`);
+    console.log(`echoes seen at all four points: ours ${f.ours_echoes ?? '-'}, pinned ${f.pinned_echoes ?? '-'}, kernel ${f.kernel_echoes ?? '-'} of ${COUNT}`);
     if (failures.length) console.log(`failures: ${failures.join('; ')}`);
   }
   return { ...f, failures };

@@ -103,7 +103,7 @@ async function ours(secs: number, f: Figures, fails: string[], d: Details): Prom
 
 // Ratios ours/anchor for delivered rates. Not for tx pkt/s: sending faster into a device that drops the excess is
 // not a better result.
-const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', ...UDP_SIZES.map((n) => `udp${n}_rx_pps`)];
+const THROUGHPUT = ['tcp_gbps', 'tcp_p4_gbps', ...UDP_SIZES.flatMap((n) => [`udp${n}_rx_pps`, `udp${n}_paced_pps`])];
 const THREADS = [1, 2];
 const ROWS: Array<[string, string]> = [
   ['TCP 1 stream, Gbit/s', 'tcp_gbps'], ['TCP retransmits', 'tcp_retransmits'], ['TCP 4 streams, Gbit/s', 'tcp_p4_gbps'],
@@ -112,6 +112,7 @@ const ROWS: Array<[string, string]> = [
     [`UDP ${n} B, rx pkt/s`, `udp${n}_rx_pps`], [`UDP ${n} B, tx pkt/s`, `udp${n}_tx_pps`], [`UDP ${n} B, loss %`, `udp${n}_loss_pct`],
     ['  lost: sender dev', `udp${n}_lost_sender_dev`], ['  lost: underlay sock', `udp${n}_lost_underlay_sock`],
     ['  lost: receiver sock', `udp${n}_lost_receiver_sock`], ['  lost: elsewhere', `udp${n}_lost_other`],
+    [`UDP ${n} B paced, rx pkt/s`, `udp${n}_paced_pps`],
   ]),
   ['ping avg ms', 'ping_avg_ms'], ['ping min ms', 'ping_min_ms'], ['ping max ms', 'ping_max_ms'],
   ['CPU % during TCP, h1', 'cpu_pct_h1'], ['CPU % during TCP, h2', 'cpu_pct_h2'], ['CPU % per Gbit/s (h1+h2)', 'cpu_pct_per_gbps'],

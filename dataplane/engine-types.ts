@@ -112,6 +112,11 @@ export interface EngineOptions {
    * multi-queue (one queue per TX pipeline) and the underlay and link sockets are SO_REUSEPORT groups.
    */
   threads?: number;
+  /**
+   * CPUs to pin pipelines to: pipeline i's TX, RX and link RX threads run on cpus[i % length]. Omitted: the
+   * scheduler places them. Every CPU must be one the process may run on.
+   */
+  cpus?: number[];
 }
 
 export interface Offloads {

@@ -52,9 +52,11 @@ export class Engine {
     check(Number.isInteger(linkPort) && linkPort >= 0 && linkPort < 65536 && linkPort !== port, `linkPort must be 0..65535 and differ from underlayPort, got ${linkPort}`);
     const threads = opts.threads ?? 1;
     check(Number.isInteger(threads) && threads >= 1 && threads <= 16, `threads must be 1..16, got ${threads}`);
+    const cpus = opts.cpus ?? [];
+    check(cpus.every((c) => Number.isInteger(c) && c >= 0 && c < 1024), `cpus must be CPU numbers 0..1023, got ${JSON.stringify(cpus)}`);
     let self: Engine | undefined;
     this.#native = new native.Engine(
-      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), fdbLimit, linkPort, threads, ...opts.offloads },
+      { underlayAddress: parseIpv4Address(opts.underlayAddress), underlayPort: port, ageingMs: Math.round(ageing * 1000), fdbLimit, linkPort, threads, cpus, ...opts.offloads },
       onPunt ? () => { if (self) onPunt(self.drainPunts()); } : undefined,
     );
     self = this;

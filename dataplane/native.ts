@@ -129,7 +129,7 @@ export interface NativeReplayWindow {
 
 export interface NativeBinding {
   Engine: new (
-    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; fdbLimit?: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; tapGro?: boolean; tapGroUdp?: boolean; uplinkOffload?: boolean; linkPort?: number; threads?: number },
+    opts: { underlayAddress: number; underlayPort: number; ageingMs: number; fdbLimit?: number; udpGso?: boolean; udpGro?: boolean; tapOffload?: boolean; tapGro?: boolean; tapGroUdp?: boolean; uplinkOffload?: boolean; linkPort?: number; threads?: number; cpus?: number[] },
     onPunt?: () => void,
   ) => NativeEngine;
   vxlanEncap(vni: number, frame: Buffer): Buffer;

@@ -85,3 +85,30 @@ test('engine.threads 2 on an encrypted network: link pipelines on an SO_REUSEPOR
     t.is(opened.filter((n) => n > 0).length, 1, `one link pipeline took all the peer's messages: ${JSON.stringify(opened)}`);
   }
 });
+
+/** The daemon's engine threads by name (appnet-tx0, appnet-rx0, ...) and the CPUs each may run on. */
+async function engineThreads(pid: number): Promise<Record<string, string>> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const out: Record<string, string> = {};
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const status = await readFile(`/proc/${pid}/task/${tid}/status`, 'utf8').catch(() => '');
+    const name = /^Name:\s*(\S+)/m.exec(status)?.[1];
+    if (name?.startsWith('appnet-')) out[name] = /^Cpus_allowed_list:\s*(\S+)/m.exec(status)![1];
+  }
+  return out;
+}
+
+test('engine.cpus: every pipeline thread is named and pinned to its CPU; traffic flows; a CPU the process may not use is refused', async (t) => {
+  const { net, daemons, instances: [a, b] } = await buildOverlay(t, {
+    hosts: 2,
+    daemon: { engine: { threads: 2, cpus: [1, 0] } },
+  });
+  const pinned = { 'appnet-tx0': '1', 'appnet-rx0': '1', 'appnet-link0': '1', 'appnet-tx1': '0', 'appnet-rx1': '0', 'appnet-link1': '0' };
+  for (const d of daemons) t.deepEqual(await engineThreads(d.pid!), pinned, `${d.host.name}'s engine threads`);
+  const ping = await net.ping(a.inst.ns, b.addr, { count: 5, interval: 0.05 });
+  t.is(ping.received, 5, ping.output);
+  // A CPU outside the process's affinity: the daemon says which, and does not start.
+  await daemons[0].stop();
+  const err = await t.throwsAsync(net.startAppnetd(net.hosts[0], { engine: { threads: 1, cpus: [1000] } }));
+  t.regex(err!.message, /cpus: CPU 1000 is not one this process may run on/);
+});

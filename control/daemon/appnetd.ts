@@ -93,6 +93,7 @@ async function main(): Promise<void> {
     ...(cfg.fdbLimit !== undefined ? { fdbLimit: cfg.fdbLimit } : {}),
     offloads: cfg.offloads,
     threads: cfg.engine.threads,
+    ...(cfg.engine.cpus ? { cpus: cfg.engine.cpus } : {}),
     linkPort: cfg.link.enabled ? cfg.link.port : 0,
     onPunt: (frames) => { for (const c of puntConsumers) c(frames); },
   });

@@ -66,8 +66,9 @@ export interface DaemonConfig {
   /**
    * The engine's pipelines: `threads` of each kind (TX, RX, link RX), each TAP/TUN port with as many queues.
    * Default half the cores (at least 1): the instances and the kernel's share of each packet need the rest.
+   * `cpus`: pin pipeline i's threads to cpus[i % length] (docs/engine-threads.md "Pinning"); default unpinned.
    */
-  engine: { threads: number };
+  engine: { threads: number; cpus?: number[] };
   vnis: VniConfig[];
   ports: PortConfig[];
   /** Control-plane mode: the store URL (e.g. sqlite:/var/lib/appnet/appnet.db). Without it, static mode. */
@@ -211,7 +212,7 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     if (!['udpGso', 'udpGro', 'tapOffload', 'tapGro', 'tapGroUdp', 'uplinkOffload'].includes(k)) throw new ConfigError(`offloads.${k}`, 'unknown offload; known: udpGso, udpGro, tapOffload, tapGro, tapGroUdp, uplinkOffload');
   }
   const eng = c.engine === undefined ? {} : obj(c.engine, 'engine');
-  for (const k of Object.keys(eng)) if (k !== 'threads') throw new ConfigError(`engine.${k}`, 'unknown engine setting; known: threads');
+  for (const k of Object.keys(eng)) if (k !== 'threads' && k !== 'cpus') throw new ConfigError(`engine.${k}`, 'unknown engine setting; known: threads, cpus');
   const api = c.api === undefined ? {} : obj(c.api, 'api');
   const tokens = c.tokens === undefined ? {} : obj(c.tokens, 'tokens');
   for (const [tok, ns] of Object.entries(tokens)) {
@@ -239,7 +240,10 @@ export function parseDaemonConfig(raw: unknown): DaemonConfig {
     ...(c.metricsToken === undefined ? {} : { metricsToken: str(c.metricsToken, 'metricsToken', /^\S{16,}$/, 'a token of at least 16 characters without spaces') }),
     ...(c.auth === undefined ? {} : { auth: parseAuth(c.auth) }),
     offloads: { udpGso: onOff('udpGso'), udpGro: onOff('udpGro'), tapOffload: onOff('tapOffload'), tapGro: onOff('tapGro'), tapGroUdp: onOff('tapGroUdp', false), uplinkOffload: onOff('uplinkOffload') },
-    engine: { threads: eng.threads === undefined ? defaultEngineThreads() : int(eng.threads, 'engine.threads', 1, 16) },
+    engine: {
+      threads: eng.threads === undefined ? defaultEngineThreads() : int(eng.threads, 'engine.threads', 1, 16),
+      ...(eng.cpus === undefined ? {} : { cpus: cpuList(eng.cpus) }),
+    },
     host: c.host === undefined ? 'localhost' : str(c.host, 'host'),
     underlay,
     adminSocket: c.adminSocket === undefined ? '/run/appnet/appnetd.sock' : str(c.adminSocket, 'adminSocket'),
@@ -407,6 +411,14 @@ function parseCompaction(raw: unknown): CompactionSettings {
     retainRevisions: field('retainRevisions', 1, 100_000_000),
     defragFreeBytes: field('defragFreeBytes', 0, 2 ** 40),
   };
+}
+
+/** engine.cpus: distinct CPU numbers, at least one. */
+function cpuList(v: unknown): number[] {
+  if (!Array.isArray(v) || v.length === 0) throw new ConfigError('engine.cpus', `must be a non-empty list of CPU numbers, got ${showValue(v)}`);
+  const cpus = v.map((c, i) => int(c, `engine.cpus[${i}]`, 0, 1023));
+  if (new Set(cpus).size !== cpus.length) throw new ConfigError('engine.cpus', `lists a CPU twice: ${JSON.stringify(cpus)}`);
+  return cpus;
 }
 
 /** Half the cores, at least one: what `engine.threads` is when the config does not say. */

@@ -135,6 +135,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     opt.uplink_offload = flag("uplinkOffload");
     opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
     opt.threads = int(opt_int(o, "threads", 1));
+    if (o.Get("cpus").IsArray()) {
+      Napi::Array a = o.Get("cpus").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) opt.cpus.push_back(int(a.Get(i).As<Napi::Number>().Int32Value()));
+    }
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);

@@ -105,6 +105,14 @@ uint64_t Engine::now_ms() {
 Engine::Engine(const EngineOptions& o) : opt_(o) {
   if (opt_.threads < 1 || opt_.threads > kMaxThreads)
     throw std::invalid_argument("threads must be 1.." + std::to_string(kMaxThreads));
+  if (!opt_.cpus.empty()) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) sys_fail("sched_getaffinity");
+    for (int c : opt_.cpus)
+      if (c < 0 || c >= CPU_SETSIZE || !CPU_ISSET(c, &allowed))
+        throw std::invalid_argument("cpus: CPU " + std::to_string(c) + " is not one this process may run on");
+  }
   int n = opt_.threads;
   bool reuse = n > 1;
   pipeline_c_.reset(new PipelineCounters[size_t(n)]);

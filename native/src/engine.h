@@ -171,6 +171,10 @@ struct EngineOptions {
   // Pipelines of each kind (engine_threads.md): TX pipelines, each reading its own queue of every
   // multi-queue TAP/TUN port; RX and link RX pipelines, each on its own SO_REUSEPORT socket.
   int threads = 1;
+  // CPUs to pin pipelines to (engine_threads.md "Pinning"): pipeline i's TX, RX and link RX threads all
+  // run on cpus[i % size], so a reply woken by a frame the RX thread delivered stays on that CPU.
+  // Empty: the scheduler places them.
+  std::vector<int> cpus;
 };
 
 constexpr int kMaxThreads = 16;

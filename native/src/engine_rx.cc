@@ -44,6 +44,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -256,12 +257,24 @@ void RxProbe::batch(const Datagram* d, size_t n) {
 
 void run_tx_pipeline(Engine& e, int q);
 
+// Names a pipeline thread (what top -H and /proc/PID/task/*/comm show) and pins it when cpus are set.
+static void place_thread(std::thread& t, const char* kind, int q, const std::vector<int>& cpus) {
+  char name[16];
+  snprintf(name, sizeof(name), "appnet-%s%u", kind, unsigned(q) % 100u);  // at most 15 characters
+  pthread_setname_np(t.native_handle(), name);
+  if (cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpus[size_t(q) % cpus.size()], &set);
+  pthread_setaffinity_np(t.native_handle(), sizeof(set), &set);  // checked in the constructor
+}
+
 void Engine::start() {
   if (running_.exchange(true)) return;
   for (int q = 0; q < opt_.threads; q++) {
-    threads_.emplace_back([this, q] { run_tx_pipeline(*this, q); });
-    threads_.emplace_back([this, q] { run_rx_pipeline(*this, false, q); });
-    if (link_fd_ >= 0) threads_.emplace_back([this, q] { run_rx_pipeline(*this, true, q); });
+    place_thread(threads_.emplace_back([this, q] { run_tx_pipeline(*this, q); }), "tx", q, opt_.cpus);
+    place_thread(threads_.emplace_back([this, q] { run_rx_pipeline(*this, false, q); }), "rx", q, opt_.cpus);
+    if (link_fd_ >= 0) place_thread(threads_.emplace_back([this, q] { run_rx_pipeline(*this, true, q); }), "link", q, opt_.cpus);
   }
 }
 

@@ -32,6 +32,8 @@ export async function buildOverlay(
     extraPorts?: (h: Host, net: TestNet) => Promise<PortConfig[]>;
     /** More of every daemon's config. */
     daemon?: Partial<DaemonConfig>;
+    /** More of one host's daemon config (after `daemon`). */
+    daemonFor?: (h: Host) => Partial<DaemonConfig>;
   },
 ): Promise<Overlay> {
   const vnis = opts.vnis ?? [42];
@@ -55,6 +57,7 @@ export async function buildOverlay(
       ...(opts.ageingSeconds ? { ageingSeconds: opts.ageingSeconds } : {}),
       ...(opts.offloads ? { offloads: { udpGso: true, udpGro: true, tapOffload: true, ...opts.offloads } } : {}),
       ...opts.daemon,
+      ...opts.daemonFor?.(h),
     }));
     for (const [i, m] of mine.entries()) await net.configureInstance(m.inst, `tap${vnis[i]}`, `${m.addr}/24`);
     instances.push(...mine);
