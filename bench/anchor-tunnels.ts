@@ -13,7 +13,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hasExited, run as exec, runIn, spawnIn, stopProcess } from '../test/helpers/run.ts';
 import { TestNet, type Host } from '../test/helpers/testnet.ts';
-import { cpuMs, measure, rssBytes, shim, type Around, type Figures, type Log } from './path-measure.ts';
+import { cpuMs, measure, rssBytes, shim, type Around, type Figures, type Log, type Path } from './path-measure.ts';
 
 export const MTU = 1418;
 
@@ -26,7 +26,8 @@ export interface AnchorSpec {
   leftovers?: string[];
 }
 
-export async function runAnchor(spec: AnchorSpec, secs: number, f: Figures, fails: string[], log: Log, udpSizes: number[]): Promise<void> {
+/** `only`: measure the path with this instead of measure() (e.g. pings alone, bench/latency.ts). */
+export async function runAnchor(spec: AnchorSpec, secs: number, f: Figures, fails: string[], log: Log, udpSizes: number[], only?: (x: Path) => Promise<void>): Promise<void> {
   const cleanups: Array<() => unknown> = [];
   const t = shim(cleanups);
   const dir = mkdtempSync(path.join(os.tmpdir(), `appnet-${spec.p}bench-`));
@@ -56,7 +57,8 @@ export async function runAnchor(spec: AnchorSpec, secs: number, f: Figures, fail
         f[`${spec.p}_rss_mb_h${i + 1}`] = Math.round(rssBytes(p.pid) / 2 ** 20);
       });
     };
-    await measure({ net, a: h1.ns, b: h2.ns, addr: started.addrs[1], p: spec.p, aDev: started.devs[0], hostB: h2.ns }, secs, f, fails, log, around, udpSizes);
+    const x: Path = { net, a: h1.ns, b: h2.ns, addr: started.addrs[1], p: spec.p, aDev: started.devs[0], hostB: h2.ns };
+    await (only ? only(x) : measure(x, secs, f, fails, log, around, udpSizes));
   } catch (e) {
     t.passed = false;
     throw e;

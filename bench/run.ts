@@ -12,6 +12,7 @@ const BENCHES: Record<string, string> = {
   connections: './connections.ts',
   nat: './nat.ts',
   hops: './hops.ts',
+  latency: './latency.ts',
   dhcp: './dhcp.ts',
   soak: './soak.ts',
 };
