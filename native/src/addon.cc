@@ -121,24 +121,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
     Napi::Object o = info[0].As<Napi::Object>();
-    EngineOptions opt;
-    opt.underlay_ip = u32(o.Get("underlayAddress"));
-    opt.underlay_port = uint16_t(opt_int(o, "underlayPort", 4789));
-    opt.ageing_ms = uint32_t(opt_int(o, "ageingMs", 300000));
-    opt.fdb_limit = uint32_t(opt_int(o, "fdbLimit", 16384));
-    auto flag = [&](const char* k) { return !o.Get(k).IsBoolean() || o.Get(k).As<Napi::Boolean>().Value(); };
-    opt.udp_gso = flag("udpGso");
-    opt.udp_gro = flag("udpGro");
-    opt.tap_offload = flag("tapOffload");
-    opt.tap_gro = flag("tapGro");
-    opt.tap_gro_udp = o.Get("tapGroUdp").IsBoolean() && o.Get("tapGroUdp").As<Napi::Boolean>().Value();
-    opt.uplink_offload = flag("uplinkOffload");
-    opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
-    opt.threads = int(opt_int(o, "threads", 1));
-    if (o.Get("cpus").IsArray()) {
-      Napi::Array a = o.Get("cpus").As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++) opt.cpus.push_back(int(a.Get(i).As<Napi::Number>().Int32Value()));
-    }
+    EngineOptions opt = engine_options_of(o);
     engine_ = guard(env, [&] { return std::make_unique<Engine>(opt); });
     if (info.Length() > 1 && info[1].IsFunction()) {
       tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "appnet-punt", 0, 1);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "engine.h"
 #include "port_filter.h"
 #include "wire.h"
 
@@ -48,6 +49,29 @@ inline PortFilter port_filter_of(const Napi::Value& v) {
   f.port = uint16_t(u32(o.Get("port")));
   f.inbound = o.Get("inbound").ToBoolean().Value();
   return f;
+}
+
+// The Engine constructor's options object (dataplane/native.ts): offload switches default on, but tapGroUdp.
+inline EngineOptions engine_options_of(const Napi::Object& o) {
+  EngineOptions opt;
+  opt.underlay_ip = u32(o.Get("underlayAddress"));
+  opt.underlay_port = uint16_t(opt_int(o, "underlayPort", 4789));
+  opt.ageing_ms = uint32_t(opt_int(o, "ageingMs", 300000));
+  opt.fdb_limit = uint32_t(opt_int(o, "fdbLimit", 16384));
+  auto flag = [&](const char* k, bool dflt = true) { return o.Get(k).IsBoolean() ? o.Get(k).As<Napi::Boolean>().Value() : dflt; };
+  opt.udp_gso = flag("udpGso");
+  opt.udp_gro = flag("udpGro");
+  opt.tap_offload = flag("tapOffload");
+  opt.tap_gro = flag("tapGro");
+  opt.tap_gro_udp = flag("tapGroUdp", false);
+  opt.uplink_offload = flag("uplinkOffload");
+  opt.link_port = uint16_t(opt_int(o, "linkPort", 0));
+  opt.threads = int(opt_int(o, "threads", 1));
+  if (o.Get("cpus").IsArray()) {
+    Napi::Array a = o.Get("cpus").As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) opt.cpus.push_back(i32(a.Get(i)));
+  }
+  return opt;
 }
 
 }  // namespace appnet
