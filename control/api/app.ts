@@ -200,8 +200,8 @@ interface Lists { view: StateView; cache: ListCache }
 
 function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: ConnectionRepository, lists: Lists): Record<string, Handler> {
   const show = async (instances: InstanceRepository, ref: string, namespace: string) => {
-    const record = await instances.resolve(ref, namespace);
-    return instanceView(record, (await instances.interfacesOf(record)).map(interfaceView));
+    const { instance, interfaces } = await instances.getWithInterfaces(ref, namespace);
+    return instanceView(instance, interfaces.map(interfaceView));
   };
   return {
     'POST /instances': async ({ req, namespace, instances }) => {
@@ -239,7 +239,7 @@ function instanceHandlers(namespaces: () => ReadonlySet<string>, connections: Co
     },
 
     'GET /instances/:ref/interfaces': async ({ req, namespace, instances }) =>
-      (await instances.interfacesOf(await instances.resolve((req.params as Params).ref, namespace))).map(interfaceView),
+      (await instances.getWithInterfaces((req.params as Params).ref, namespace)).interfaces.map(interfaceView),
 
     'GET /networks/:ref/interfaces': async ({ req, namespace, repo, instances }) => {
       const network = await repo.resolve((req.params as Params).ref, namespace);

@@ -118,16 +118,26 @@ export class InstanceRepository {
     }
     // One sync for the whole list: instances and interfaces then come from the same caught-up view.
     const view = await this.view.sync();
-    return listInstances(view.instances.values(), namespace).map((instance) => ({
-      instance,
-      interfaces: instance.interfaces
-        .map((uuid) => view.interfaces.get(uuid))
-        .filter((i): i is InterfaceRecord => i !== undefined)
-        .sort((a, b) => a.order - b.order),
-    }));
+    return listInstances(view.instances.values(), namespace).map((instance) => ({ instance, interfaces: interfacesInView(view, instance) }));
   }
 
-  /** The instance's interfaces in NIC order (missing ones skipped). */
+  /**
+   * GET /instances/{ref}: the instance with its interfaces in NIC order. With a view, one sync (a round shared
+   * with the other requests in flight) and then memory, where reading the store takes two round trips in a row
+   * (the instance, then its interfaces).
+   */
+  async getWithInterfaces(ref: string, namespace: string): Promise<InstanceWithInterfaces> {
+    if (!this.view) {
+      const instance = await this.resolve(ref, namespace);
+      return { instance, interfaces: await this.interfacesOf(instance) };
+    }
+    const view = await this.view.sync();
+    const byUuid = isUuid(ref) ? view.instances.get(ref) : undefined;
+    const instance = resolveInstanceRef(ref, namespace, isUuid(ref) ? (byUuid ? [byUuid] : []) : [...view.instances.values()]);
+    return { instance, interfaces: interfacesInView(view, instance) };
+  }
+
+  /** The instance's interfaces in NIC order (missing ones skipped), read from the store. */
   async interfacesOf(instance: InstanceRecord): Promise<InterfaceRecord[]> {
     const kvs = await Promise.all(instance.interfaces.map((uuid) => this.store.get(INTERFACES_PREFIX + uuid)));
     const out = kvs.filter((kv): kv is KeyValue => kv !== undefined).map((kv) => JSON.parse(kv.value) as InterfaceRecord);
@@ -450,4 +460,12 @@ export class InstanceRepository {
       await this.networks.delete(network);
     }
   }
+}
+
+/** An instance's interfaces as a caught-up view holds them, in NIC order (missing ones skipped). */
+function interfacesInView(view: StateView, instance: InstanceRecord): InterfaceRecord[] {
+  return instance.interfaces
+    .map((uuid) => view.interfaces.get(uuid))
+    .filter((i): i is InterfaceRecord => i !== undefined)
+    .sort((a, b) => a.order - b.order);
 }
