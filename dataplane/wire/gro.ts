@@ -121,20 +121,16 @@ class SuperFrame {
     const df = (f[ETH + 6] & 0x40) !== 0;
     if (h[ETH + 1] !== f[ETH + 1] || h[ETH + 8] !== f[ETH + 8] || h[ETH + 6] !== f[ETH + 6] ||
       (!df && u16(f, ETH + 4) !== ((this.lastId + 1) & 0xffff))) return 'ip_fields';
-    if (this.proto === 17) {
-      if (this.ended) return this.ended;
-      if (s.payload > this.gsoSize) return 'larger';
-      if (this.len - ETH + s.payload > IP_MAX) return 'too_big';
-      if (this.payloads.length >= UDP_MAX_SEGS) return 'too_many';
-      return null;
+    if (this.proto === 6) {
+      const t = ETH + 20;
+      if (t + s.thl !== this.hlen || !same(h, t + 8, f, t + 8, 5) || !same(h, t + 14, f, t + 14, 2) ||
+        !same(h, t + 20, f, t + 20, s.thl - 20)) return 'tcp_header';
+      if (s.seq !== this.nextSeq) return 'seq';
     }
-    const t = ETH + 20;
-    if (t + s.thl !== this.hlen || !same(h, t + 8, f, t + 8, 5) || !same(h, t + 14, f, t + 14, 2) ||
-      !same(h, t + 20, f, t + 20, s.thl - 20)) return 'tcp_header';
-    if (s.seq !== this.nextSeq) return 'seq';
     if (this.ended) return this.ended;
     if (s.payload > this.gsoSize) return 'larger';
     if (this.len - ETH + s.payload > IP_MAX) return 'too_big';
+    if (this.proto === 17 && this.payloads.length >= UDP_MAX_SEGS) return 'too_many';
     return null;
   }
 

@@ -175,23 +175,19 @@ class GroFrame {
     if (hip[1] != ip[1] || hip[8] != ip[8] || hip[6] != ip[6] ||
         (!df && rd16(ip + 4) != uint16_t(last_id_ + 1)))
       return GroReject::kIpFields;
-    if (proto_ == 17) {
-      if (ended_ != GroReject::kNone) return ended_;
-      if (s.payload > gso_size_) return GroReject::kLarger;
-      if (len_ - kEthHdr + s.payload > kGroIpMax || len_ + s.payload > cap_) return GroReject::kTooBig;
-      if (count_ >= kGroUdpMaxSegs) return GroReject::kTooMany;
-      return GroReject::kNone;
+    if (proto_ == 6) {
+      // ack (8..12), data offset and flags byte aside, window (14..16), then the options.
+      const uint8_t* ht = hip + 20;
+      const uint8_t* t = ip + 20;
+      if (kEthHdr + 20 + s.thl != hlen_ || std::memcmp(ht + 8, t + 8, 5) != 0 || std::memcmp(ht + 14, t + 14, 2) != 0 ||
+          std::memcmp(ht + 20, t + 20, s.thl - 20) != 0)
+        return GroReject::kTcpHeader;
+      if (s.seq != next_seq_) return GroReject::kSeq;
     }
-    // ack (8..12), data offset and flags byte aside, window (14..16), then the options.
-    const uint8_t* ht = hip + 20;
-    const uint8_t* t = ip + 20;
-    if (kEthHdr + 20 + s.thl != hlen_ || std::memcmp(ht + 8, t + 8, 5) != 0 || std::memcmp(ht + 14, t + 14, 2) != 0 ||
-        std::memcmp(ht + 20, t + 20, s.thl - 20) != 0)
-      return GroReject::kTcpHeader;
-    if (s.seq != next_seq_) return GroReject::kSeq;
     if (ended_ != GroReject::kNone) return ended_;
     if (s.payload > gso_size_) return GroReject::kLarger;
     if (len_ - kEthHdr + s.payload > kGroIpMax || len_ + s.payload > cap_) return GroReject::kTooBig;
+    if (proto_ == 17 && count_ >= kGroUdpMaxSegs) return GroReject::kTooMany;
     return GroReject::kNone;
   }
 

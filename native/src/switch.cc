@@ -213,25 +213,17 @@ void Engine::gro_write(TapGro& g, TapGro::Slot& s) {
       p.gro_merged.fetch_add(count, std::memory_order_relaxed);
       p.gro_writes.fetch_add(1, std::memory_order_relaxed);
     }
-  } else if (count > 1 && s.frame.proto() == 17 && (g.udp_refused || (errno != EAGAIN && errno != ENOBUFS))) {
-    // A kernel without UDP segmentation (before 6.2) refuses GSO UDP_L4: cut the super-frame back
-    // into its datagrams and coalesce no more UDP on this thread (TCP carries on).
-    if (!g.udp_refused) gro_fallbacks_.fetch_add(1, std::memory_order_relaxed);
-    g.udp_refused = true;
-    for (size_t i = 0, k = udp4_gso_count(n, h.gso_size); i < k; i++) {
-      size_t sl = udp4_gso_segment(s.frame.data(), n, h.gso_size, i, g.scratch.get());
-      if (write_port(p, fd, g.scratch.get(), sl)) p.counters.tx(sl);
-      else p.counters.drop(kDropQueueFull);
-    }
-  } else if (count > 1 && s.frame.proto() == 6 && (g.refused || (errno != EAGAIN && errno != ENOBUFS))) {
+  } else if (bool udp = s.frame.proto() == 17; count > 1 && ((udp ? g.udp_refused : g.refused) || (errno != EAGAIN && errno != ENOBUFS))) {
     // The TAP would not take the super-frame: cut it back into the segments it was made of
-    // (offload.h recreates their ids, checksums and flags) and stop coalescing on this thread.
-    if (!g.refused) gro_fallbacks_.fetch_add(1, std::memory_order_relaxed);
-    g.refused = true;
+    // (offload.h recreates their ids, checksums and flags) and stop coalescing that protocol on this
+    // thread. A kernel before 6.2 has no UDP segmentation and refuses GSO UDP_L4; TCP carries on.
+    bool& refused = udp ? g.udp_refused : g.refused;
+    if (!refused) gro_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+    refused = true;
     Tcp4Gso t;
-    tcp4_gso_parse(s.frame.data(), n, h.gso_size, &t);
-    for (size_t i = 0; i < t.count; i++) {
-      size_t sl = tcp4_gso_segment(t, i, g.scratch.get());
+    size_t k = udp ? udp4_gso_count(n, h.gso_size) : (tcp4_gso_parse(s.frame.data(), n, h.gso_size, &t), t.count);
+    for (size_t i = 0; i < k; i++) {
+      size_t sl = udp ? udp4_gso_segment(s.frame.data(), n, h.gso_size, i, g.scratch.get()) : tcp4_gso_segment(t, i, g.scratch.get());
       if (write_port(p, fd, g.scratch.get(), sl)) p.counters.tx(sl);
       else p.counters.drop(kDropQueueFull);
     }
