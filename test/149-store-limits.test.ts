@@ -5,14 +5,14 @@ import { MAX_INTERFACES } from '../control/instances/instance.ts';
 import { InvalidArgumentError, MAX_REQUEST_BYTES, MAX_TXN_OPS } from '../control/store/index.ts';
 import { apiFixture } from './helpers/api-fixture.ts';
 
-test('every store refuses a txn over 128 operations or compares, and a request over 1.5 MiB, naming the limit', async (t) => {
+test('every store refuses a txn over 127 operations or compares, and a request over 1.5 MiB, naming the limit', async (t) => {
   const { store } = await apiFixture(t);
   const ops = (n: number) => Array.from({ length: n }, (_, i) => ({ type: 'put' as const, key: `limits/${i}`, value: '1' }));
   t.is((await store.txn({ success: ops(MAX_TXN_OPS) })).succeeded, true);
   const tooMany = await t.throwsAsync(store.txn({ success: ops(MAX_TXN_OPS + 1) }), { instanceOf: InvalidArgumentError });
-  t.regex(tooMany!.message, /129 operations in one branch; the store takes at most 128/);
+  t.regex(tooMany!.message, /128 operations in one branch; the store takes at most 127/);
   const compares = Array.from({ length: MAX_TXN_OPS + 1 }, (_, i) => ({ key: `limits/${i}`, target: 'version' as const, op: '>' as const, value: 0 }));
-  await t.throwsAsync(store.txn({ compare: compares, success: [] }), { instanceOf: InvalidArgumentError, message: /129 compares/ });
+  await t.throwsAsync(store.txn({ compare: compares, success: [] }), { instanceOf: InvalidArgumentError, message: /128 compares/ });
   const big = 'x'.repeat(MAX_REQUEST_BYTES);
   await t.throwsAsync(store.put('limits/big', big), { instanceOf: InvalidArgumentError, message: /exceeds the store's limit of 1572864 bytes/ });
   await t.throwsAsync(store.txn({ success: [{ type: 'put', key: 'limits/a', value: big.slice(0, 800_000) }, { type: 'put', key: 'limits/b', value: big.slice(0, 800_000) }] }),

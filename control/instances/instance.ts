@@ -23,7 +23,7 @@ export const INSTANCE_RECORD_VERSION = 1;
 /**
  * Most interfaces one instance may have. An instance is created (and deleted) in one store transaction that
  * compares up to five keys per interface (its record, its MAC claim, its network, the network's IPAM and
- * attachments) and the instance: 25 keeps that within the 128 compares etcd takes in a txn (store.ts
+ * attachments) and the instance: 25 keeps that within the 127 compares the store takes in a txn (store.ts
  * MAX_TXN_OPS), so an instance is never half made.
  */
 export const MAX_INTERFACES = 25;

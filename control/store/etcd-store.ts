@@ -11,14 +11,17 @@
 //     when a connection to one could not be made at all (the request never left).
 //   - a read is tried again, on another member, for a few seconds: it changes nothing.
 //   - every call has a deadline, so a dead cluster fails fast with StoreUnavailableError, never hangs.
-// Watches: etcd-watch.ts. Limits (128 ops per txn, 1.5 MiB per request): checked before sending, as on SQLite.
+// Watches: etcd-watch.ts. Every write also moves its directories' change marks, in the same txn (change-marks.ts),
+// which is what lets a watch's progress check skip reading whole prefixes. Limits (127 ops per txn, etcd's 128
+// less one for a mark; 1.5 MiB per request): checked before sending, as on SQLite.
 import { readFileSync } from 'node:fs';
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp } from 'etcd3';
 import { handleWhen, retry, ConstantBackoff, circuitBreaker, ConsecutiveBreaker } from 'cockatiel';
 import { isTransient, toStoreError } from './etcd-errors.ts';
 import { EtcdWatch, WatchHub, rangeEnd, rangeStart, toKeyValue } from './etcd-watch.ts';
+import { GLOBAL_MARK, MARK_END, MARK_PREFIX, directoryOf, isMark, markOf, marksFor } from './change-marks.ts';
 import {
-  CompactedError, InvalidArgumentError, LeaseNotFoundError, StoreClosedError, checkKey, checkLimit, checkPrefix, checkRevision, checkSize, checkTtl,
+  CompactedError, InvalidArgumentError, LeaseNotFoundError, MAX_TXN_OPS, StoreClosedError, checkKey, checkLimit, checkPrefix, checkRevision, checkSize, checkTtl,
   checkTxn, checkValue, deleteAllMessage,
   type DeleteResult, type KeyValue, type LeaseId, type PutOptions, type RangeOptions, type RangeResult, type Revision, type Store,
   type TxnOp, type TxnOpResult, type TxnRequest, type TxnResult, type WatchHandler, type WatchOptions, type Watcher,
@@ -134,33 +137,67 @@ export class EtcdStore implements Store {
     checkPrefix(prefix);
     checkLimit(options.limit);
     const from = options.from !== undefined && options.from > prefix ? options.from : prefix;
-    const r = await this.#read(`range ${JSON.stringify(prefix)}`, () => this.#client.kv.range({
-      key: rangeStart(from), range_end: rangeEnd(prefix), ...(options.limit ? { limit: options.limit } : {}),
-    }));
-    return { kvs: r.kvs.map(toKeyValue), more: r.more, revision: Number(r.header.revision) };
+    const start = rangeStart(from);
+    const end = rangeEnd(prefix);
+    const limit = options.limit ? { limit: options.limit } : {};
+    // A range that spans the marks' own key range reads around it, both sides at one revision.
+    const markStart = Buffer.from(MARK_PREFIX);
+    const spansMarks = Buffer.compare(start, Buffer.from(MARK_END)) < 0 && (isOpenEnd(end) || Buffer.compare(end, markStart) > 0);
+    if (!spansMarks) {
+      const r = await this.#read(`range ${JSON.stringify(prefix)}`, () => this.#client.kv.range({ key: start, range_end: end, ...limit }));
+      return { kvs: r.kvs.map(toKeyValue), more: r.more, revision: Number(r.header.revision) };
+    }
+    const sides = [{ key: start, range_end: markStart, ...limit }, { key: Buffer.from(MARK_END), range_end: end, ...limit }]
+      .filter((side) => Buffer.compare(side.key, side.range_end) < 0 || isOpenEnd(side.range_end));
+    const r = await this.#read(`range ${JSON.stringify(prefix)}`, () => this.#client.kv.txn({ compare: [], success: sides.map((request_range) => ({ request_range })), failure: [] }));
+    const kvs = r.responses.flatMap((resp) => resp.response_range.kvs.map(toKeyValue));
+    const n = options.limit ? Math.min(options.limit, kvs.length) : kvs.length;
+    const more = kvs.length > n || r.responses.some((resp) => resp.response_range.more);
+    return { kvs: kvs.slice(0, n), more, revision: Number(r.header.revision) };
   }
 
   async put(key: string, value: string, options: PutOptions = {}): Promise<Revision> {
     checkKey(key);
     checkValue(value, key);
     checkSize(key, value);
-    const r = await this.#write(`put ${JSON.stringify(key)}`, () => this.#client.kv.put({
-      key: Buffer.from(key), value: Buffer.from(value), ...(options.lease ? { lease: options.lease } : {}),
-    }), options.lease);
+    const put = { key: Buffer.from(key), value: Buffer.from(value), ...(options.lease ? { lease: options.lease } : {}) };
+    const dir = directoryOf(key);
+    const r: { header: { revision: string } } = await this.#write(`put ${JSON.stringify(key)}`, () => (dir === undefined || isMark(key)
+      ? this.#client.kv.put(put)
+      : this.#client.kv.txn({ compare: [], success: [{ request_put: put }, markPut(markOf(dir))], failure: [] })) as Promise<{ header: { revision: string } }>, options.lease);
     return Number(r.header.revision);
   }
 
   async delete(key: string): Promise<DeleteResult> {
     checkKey(key);
-    const r = await this.#write(`delete ${JSON.stringify(key)}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
-    return { deleted: Number(r.deleted), revision: Number(r.header.revision) };
+    const dir = directoryOf(key);
+    if (dir === undefined || isMark(key)) {
+      const r = await this.#write(`delete ${JSON.stringify(key)}`, () => this.#client.kv.deleteRange({ key: Buffer.from(key) }));
+      return { deleted: Number(r.deleted), revision: Number(r.header.revision) };
+    }
+    return this.#deleteMarked(`delete ${JSON.stringify(key)}`, Buffer.from(key), undefined, markOf(dir));
   }
 
   async deletePrefix(prefix: string): Promise<DeleteResult> {
     checkPrefix(prefix);
     if (prefix === '') throw new InvalidArgumentError(deleteAllMessage);
-    const r = await this.#write(`delete under ${JSON.stringify(prefix)}`, () => this.#client.kv.deleteRange({ key: Buffer.from(prefix), range_end: rangeEnd(prefix) }));
-    return { deleted: Number(r.deleted), revision: Number(r.header.revision) };
+    const dir = directoryOf(prefix);
+    return this.#deleteMarked(`delete under ${JSON.stringify(prefix)}`, Buffer.from(prefix), rangeEnd(prefix), dir === undefined ? GLOBAL_MARK : markOf(dir));
+  }
+
+  /** Deletes a key or range with its mark, only when there is something to delete (else the revision stays). */
+  async #deleteMarked(what: string, key: Buffer, end: Buffer | undefined, mark: string): Promise<DeleteResult> {
+    const range = end ? { range_end: end } : {};
+    const r = await this.#write(what, () => this.#client.kv.txn({
+      compare: [{ key, ...range, target: 'Version', result: 'Greater', version: 0 }],
+      success: [{ request_delete_range: { key, ...range, ...(end ? { prev_kv: true } : {}) } }, markPut(mark)],
+      failure: [],
+    }));
+    if (!r.succeeded) return { deleted: 0, revision: Number(r.header.revision) };
+    const d = r.responses[0].response_delete_range;
+    // A range delete that spans the marks' key range takes them too: they are not the caller's keys.
+    const marks = end ? (d.prev_kvs ?? []).filter((kv: IKeyValue) => isMark(kv.key.toString('utf8'))).length : 0;
+    return { deleted: Number(d.deleted) - marks, revision: Number(r.header.revision) };
   }
 
   async txn(request: TxnRequest): Promise<TxnResult> {
@@ -174,16 +211,22 @@ export class EtcdStore implements Store {
             : { target: 'Mod' as const, mod_revision: c.value }),
     }));
     const lease = [...(request.success ?? []), ...(request.failure ?? [])].find((op) => op.type === 'put' && op.lease) as { lease?: string } | undefined;
-    const r = await this.#write('txn', () => this.#client.kv.txn({ compare, success: (request.success ?? []).map(toOp), failure: (request.failure ?? []).map(toOp) }), lease?.lease);
+    const withMarks = (ops: TxnOp[]) => {
+      const marks = marksFor(ops);
+      return [...ops.map(toOp), ...(ops.length + marks.length <= MAX_TXN_OPS + 1 ? marks : [GLOBAL_MARK]).map(markPut)];
+    };
+    const r = await this.#write('txn', () => this.#client.kv.txn({ compare, success: withMarks(request.success ?? []), failure: withMarks(request.failure ?? []) }), lease?.lease);
     const branch = (r.succeeded ? request.success : request.failure) ?? [];
-    const results: TxnOpResult[] = r.responses.map((resp, i) => {
+    const results: TxnOpResult[] = r.responses.slice(0, branch.length).map((resp, i) => {
       const op = branch[i];
       if (op.type === 'put') return { type: 'put', ...(resp.response_put.prev_kv ? { prevKv: toKeyValue(resp.response_put.prev_kv) } : {}) };
       if (op.type === 'delete') {
         const d = resp.response_delete_range;
-        return { type: 'delete', deleted: Number(d.deleted), prevKvs: (d.prev_kvs ?? []).map((kv: IKeyValue) => toKeyValue(kv)) };
+        const prevKvs = (d.prev_kvs ?? []).map((kv: IKeyValue) => toKeyValue(kv));
+        const kept = prevKvs.filter((kv) => !isMark(kv.key));
+        return { type: 'delete', deleted: Number(d.deleted) - (prevKvs.length - kept.length), prevKvs: kept };
       }
-      return { type: 'get', kvs: resp.response_range.kvs.map(toKeyValue), more: resp.response_range.more };
+      return { type: 'get', kvs: resp.response_range.kvs.map(toKeyValue).filter((kv) => !isMark(kv.key)), more: resp.response_range.more };
     });
     return { succeeded: r.succeeded, revision: Number(r.header.revision), results };
   }
@@ -289,6 +332,16 @@ export class EtcdStore implements Store {
       }
     }));
   }
+}
+
+/** A mark's write: empty, so it costs the raft log a key and no value. */
+function markPut(mark: string): IRequestOp {
+  return { request_put: { key: Buffer.from(mark), value: Buffer.alloc(0) } };
+}
+
+/** etcd's "to the end of the keyspace" range end. */
+function isOpenEnd(end: Buffer): boolean {
+  return end.length === 1 && end[0] === 0;
 }
 
 function toOp(op: TxnOp): IRequestOp {

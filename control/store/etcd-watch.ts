@@ -16,12 +16,15 @@
 // whatever the number of watchers.
 import type { Etcd3, IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import { toStoreError } from './etcd-errors.ts';
+import { GLOBAL_MARK, isMark, watchMark } from './change-marks.ts';
 import {
   CompactedError, StoreClosedError, StoreError, StoreUnavailableError, WatchHandlerError, prefixRangeEnd,
   type KeyValue, type Revision, type WatchEvent, type WatchHandler, type Watcher,
 } from './store.ts';
 
 const PROGRESS_TIMEOUT_MS = 10_000;
+/** Looks at a moved mark that no event followed, before the prefix is read instead. */
+const MARK_MISSES = 3;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** etcd's end of a prefix range: ours, except '' (everything) which etcd spells as a single NUL byte. */
@@ -65,6 +68,10 @@ export class EtcdWatch implements Watcher {
   #arrival: { promise: Promise<void>; resolve: () => void } | undefined;
   #handledRev: Revision;
   #ended: StoreError | undefined;
+  /** Checks in a row that found this watcher's mark moved and no event yet (WatchHub.#byMarks). */
+  markMisses = 0;
+  /** The next check reads the prefix instead of trusting the marks. */
+  scanNext = false;
   #cancelled = false;
 
   constructor(
@@ -82,21 +89,24 @@ export class EtcdWatch implements Watcher {
   receive(events: IEvent[]): void {
     if (this.#cancelled || this.#ended) return;
     let batch: WatchEvent[] = [];
+    let last = 0;
     for (const raw of events) {
       const e = toEvent(raw);
       if (e.revision < this.nextRev) continue; // a replay after reconnecting: already received
+      last = e.revision;
+      // Change marks (a watch of '' sees them) count among the prefix's keys, as etcd counts them, but are
+      // no event of the caller's.
+      if (e.type === 'put') this.live.add(e.kv.key);
+      else this.live.delete(e.kv.key);
+      if (isMark(e.kv.key)) continue;
       if (batch.length > 0 && batch[0].revision !== e.revision) {
         this.#queue.push(batch);
         batch = [];
       }
       batch.push(e);
-      if (e.type === 'put') this.live.add(e.kv.key);
-      else this.live.delete(e.kv.key);
     }
-    if (batch.length > 0) {
-      this.#queue.push(batch);
-      this.nextRev = batch[0].revision + 1;
-    }
+    if (batch.length > 0) this.#queue.push(batch);
+    if (last > 0) this.nextRev = last + 1;
     this.#pump();
     this.#arrival?.resolve();
     this.#arrival = undefined;
@@ -271,38 +281,47 @@ export class WatchHub {
   #checks: Array<{ w: EtcdWatch; resolve: (r: Revision | undefined) => void; reject: (e: unknown) => void }> = [];
 
   /**
-   * One txn answers every check queued meanwhile: per watcher, how many keys its prefix holds and one key (if
-   * any) changed since its last event, all read at the txn's revision R.
+   * One txn answers every check queued meanwhile: per watcher, how many keys its prefix holds, and whether
+   * anything under it changed since its last event, all read at the txn's revision R. A watcher whose prefix
+   * is a directory (change-marks.ts) is answered by its directory's mark and the global one: two one-key
+   * reads shared by every watcher. Any other is answered by reading the keys of its prefix changed since
+   * (etcd reads every value under the prefix to filter them: the cost the marks avoid), which is asked only
+   * of watchers that are behind the last revision seen: one that has seen every revision up to it is settled
+   * by the header alone, unless something was written since (then it is asked next round).
    */
   async #check(): Promise<void> {
     const batch = this.#checks;
     this.#checks = [];
     const watchers = [...new Set(batch.map((c) => c.w))];
     try {
-      // Counting is cheap (etcd's index); looking for a changed key reads the prefix's values, so it is asked
-      // only of watchers that are behind the last revision seen: one that has seen every revision up to it
-      // is settled by the header alone, unless something was written since (then it is asked next round).
       const known = this.#lastRevision;
+      const marks = [...new Set(watchers.map((w) => watchMark(w.prefix)).filter((m): m is string => m !== undefined))];
+      if (marks.length > 0) marks.push(GLOBAL_MARK);
+      const scans = new Set(watchers.filter((w) => w.nextRev <= known && (watchMark(w.prefix) === undefined || w.scanNext)));
       const success = watchers.flatMap((w) => {
         const key = rangeStart(w.prefix);
         const end = rangeEnd(w.prefix);
         const count = { request_range: { key, range_end: end, count_only: true } };
-        if (w.nextRev > known) return [count];
+        if (!scans.has(w)) return [count];
         // etcd drops the limit while it filters and applies it after: at most one key comes back.
         return [count, { request_range: { key, range_end: end, keys_only: true, min_mod_revision: String(w.nextRev), limit: 1 } }];
       });
-      const r = await this.client.kv.txn({ compare: [], success, failure: [] });
+      const r = await this.client.kv.txn({ compare: [], success: [...success, ...marks.map((m) => ({ request_range: { key: Buffer.from(m) } }))], failure: [] });
       const revision = Number(r.header.revision);
       this.#lastRevision = Math.max(this.#lastRevision, revision);
+      const markRev = new Map(marks.map((m, i) => [m, Number(r.responses[success.length + i].response_range.kvs[0]?.mod_revision ?? 0)]));
       const answer = new Map<EtcdWatch, Revision | undefined | 'ask'>();
       let at = 0;
       for (const w of watchers) {
         const count = Number(r.responses[at++].response_range.count);
-        const asked = w.nextRev <= known;
-        const changed = asked ? r.responses[at++].response_range.kvs.length : 0;
+        const changed = scans.has(w) ? r.responses[at++].response_range.kvs.length : 0;
+        const mark = watchMark(w.prefix);
+        if (scans.has(w)) w.scanNext = false;
         if (w.nextRev > revision) answer.set(w, revision);
         else if (count !== w.live.size) answer.set(w, undefined);
-        else answer.set(w, asked ? (changed === 0 ? revision : undefined) : 'ask');
+        else if (scans.has(w)) answer.set(w, changed === 0 ? revision : undefined);
+        else if (mark === undefined) answer.set(w, 'ask');
+        else answer.set(w, this.#byMarks(w, markRev.get(mark) ?? 0, markRev.get(GLOBAL_MARK) ?? 0, revision));
       }
       for (const c of batch) {
         const a = answer.get(c.w);
@@ -313,6 +332,23 @@ export class WatchHub {
       const e = toStoreError(err, `the progress of the watches of ${watchers.map((w) => JSON.stringify(w.prefix)).join(', ')}`, this.endpoints);
       for (const c of batch) c.reject(e);
     }
+  }
+
+  /**
+   * A directory watcher's answer from its marks: its directory's mark unmoved since its last event (and the
+   * global one too) means nothing under it changed up to `revision`. A moved mark means an event on its way,
+   * usually: after MARK_MISSES looks in a row (a txn that deleted a missing key moves a mark and sends no
+   * event), the prefix is read instead, as is at once when the global mark moved.
+   */
+  #byMarks(w: EtcdWatch, dirMark: Revision, globalMark: Revision, revision: Revision): Revision | undefined | 'ask' {
+    if (dirMark < w.nextRev && globalMark < w.nextRev) {
+      w.markMisses = 0;
+      return revision;
+    }
+    if (dirMark >= w.nextRev && w.markMisses++ < MARK_MISSES) return undefined;
+    w.markMisses = 0;
+    w.scanNext = true;
+    return 'ask';
   }
 
   #ensureStream(): Promise<void> {

@@ -277,10 +277,11 @@ export function checkLimit(limit: unknown): void {
 
 /**
  * etcd's default limits, enforced by every store so that a caller that would break them on etcd breaks on
- * SQLite too, in tests: at most MAX_TXN_OPS operations per txn branch, and a request of at most
- * MAX_REQUEST_BYTES (etcd's --max-request-bytes, 1.5 MiB; counted here as keys plus values plus 64 bytes per op).
+ * SQLite too, in tests: at most MAX_TXN_OPS operations per txn branch (etcd's --max-txn-ops, 128, less the one
+ * EtcdStore keeps for a change mark: change-marks.ts), and a request of at most MAX_REQUEST_BYTES (etcd's
+ * --max-request-bytes, 1.5 MiB; counted here as keys plus values plus 64 bytes per op).
  */
-export const MAX_TXN_OPS = 128;
+export const MAX_TXN_OPS = 127;
 export const MAX_REQUEST_BYTES = 1.5 * 1024 * 1024;
 
 /** Refuses a put whose key and value exceed what etcd takes in one request. */

@@ -14,7 +14,7 @@ import {
   CompactedError, InvalidArgumentError, LeaseNotFoundError, compareKeys,
 } from '../../control/store/store.ts';
 import type { Compare, CompareOp, Store, WatchEvent, WatchOptions } from '../../control/store/store.ts';
-import type { CasRounds, PeerEvent, PeerHandle } from './store-peer.ts';
+import type { CasRounds, PeerCommand, PeerEvent, PeerHandle } from './store-peer.ts';
 
 export type { PeerHandle } from './store-peer.ts';
 
@@ -64,7 +64,7 @@ export function storeConformance(name: string, factory: () => Promise<StoreFixtu
     register(`${name}: ${title}`, async (t) => {
       const fixture = await factory();
       try {
-        await body(t, fixture.store, `conformance/${randomUUID()}/`, fixture);
+        await body(t, fixture.store, `/conformance/${randomUUID()}/`, fixture);
       } finally {
         await fixture.cleanup();
       }
@@ -378,6 +378,72 @@ export function storeConformance(name: string, factory: () => Promise<StoreFixtu
       await local.cancel();
     } finally {
       await Promise.all([watcher, ...writers].map((peer) => peer.close()));
+    }
+  });
+
+  // The prefix is a directory (three '/'), which EtcdStore checks by its change mark, and `sub/` below it is
+  // checked by reading its keys (control/store/change-marks.ts): both must see every kind of change in time.
+  it('progress() hands the handler every change another process committed before it: puts, deletes, txns, an expired lease', async (t, store, p, fixture) => {
+    if (!fixture.spawnPeer) throw new Error('the store fixture has no spawnPeer: the multi-process cases run on every store');
+    const [peer, holder] = await Promise.all([fixture.spawnPeer(), fixture.spawnPeer()]);
+    const follow = async (prefix: string) => {
+      const log: string[] = [];
+      const w = await store.watch(prefix, {}, (events) => { for (const e of events) log.push(`${e.type} ${e.kv.key.slice(p.length)}`); });
+      return { w, log };
+    };
+    const top = await follow(p);
+    const sub = await follow(`${p}sub/`);
+    const sibling = `${p.slice(0, -1)}-sibling/x`;
+    try {
+      const lease = await holder.request<string>({ cmd: 'grantLease', ttl: 1 });
+      const steps: Array<[string, () => Promise<unknown>, string[], string[]]> = [
+        ['a put', () => peer.request({ cmd: 'put', key: `${p}a`, value: '1' }), ['put a'], []],
+        ['a put below', () => peer.request({ cmd: 'put', key: `${p}sub/b`, value: '1' }), ['put sub/b'], ['put sub/b']],
+        ['a delete', () => peer.request({ cmd: 'delete', key: `${p}a` }), ['delete a'], []],
+        ['a write elsewhere', () => peer.request({ cmd: 'put', key: sibling, value: '1' }), [], []],
+        ['a txn deleting a missing key', () => peer.request({ cmd: 'txn', request: { success: [{ type: 'delete', key: `${p}missing` }] } } as PeerCommand), [], []],
+        ['a txn of two puts', () => peer.request({ cmd: 'txn', request: { success: [{ type: 'put', key: `${p}c`, value: '1' }, { type: 'put', key: `${p}sub/d`, value: '1' }] } } as PeerCommand), ['put c', 'put sub/d'], ['put sub/d']],
+        ['a leased put', () => holder.request({ cmd: 'put', key: `${p}sub/leased`, value: '1', lease }), ['put sub/leased'], ['put sub/leased']],
+        ['the lease expiring', async () => {
+          await holder.kill();
+          const until = Date.now() + WAIT_MS;
+          while ((await store.get(`${p}sub/leased`)) !== undefined && Date.now() < until) await sleep(100);
+        }, ['delete sub/leased'], ['delete sub/leased']],
+      ];
+      const want = { top: [] as string[], sub: [] as string[] };
+      for (const [what, step, inTop, inSub] of steps) {
+        await step();
+        want.top.push(...inTop);
+        want.sub.push(...inSub);
+        await Promise.all([top.w.progress(), sub.w.progress()]);
+        t.deepEqual(top.log, want.top, `after ${what}, under the prefix`);
+        t.deepEqual(sub.log, want.sub, `after ${what}, below it`);
+      }
+      await store.delete(sibling);
+    } finally {
+      await Promise.all([top.w.cancel(), sub.w.cancel(), peer.close(), holder.kill()]);
+    }
+  });
+
+  // A watch from an old revision replays it (etcd sends history from a loop that runs every 100 ms), so
+  // progress() right after it starts must wait for the replay: with the same keys rewritten, the key count
+  // cannot tell, only the change marks (or reading the prefix) can.
+  it('progress() right after a watch from an old revision waits for the replay of rewrites of the same keys', async (t, store, p) => {
+    const keys = Array.from({ length: 10 }, (_, i) => `${p}k${i}`);
+    const puts = (value: string) => keys.map((key) => ({ type: 'put' as const, key, value }));
+    const from = (await store.txn({ success: puts('0') })).revision + 1;
+    for (let round = 1; round <= 50; round++) await store.txn({ success: puts(String(round)) });
+    const last = new Map<string, string>();
+    let events = 0;
+    const w = await store.watch(p, { fromRevision: from }, (batch) => {
+      for (const e of batch) (events++, last.set(e.kv.key.slice(p.length), e.kv.value));
+    });
+    try {
+      await w.progress();
+      t.is(events, 500, 'every rewrite handed over before progress() resolved');
+      t.deepEqual([...last.values()], keys.map(() => '50'));
+    } finally {
+      await w.cancel();
     }
   });
 

@@ -9,11 +9,13 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Store, WatchEvent } from '../../control/store/store.ts';
+import type { Store, TxnRequest, WatchEvent } from '../../control/store/store.ts';
 
 export type PeerCommand =
   | { cmd: 'put'; key: string; value: string; lease?: string }
   | { cmd: 'get'; key: string }
+  | { cmd: 'delete'; key: string }
+  | { cmd: 'txn'; request: TxnRequest }
   | { cmd: 'grantLease'; ttl: number }
   | { cmd: 'keepAlive'; lease: string }
   /** Rounds 0..rounds-1: meet the others at a barrier, then txn(value == r → put r+1). Result: CasRounds. */
@@ -103,6 +105,8 @@ async function runPeer(url: string): Promise<void> {
   const handlers: { [C in PeerCommand['cmd']]: (c: Extract<PeerCommand, { cmd: C }>) => Promise<unknown> } = {
     put: (c) => store.put(c.key, c.value, { lease: c.lease }),
     get: (c) => store.get(c.key),
+    delete: (c) => store.delete(c.key),
+    txn: (c) => store.txn(c.request),
     grantLease: (c) => store.grantLease(c.ttl),
     keepAlive: (c) => store.keepAlive(c.lease),
     casRounds: (c) => casRounds(store, c),
