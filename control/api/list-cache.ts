@@ -13,6 +13,9 @@
 //   2. A body is cached only if the counter did not move while it was built (the build awaits the
 //      view's sync, during which changes may be applied): an entry never mixes two states.
 //   3. Bounded: at most maxChars of bodies (oldest dropped first); a larger body is not cached.
+//   4. Requests that miss at the same version while a build for their key runs wait for it instead of
+//      building again (8 requests in flight after a change would otherwise serialise 8 copies): the build
+//      started after they synced, at the version they saw, so its body is as fresh as their own would be.
 import type { StateView } from '../repo/state-view.ts';
 
 interface Entry { version: number; body: string }
@@ -29,15 +32,29 @@ export class ListCache {
     this.#unfollow = view.onChange(() => { this.#version++; });
   }
 
-  /** The JSON of build()'s result for `key`, or the cached JSON (contract 1: sync the view before calling). */
-  async json(key: string, build: () => Promise<unknown>): Promise<string> {
+  /**
+   * The JSON of build()'s result for `key`, or the cached JSON (contract 1: sync the view before calling).
+   * Callers that miss together at one version share one build (contract 4).
+   */
+  json(key: string, build: () => Promise<unknown>): Promise<string> {
     const before = this.#version;
     const hit = this.#entries.get(key);
-    if (hit !== undefined && hit.version === before) return hit.body;
-    const body = JSON.stringify(await build());
-    if (this.#version === before) this.#set(key, { version: before, body });
+    if (hit !== undefined && hit.version === before) return Promise.resolve(hit.body);
+    const pending = this.#building.get(key);
+    if (pending !== undefined && pending.version === before) return pending.body;
+    const body = build().then((value) => {
+      const text = JSON.stringify(value);
+      if (this.#version === before) this.#set(key, { version: before, body: text });
+      return text;
+    });
+    const entry = { version: before, body };
+    this.#building.set(key, entry);
+    const done = () => { if (this.#building.get(key) === entry) this.#building.delete(key); };
+    body.then(done, done);
     return body;
   }
+
+  readonly #building = new Map<string, { version: number; body: Promise<string> }>();
 
   /** Stops following the view and drops every entry. */
   close(): void {
