@@ -13,6 +13,7 @@ const BENCHES: Record<string, string> = {
   nat: './nat.ts',
   hops: './hops.ts',
   latency: './latency.ts',
+  'etcd-reads': './etcd-reads.ts',
   dhcp: './dhcp.ts',
   soak: './soak.ts',
 };

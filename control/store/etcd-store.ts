@@ -91,8 +91,13 @@ export class EtcdStore implements Store {
       ...this.#options,
       hosts: o.endpoints.map((e) => `${scheme}://${e}`),
       faultHandling: {
-        // A member that failed three times in a row is skipped for 2 s; the pool then tries the others.
-        host: () => circuitBreaker(handleWhen(isTransient), { halfOpenAfter: 2000, breaker: new ConsecutiveBreaker(3) }),
+        // A member that could not be reached three times in a row is skipped for 2 s; the pool then tries the
+        // others. Only unreachability counts: the etcd3 pool resets a member's channels on any recoverable
+        // error, failing every call in flight on it at once, so under load one slow call (a deadline, a
+        // "leader changed" during an election) used to open the breakers of all three members and turn the
+        // next 2 s of calls into "store unavailable" without one of them being sent (the controlplane bench
+        // saw it on a busy cluster). Such a call still fails on its own, as StoreUnavailableError.
+        host: () => circuitBreaker(handleWhen(notSent), { halfOpenAfter: 2000, breaker: new ConsecutiveBreaker(3) }),
         // Only what never left this process is tried again (on another member); see the file header.
         global: retry(handleWhen(notSent), { maxAttempts: o.endpoints.length, backoff: new ConstantBackoff(50) }),
       },
