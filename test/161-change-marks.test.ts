@@ -59,4 +59,18 @@ test('on etcd, marks stay out of sight: a range and a watch of everything, and t
   t.deepEqual(events.map((e) => `${e.type} ${e.kv.key}`), ['put /t/dir/a', 'put /t/dir/b', 'put /t/other/c', 'delete /t/dir/a', 'delete /t/dir/b', 'delete /t/other/c']);
   t.is(await store.delete('/t/dir/missing').then((d) => d.deleted), 0);
   await w.cancel();
+
+  // A write made around the store (etcdctl, a daemon without marks) moves no mark: progress() may answer
+  // before its event arrives, but the event still arrives, late, and is handed over. Here the watch starts
+  // at that write's revision, so its event comes from etcd's history loop (every 100 ms), after the check.
+  const { Etcd3 } = await import('etcd3');
+  const raw = new Etcd3({ hosts: c.members.map((m) => `http://${m.rootIp ?? m.ip}:2379`) });
+  t.teardown(() => raw.close());
+  const at = Number((await raw.put('/t/dir/unmarked').value('1').exec()).header.revision);
+  const late: string[] = [];
+  const lw = await store.watch('/t/dir/', { fromRevision: at }, (batch) => { for (const e of batch) late.push(`${e.type} ${e.kv.key}`); });
+  await lw.progress();
+  for (const until = Date.now() + 30_000; late.length === 0 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(late, ['put /t/dir/unmarked']);
+  await lw.cancel();
 });

@@ -71,6 +71,8 @@ export class EtcdWatch implements Watcher {
   /** Woken by the next events received (progress() waits on it instead of polling). */
   #arrival: { promise: Promise<void>; resolve: () => void } | undefined;
   #handledRev: Revision;
+  /** The revision of the last event received from etcd. */
+  #receivedRev: Revision;
   #ended: StoreError | undefined;
   /** Checks in a row that found this watcher's mark moved and no event yet (WatchHub.#byMarks). */
   markMisses = 0;
@@ -87,6 +89,7 @@ export class EtcdWatch implements Watcher {
   ) {
     this.nextRev = fromRevision;
     this.#handledRev = fromRevision - 1;
+    this.#receivedRev = fromRevision - 1;
   }
 
   /** Events of one response, received in order: split by revision and queued for the handler. */
@@ -94,9 +97,13 @@ export class EtcdWatch implements Watcher {
     if (this.#cancelled || this.#ended) return;
     let batch: WatchEvent[] = [];
     let last = 0;
+    const received = this.#receivedRev; // a revision's events come in one response (no fragmenting asked)
     for (const raw of events) {
       const e = toEvent(raw);
-      if (e.revision < this.nextRev) continue; // a replay after reconnecting: already received
+      // Already received (a duplicate). An event below nextRev but above what was received is late, not a
+      // duplicate: a write that moved no change mark (etcdctl, a daemon without marks) that a check had
+      // answered past. It is handed over, still in revision order with everything the handler saw.
+      if (e.revision <= received) continue;
       last = e.revision;
       // Change marks (a watch of '' sees them) count among the prefix's keys, as etcd counts them, but are
       // no event of the caller's.
@@ -109,7 +116,10 @@ export class EtcdWatch implements Watcher {
       batch.push(e);
     }
     if (batch.length > 0) this.#queue.push(batch);
-    if (last > 0) this.nextRev = last + 1;
+    if (last > 0) {
+      this.#receivedRev = last;
+      this.nextRev = Math.max(this.nextRev, last + 1);
+    }
     this.#pump();
     this.#arrival?.resolve();
     this.#arrival = undefined;
@@ -149,7 +159,7 @@ export class EtcdWatch implements Watcher {
           this.end(new WatchHandlerError(this.prefix, err));
           return;
         }
-        this.#handledRev = batch[0].revision;
+        this.#handledRev = Math.max(this.#handledRev, batch[0].revision);
       }
       if (this.#queue.length === 0) this.#handledRev = Math.max(this.#handledRev, this.nextRev - 1);
     })().finally(() => {
