@@ -3,7 +3,7 @@
 
 /** Usual minutes per benchmark at default settings (bench/README.md); unknown ones count 2. */
 export const USUAL_MINUTES: Record<string, number> = {
-  encap: 1, vxlan: 4, controlplane: 14, link: 9, 'link-crypto': 1, capture: 3, connections: 3, nat: 2, hops: 1, dhcp: 1, soak: 10,
+  encap: 1, vxlan: 4, controlplane: 10, link: 9, 'link-crypto': 1, capture: 3, connections: 3, nat: 2, hops: 1, latency: 3, 'etcd-reads': 1, dhcp: 1, soak: 10,
 };
 
 export class BenchProgress {
