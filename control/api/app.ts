@@ -164,13 +164,11 @@ function handlers(namespaces: () => ReadonlySet<string>, lists: Lists): Record<s
     },
 
     'GET /networks/:ref/events': async ({ req, namespace, repo }) => {
-      const record = await repo.resolve((req.params as Params).ref, namespace);
       const query = req.query as { event_type?: string; limit?: string };
-      return repo.events(record.uuid, { type: query.event_type, limit: eventLimit(query.limit) });
+      return repo.eventsOf((req.params as Params).ref, namespace, { type: query.event_type, limit: eventLimit(query.limit) });
     },
 
-    'GET /networks/:ref/addresses': async ({ req, namespace, repo }) =>
-      repo.addresses((await repo.resolve((req.params as Params).ref, namespace)).uuid),
+    'GET /networks/:ref/addresses': async ({ req, namespace, repo }) => repo.addresses((req.params as Params).ref, namespace),
 
     'GET /networks/:ref/metadata': async ({ req, namespace, repo }) =>
       (await repo.resolve((req.params as Params).ref, namespace)).metadata,

@@ -188,9 +188,26 @@ export class NetworkRepository {
     return JSON.parse(kv.value) as IpamState;
   }
 
-  /** GET /networks/{ref}/addresses: blocking reservations sorted by address. */
-  async addresses(uuid: string): Promise<AddressRow[]> {
-    return listReservations(await this.getIpam(uuid), this.now()).map(addressView);
+  /**
+   * GET /networks/{ref}/addresses: blocking reservations sorted by address. With a view, the network and its
+   * IPAM come from it after one sync (a round shared with the requests in flight) instead of two store reads
+   * in a row.
+   */
+  async addresses(ref: string, namespace: string): Promise<AddressRow[]> {
+    if (!this.view) return listReservations(await this.getIpam((await this.resolve(ref, namespace)).uuid), this.now()).map(addressView);
+    const view = await this.view.sync();
+    const byUuid = isUuid(ref) ? view.networks.get(ref) : undefined;
+    const network = resolveNetworkRef(ref, namespace, isUuid(ref) ? (byUuid ? [byUuid] : []) : [...view.networks.values()]);
+    const kv = view.cachedKv(IPAM_PREFIX + network.uuid);
+    if (kv === undefined) throw new NotFound(`network ${network.uuid} has no address management state`, { reason: 'no-ipam' });
+    return listReservations(JSON.parse(kv.value) as IpamState, this.now()).map(addressView);
+  }
+
+  /** GET /networks/{ref}/events: by UUID, the network and its events are read side by side. */
+  async eventsOf(ref: string, namespace: string, query: EventQuery = {}): Promise<EventRecord[]> {
+    if (!isUuid(ref)) return this.events((await this.resolve(ref, namespace)).uuid, query);
+    const [, events] = await Promise.all([this.resolve(ref, namespace), this.events(ref, query)]);
+    return events;
   }
 
   /** Newest first, optionally only one `type`, at most `limit` (default 100). */
