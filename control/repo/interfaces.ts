@@ -94,17 +94,30 @@ export class InterfaceRepository {
     return record.metadata;
   }
 
-  /** Read-modify-write under a modRevision compare, retried; 409 after UPDATE_TRIES lost races. */
-  /** Read-modify-write under a modRevision compare; with `namespace`, 404 as get() for one it may not see. */
+  /**
+   * Read-modify-write under a modRevision compare, retried; 409 after UPDATE_TRIES lost races. With
+   * `namespace`, 404 as get() for one it may not see. With a view, the first attempt starts from the view as
+   * it is, with no round trip (the txn's compare catches a view that was behind); a refusal (404) and every
+   * later attempt are decided on a fresh read.
+   */
   async update(uuid: string, change: (record: InterfaceRecord) => InterfaceRecord, namespace?: string): Promise<InterfaceRecord> {
     const key = INTERFACES_PREFIX + uuid;
     for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
-      const kv: KeyValue | undefined = await this.store.get(key);
-      if (kv === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
-      const current = JSON.parse(kv.value) as InterfaceRecord;
-      if (namespace !== undefined) checkInterfaceVisible(current, namespace);
-      const next = change(current);
-      if (next === current) return current;
+      const seen = attempt === 0 ? this.view?.cachedKv(key) : undefined;
+      let kv: KeyValue | undefined;
+      let next: InterfaceRecord;
+      if (seen !== undefined) {
+        const planned = planFrom(seen, change, namespace);
+        if (planned === undefined) continue; // refused or unchanged on the view's copy: decided on the store
+        [kv, next] = [seen, planned];
+      } else {
+        kv = await this.store.get(key);
+        if (kv === undefined) throw new NotFound(`interface not found: ${quote(uuid)}`, { reason: 'not-found' });
+        const current = JSON.parse(kv.value) as InterfaceRecord;
+        if (namespace !== undefined) checkInterfaceVisible(current, namespace);
+        next = change(current);
+        if (next === current) return current;
+      }
       const result = await this.store.txn({
         compare: [{ key, target: 'modRevision', op: '==', value: kv.modRevision }],
         success: [{ type: 'put', key, value: JSON.stringify(next) }],
@@ -112,5 +125,17 @@ export class InterfaceRepository {
       if (result.succeeded) return next;
     }
     throw new Conflict(`interface ${uuid} is being changed concurrently; retry the request`, { reason: 'cas' });
+  }
+}
+
+/** The change planned on the view's copy, or undefined when the store must decide (a refusal, or no change). */
+function planFrom(kv: KeyValue, change: (record: InterfaceRecord) => InterfaceRecord, namespace: string | undefined): InterfaceRecord | undefined {
+  try {
+    const current = JSON.parse(kv.value) as InterfaceRecord;
+    if (namespace !== undefined) checkInterfaceVisible(current, namespace);
+    const next = change(current);
+    return next === current ? undefined : next;
+  } catch {
+    return undefined;
   }
 }
