@@ -2,7 +2,11 @@
 // where the API is, keeps CONCURRENCY requests in flight and measures each route's latency client side.
 // Started as `node --import tsx bench/controlplane-load.ts` with the plan in APPNET_BENCH_LOAD; prints its
 // LoadResult as JSON on stdout, progress on stderr.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CONCURRENCY = 8;
@@ -13,6 +17,7 @@ export const SYSTEM_TOKEN = 'bench-system-token-0123456789';
 export const tenantToken = (i: number) => `bench-tenant-token-${String(i).padStart(2, '0')}-0123456789`;
 const log = (s: string) => process.stderr.write(`controlplane bench: ${s}\n`);
 export const LOAD_CLIENT = fileURLToPath(import.meta.url);
+const STATIC_SERVER = fileURLToPath(new URL('./static-body-server.ts', import.meta.url));
 
 /** What the orchestrator tells the load client (in its namespace) to do. */
 export interface LoadPlan {
@@ -26,13 +31,26 @@ export interface LoadPlan {
   phase: 'create' | 'read';
 }
 
-export interface RouteStats { count: number; errors: number; p50: number; p99: number; max: number; p99_received: number }
-export interface LoadResult { routes: Record<string, RouteStats>; h1Instances: Array<{ uuid: string; netns: string; interfaces: string[] }> }
+export interface RouteStats { count: number; errors: number; p50: number; p99: number; max: number }
+export interface LoadResult {
+  routes: Record<string, RouteStats>;
+  h1Instances: Array<{ uuid: string; netns: string; interfaces: string[] }>;
+  /** Read phase: the two big lists' bytes timed from a bare node:http server, same client and concurrency. */
+  anchors: Record<string, RouteStats>;
+}
 
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-function request(api: string, method: string, urlPath: string, token: string, body?: unknown): Promise<{ status: number; body: any; receivedAt: number }> {
+interface Reply { status: number; body: any; bytes: Buffer }
+
+/**
+ * One request. The body is parsed only when `parse` (the untimed setup reads, the small write answers) or when
+ * the status is not 2xx (for the error message): a timed read ends at its last byte, as wrk or k6 time it, so
+ * the client's own JSON.parse of a 300 KB list is neither in its figure nor in the figures of the requests
+ * whose last bytes arrive while it runs.
+ */
+function request(api: string, method: string, urlPath: string, token: string, body?: unknown, parse = true): Promise<Reply> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const url = new URL(urlPath, api);
   return new Promise((resolve, reject) => {
@@ -43,9 +61,14 @@ function request(api: string, method: string, urlPath: string, token: string, bo
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
-        const receivedAt = performance.now();
-        const text = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null, receivedAt });
+        const status = res.statusCode ?? 0;
+        const bytes = Buffer.concat(chunks);
+        const wanted = parse || status < 200 || status > 299;
+        try {
+          resolve({ status, body: wanted && bytes.length > 0 ? JSON.parse(bytes.toString()) : null, bytes });
+        } catch {
+          resolve({ status, body: bytes.toString().slice(0, 300), bytes });
+        }
       });
       res.on('error', reject);
     });
@@ -56,16 +79,14 @@ function request(api: string, method: string, urlPath: string, token: string, bo
 
 class Latencies {
   readonly samples = new Map<string, number[]>();
-  readonly received = new Map<string, number[]>();
   readonly errors = new Map<string, number>();
   readonly firstError = new Map<string, string>();
-  async time(route: string, fn: () => Promise<{ status: number; body: any; receivedAt: number }>): Promise<any> {
+  async time(route: string, fn: () => Promise<Reply>): Promise<any> {
     const t0 = performance.now();
     const r = await fn();
     const ms = performance.now() - t0;
-    if (!this.samples.has(route)) (this.samples.set(route, []), this.received.set(route, []));
+    if (!this.samples.has(route)) this.samples.set(route, []);
     this.samples.get(route)!.push(ms);
-    this.received.get(route)!.push(r.receivedAt - t0);
     if (r.status < 200 || r.status > 299) {
       this.errors.set(route, (this.errors.get(route) ?? 0) + 1);
       if (!this.firstError.has(route)) this.firstError.set(route, `HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
@@ -82,7 +103,6 @@ class Latencies {
     for (const [route, s] of this.samples) {
       out[route] = {
         count: s.length, errors: this.errors.get(route) ?? 0, p50: r1(quantile(s, 0.5)), p99: r1(quantile(s, 0.99)), max: r1(quantile(s, 1)),
-        p99_received: r1(quantile(this.received.get(route)!, 0.99)),
       };
     }
     return out;
@@ -106,9 +126,10 @@ function networkBlock(i: number): string {
 async function load(plan: LoadPlan): Promise<LoadResult> {
   const lat = new Latencies();
   const call = (route: string, method: string, p: string, token: string, body?: unknown) =>
-    lat.time(route, () => request(plan.api, method, p, token, body));
+    lat.time(route, () => request(plan.api, method, p, token, body, method !== 'GET'));
   const progress = (what: string, i: number, n: number) => { if ((i + 1) % Math.max(1, Math.floor(n / 10)) === 0) log(`${what} ${i + 1}/${n}`); };
   const h1Instances: LoadResult['h1Instances'] = [];
+  let anchors: Record<string, RouteStats> = {};
   if (plan.phase === 'create') {
     const networks: string[] = new Array(plan.networks);
     await pool(plan.networks, CONCURRENCY, async (i) => {
@@ -154,8 +175,40 @@ async function load(plan: LoadPlan): Promise<LoadResult> {
       const iface = pick(insts, i).interfaces[i % IFACES_PER_INSTANCE].uuid;
       await call('POST /interfaces/{uuid}/metadata', 'POST', `/interfaces/${iface}/metadata`, tenant, { key: `k${i}`, value: 'v' });
     });
+    anchors = await transportFloor([['GET /instances (tenant: 200)', '/instances', tenant], ['GET /networks?all (system: 1000)', '/networks?all=true', SYSTEM_TOKEN]]);
   }
-  return { routes: lat.stats(), h1Instances };
+  return { routes: lat.stats(), h1Instances, anchors };
+
+  /** The big lists' bytes, as the API sent them, timed from a bare node:http server (bench/static-body-server.ts). */
+  async function transportFloor(lists: Array<[string, string, string]>): Promise<Record<string, RouteStats>> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'appnet-floor-'));
+    const files: Record<string, string> = {};
+    try {
+      for (const [, urlPath, token] of lists) {
+        const { status, bytes } = await request(plan.api, 'GET', urlPath, token, undefined, false);
+        if (status !== 200) throw new Error(`GET ${urlPath} answered ${status}`);
+        files[urlPath] = path.join(dir, `${Object.keys(files).length}.json`);
+        writeFileSync(files[urlPath], bytes);
+      }
+      const server = spawn(process.execPath, ['--import', 'tsx', STATIC_SERVER, JSON.stringify(files)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        const port = await new Promise<string>((resolve, reject) => {
+          server.stdout.once('data', (b: Buffer) => resolve(b.toString().trim()));
+          server.once('exit', (code) => reject(new Error(`static body server exited ${code}`)));
+        });
+        const floor = new Latencies();
+        for (const [route, urlPath] of lists) {
+          log(`transport floor: ${route}`);
+          await pool(ROUTE_SAMPLES, CONCURRENCY, () => floor.time(route, () => request(`http://127.0.0.1:${port}`, 'GET', urlPath, '', undefined, false)).then(() => undefined));
+        }
+        return floor.stats();
+      } finally {
+        server.kill('SIGKILL');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
 }
 
 if (process.argv[1] === LOAD_CLIENT) {

@@ -21,10 +21,12 @@
 // and h1's observed status (/appnet/observed/h1) written by the new process, and every instance namespace has
 // its 5 TAPs up. Checked every POLL_MS; the figure is the start of the first poll round that saw all of it.
 //
-// Latency is client side, from sending the request to the response parsed (the p50/p99/max columns and the
-// target), and also to the last byte received, before the client's JSON.parse (`p99 recv`): a 300 KB list
-// takes the client a few ms to parse, and with 8 responses arriving together the last one waits for the
-// parses of the others, on CPUs it shares with the daemon.
+// Latency is client side, from sending the request to its last byte received, as wrk or k6 time a request: the
+// timed reads' bodies are not parsed (a 300 KB list takes the client ~1 ms to parse, and with 8 in flight the
+// other responses would wait for those parses, on CPUs the client shares with the daemon and etcd). Anchors in
+// the same run: the store's own put (`store floor`), and the two big lists' bytes served by a bare node:http
+// server (bench/static-body-server.ts) to the same client: the transport floor a route of that size cannot beat.
+// Where the time went in each phase (`breakdown`): the daemon's own metrics and the CPU of it and of etcd.
 //
 // `node --import tsx bench/run.ts controlplane [--json] [--scale=F] [--store sqlite|etcd|both] [--etcd-data disk|tmpfs]`: F (default 1)
 // scales every count, for a smoke run (--scale=0.1: 100 networks, 1000 interfaces). Traffic stays in the
@@ -44,6 +46,7 @@ import pino from 'pino';
 import { runFleet, type FleetResult } from './controlplane-fleet.ts';
 import { CONCURRENCY, IFACES_PER_INSTANCE, pool, type RouteStats } from './controlplane-load.ts';
 import { benchTokens, runLoad, waitConverged, type Expect } from './controlplane-harness.ts';
+import { breakdown, describe, mark, type PhaseBreakdown } from './controlplane-breakdown.ts';
 import { shim } from './path-measure.ts';
 
 const HOSTS = 10;
@@ -57,6 +60,10 @@ interface ScaleResult {
   store: StoreKind; networks: number; interfaces: number; instances: number; timed_host_interfaces: number; hosts: string; concurrency: number;
   routes: Record<string, RouteStats>;
   initial_converge_ms: number; kill_exit_ms: number; restart_converge_ms: number; restart_healthz_ms: number;
+  /** The big lists' bytes from a bare node:http server: same client, concurrency and namespace as the API. */
+  transport_floor: Record<string, RouteStats>;
+  /** Per phase, from h1's metrics and /proc: CPU, reconcile passes, store txns, server-side time per route. */
+  breakdown: { create: PhaseBreakdown; read: PhaseBreakdown };
   /** The store's own latency for a 1 KiB put, CONCURRENCY in flight, taken between the create and read phases. */
   store_put_floor: { p50: number; p99: number };
   p99_max_ms: number; target_p99_50ms_met: boolean; target_converge_10s_met: boolean;
@@ -125,8 +132,12 @@ async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
     }
 
     log(`${kind}: creating ${networks} networks and ${plan0.instances} instances (${plan0.instances * IFACES_PER_INSTANCE} interfaces), concurrency ${CONCURRENCY}`);
+    const etcdPids = () => etcd?.pids() ?? [];
+    const beforeCreate = await mark(daemon, etcdPids());
     const t0 = performance.now();
     const created = await runLoad(net, h1.ns, { ...plan0, netnsPrefix, phase: 'create' });
+    const createBreakdown = breakdown(beforeCreate, await mark(daemon, etcdPids()));
+    log(describe(`${kind}: create phase`, createBreakdown));
     const ifaces = new Set(created.h1Instances.flatMap((i) => i.interfaces));
     if (ifaces.size !== networks) throw new Error(`expected ${networks} interfaces on h1, got ${ifaces.size}`);
     const expect: Expect = { store, daemon, host: 'h1', pid: () => daemon.pid, ifaces, namespaces };
@@ -135,7 +146,10 @@ async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
 
     // The anchor: what the store itself takes for a write, 8 in flight, from this process, at the same moment.
     const floor = await storeFloor(store);
+    const beforeRead = await mark(daemon, etcdPids());
     const read = await runLoad(net, h1.ns, { ...plan0, netnsPrefix, phase: 'read' });
+    const readBreakdown = breakdown(beforeRead, await mark(daemon, etcdPids()));
+    log(describe(`${kind}: read phase`, readBreakdown));
 
     // SIGKILL, then wait for the process to be gone: the kernel unregisters its 1000 TAPs as the process
     // exits, which takes longer than Daemon.kill9()'s 5 s allowance. A supervisor restarts after that exit.
@@ -173,7 +187,7 @@ async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
     return {
       store: kind, networks, interfaces: plan0.instances * IFACES_PER_INSTANCE, instances: plan0.instances, timed_host_interfaces: ifaces.size,
       hosts: `h1 real appnetd (timed); h2..h${HOSTS} host records under live leases, no daemon`,
-      concurrency: CONCURRENCY, routes,
+      concurrency: CONCURRENCY, routes, transport_floor: read.anchors, breakdown: { create: createBreakdown, read: readBreakdown },
       initial_converge_ms: Math.round(initial), kill_exit_ms: Math.round(exitMs), restart_converge_ms: Math.round(restart), restart_healthz_ms: Math.round(healthz),
       store_put_floor: floor, p99_max_ms: p99Max, target_p99_50ms_met: p99Max < 50, target_converge_10s_met: restart < 10_000, ...(db ? { db_mib: db } : {}),
     };
@@ -217,8 +231,13 @@ function table(results: ScaleResult[]): string {
   row('process gone after kill -9', (r) => `${r.kill_exit_ms} ms`);
   row('h1 converged after the restart', (r) => `${r.restart_converge_ms} ms`);
   row('store floor: 1 KiB put, 8 in flight', (r) => `${r.store_put_floor.p50} / ${r.store_put_floor.p99}`);
+  for (const route of Object.keys(results[0].transport_floor)) {
+    row(`bare server, same bytes: ${route.replace('GET ', '')}`, (r) => { const s = r.transport_floor[route]; return s ? `${s.p50} / ${s.p99}` : '-'; });
+  }
   row('worst p99 (target < 50 ms)', (r) => `${r.p99_max_ms} ms ${r.target_p99_50ms_met ? 'met' : 'NOT met'}`);
   row('restart (target < 10 s)', (r) => (r.target_converge_10s_met ? 'met' : 'NOT met'));
+  lines.push('');
+  for (const r of results) for (const phase of ['create', 'read'] as const) lines.push(describe(`${r.store}, ${phase} phase`, r.breakdown[phase]));
   const e = results.find((r) => r.db_mib);
   if (e?.db_mib) lines.push(`\netcd DB (largest member): ${e.db_mib.after_workload} MiB after the workload, ${e.db_mib.after_churn} MiB after churn, ${e.db_mib.after_compaction} MiB after one compaction pass`);
   return lines.join('\n');

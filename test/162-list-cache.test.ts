@@ -4,6 +4,8 @@ import test from 'ava';
 import { ListCache } from '../control/api/list-cache.ts';
 import type { StateView } from '../control/repo/state-view.ts';
 
+const text = async (body: Promise<Buffer>) => (await body).toString();
+
 /** Just what the cache follows of a view: its change notifications. */
 function fakeView() {
   const listeners = new Set<() => void>();
@@ -20,11 +22,13 @@ test('requests that miss together share one build; a change since makes the next
   const build = async () => { builds++; await gate; return [{ n: builds }]; };
   const together = Array.from({ length: 8 }, () => cache.json('k', build));
   release();
-  t.deepEqual(await Promise.all(together), Array(8).fill('[{"n":1}]'));
+  const bodies = await Promise.all(together);
+  t.deepEqual(bodies.map(String), Array(8).fill('[{"n":1}]'));
+  t.true(bodies.every((b) => b === bodies[0]), 'one body, shared');
   t.is(builds, 1);
-  t.is(await cache.json('k', build), '[{"n":1}]', 'served from the cache');
+  t.is(await text(cache.json('k', build)), '[{"n":1}]', 'served from the cache');
   change();
-  t.is(await cache.json('k', build), '[{"n":2}]', 'rebuilt after a change');
+  t.is(await text(cache.json('k', build)), '[{"n":2}]', 'rebuilt after a change');
   t.is(builds, 2);
   cache.close();
 });
@@ -38,7 +42,7 @@ test('a build that fails fails every request waiting on it, and is not cached', 
   await t.throwsAsync(a, { message: /store unavailable/ });
   await t.throwsAsync(b, { message: /store unavailable/ });
   t.is(calls, 1);
-  t.is(await cache.json('k', async () => ['ok']), '["ok"]');
+  t.is(await text(cache.json('k', async () => ['ok'])), '["ok"]');
   cache.close();
 });
 
@@ -47,7 +51,7 @@ test('a change while a build runs: the body is served to its callers but not cac
   const cache = new ListCache(view);
   let n = 0;
   const first = cache.json('k', async () => { change(); return [++n]; });
-  t.is(await first, '[1]');
-  t.is(await cache.json('k', async () => [++n]), '[2]', 'built again: the first body straddled a change');
+  t.is(await text(first), '[1]');
+  t.is(await text(cache.json('k', async () => [++n])), '[2]', 'built again: the first body straddled a change');
   cache.close();
 });

@@ -209,6 +209,11 @@ export class EtcdCluster {
     return Math.max(0, ...(await this.status()).map((s) => s.Status.dbSize));
   }
 
+  /** The pids of the running members (benchmarks read their CPU time). */
+  pids(): number[] {
+    return [...this.procs.values()].filter((c) => !hasExited(c) && c.pid !== undefined).map((c) => c.pid as number);
+  }
+
   async kill9(m: EtcdMember): Promise<void> {
     const child = this.procs.get(m);
     if (child && !hasExited(child)) {
