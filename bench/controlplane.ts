@@ -216,23 +216,25 @@ async function storeFloor(store: Store): Promise<{ p50: number; p99: number }> {
   return { p50: at(0.5), p99: at(0.99) };
 }
 
+const LABEL = 52;
+
 function table(results: ScaleResult[]): string {
   const cols = results.map((r) => r.store);
-  const lines = [`${'route'.padEnd(36)}${cols.map((c) => `${c} p50 / p99 ms`.padStart(24)).join('')}`];
+  const lines = [`${'route'.padEnd(LABEL)}${cols.map((c) => `${c} p50 / p99 ms`.padStart(24)).join('')}`];
   for (const route of Object.keys(results[0].routes)) {
-    lines.push(route.padEnd(36) + results.map((r) => {
+    lines.push(route.padEnd(LABEL) + results.map((r) => {
       const s = r.routes[route];
       return (s ? `${s.p50} / ${s.p99}${s.errors ? ` (${s.errors} err)` : ''}` : '-').padStart(24);
     }).join(''));
   }
-  const row = (label: string, f: (r: ScaleResult) => string) => lines.push(label.padEnd(36) + results.map((r) => f(r).padStart(24)).join(''));
+  const row = (label: string, f: (r: ScaleResult) => string) => lines.push(label.padEnd(LABEL) + results.map((r) => f(r).padStart(24)).join(''));
   lines.push('');
   row('h1 converged from the first POST', (r) => `${r.initial_converge_ms} ms`);
   row('process gone after kill -9', (r) => `${r.kill_exit_ms} ms`);
   row('h1 converged after the restart', (r) => `${r.restart_converge_ms} ms`);
   row('store floor: 1 KiB put, 8 in flight', (r) => `${r.store_put_floor.p50} / ${r.store_put_floor.p99}`);
   for (const route of Object.keys(results[0].transport_floor)) {
-    row(`bare server, same bytes: ${route.replace('GET ', '')}`, (r) => { const s = r.transport_floor[route]; return s ? `${s.p50} / ${s.p99}` : '-'; });
+    row(`same bytes, bare server: ${route.replace('GET ', '')}`, (r) => { const s = r.transport_floor[route]; return s ? `${s.p50} / ${s.p99}` : '-'; });
   }
   row('worst p99 (target < 50 ms)', (r) => `${r.p99_max_ms} ms ${r.target_p99_50ms_met ? 'met' : 'NOT met'}`);
   row('restart (target < 10 s)', (r) => (r.target_converge_10s_met ? 'met' : 'NOT met'));
