@@ -42,15 +42,16 @@ export interface LoadResult {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-interface Reply { status: number; body: any; bytes: Buffer }
+interface Reply { status: number; body: any; bytes: Buffer | null; length: number }
 
 /**
- * One request. The body is parsed only when `parse` (the untimed setup reads, the small write answers) or when
- * the status is not 2xx (for the error message): a timed read ends at its last byte, as wrk or k6 time it, so
- * the client's own JSON.parse of a 300 KB list is neither in its figure nor in the figures of the requests
- * whose last bytes arrive while it runs.
+ * One request; `mode` says what is kept of the body: 'json' parses it (the untimed setup reads, the small write
+ * answers), 'bytes' keeps it, 'discard' counts its bytes and drops them (unless the status is not 2xx: then it is
+ * parsed for the error message). A timed read ends at its last byte, as wrk or k6 time it, and discards its body:
+ * neither the client's JSON.parse of a 300 KB list nor the garbage of copying it lands in its figure or in the
+ * figures of the requests whose bytes arrive meanwhile.
  */
-function request(api: string, method: string, urlPath: string, token: string, body?: unknown, parse = true): Promise<Reply> {
+function request(api: string, method: string, urlPath: string, token: string, body?: unknown, mode: 'json' | 'bytes' | 'discard' = 'json'): Promise<Reply> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const url = new URL(urlPath, api);
   return new Promise((resolve, reject) => {
@@ -58,16 +59,19 @@ function request(api: string, method: string, urlPath: string, token: string, bo
       host: url.hostname, port: url.port, path: url.pathname + url.search, method, agent,
       headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
     }, (res) => {
+      const status = res.statusCode ?? 0;
+      const keep = mode !== 'discard' || status < 200 || status > 299;
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let length = 0;
+      res.on('data', (c: Buffer) => { length += c.length; if (keep) chunks.push(c); });
       res.on('end', () => {
-        const status = res.statusCode ?? 0;
+        if (!keep) return resolve({ status, body: null, bytes: null, length });
         const bytes = Buffer.concat(chunks);
-        const wanted = parse || status < 200 || status > 299;
+        if (mode === 'bytes' && status >= 200 && status <= 299) return resolve({ status, body: null, bytes, length });
         try {
-          resolve({ status, body: wanted && bytes.length > 0 ? JSON.parse(bytes.toString()) : null, bytes });
+          resolve({ status, body: bytes.length > 0 ? JSON.parse(bytes.toString()) : null, bytes, length });
         } catch {
-          resolve({ status, body: bytes.toString().slice(0, 300), bytes });
+          resolve({ status, body: bytes.toString().slice(0, 300), bytes, length });
         }
       });
       res.on('error', reject);
@@ -126,7 +130,7 @@ function networkBlock(i: number): string {
 async function load(plan: LoadPlan): Promise<LoadResult> {
   const lat = new Latencies();
   const call = (route: string, method: string, p: string, token: string, body?: unknown) =>
-    lat.time(route, () => request(plan.api, method, p, token, body, method !== 'GET'));
+    lat.time(route, () => request(plan.api, method, p, token, body, method === 'GET' ? 'discard' : 'json'));
   const progress = (what: string, i: number, n: number) => { if ((i + 1) % Math.max(1, Math.floor(n / 10)) === 0) log(`${what} ${i + 1}/${n}`); };
   const h1Instances: LoadResult['h1Instances'] = [];
   let anchors: Record<string, RouteStats> = {};
@@ -185,8 +189,8 @@ async function load(plan: LoadPlan): Promise<LoadResult> {
     const files: Record<string, string> = {};
     try {
       for (const [, urlPath, token] of lists) {
-        const { status, bytes } = await request(plan.api, 'GET', urlPath, token, undefined, false);
-        if (status !== 200) throw new Error(`GET ${urlPath} answered ${status}`);
+        const { status, bytes } = await request(plan.api, 'GET', urlPath, token, undefined, 'bytes');
+        if (status !== 200 || bytes === null) throw new Error(`GET ${urlPath} answered ${status}`);
         files[urlPath] = path.join(dir, `${Object.keys(files).length}.json`);
         writeFileSync(files[urlPath], bytes);
       }
@@ -199,7 +203,7 @@ async function load(plan: LoadPlan): Promise<LoadResult> {
         const floor = new Latencies();
         for (const [route, urlPath] of lists) {
           log(`transport floor: ${route}`);
-          await pool(ROUTE_SAMPLES, CONCURRENCY, () => floor.time(route, () => request(`http://127.0.0.1:${port}`, 'GET', urlPath, '', undefined, false)).then(() => undefined));
+          await pool(ROUTE_SAMPLES, CONCURRENCY, () => floor.time(route, () => request(`http://127.0.0.1:${port}`, 'GET', urlPath, '', undefined, 'discard')).then(() => undefined));
         }
         return floor.stats();
       } finally {
