@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parsePrometheusText, type Scrape } from '../control/metrics/prom-text.ts';
 import type { Daemon } from '../test/helpers/testnet.ts';
 
-export interface Mark { at: number; scrape: Scrape; etcdTicks: number }
+export interface Mark { at: number; scrape: Scrape; etcdTicks: number; etcdCalls: Map<string, number> }
 
 export interface PhaseBreakdown {
   wall_s: number;
@@ -14,8 +14,10 @@ export interface PhaseBreakdown {
   cpu_s: { daemon: number; etcd: number };
   /** Reconcile passes in the phase and the seconds they took (they share the daemon's event loop with the API). */
   reconcile: { passes: number; seconds: number };
-  /** Store transactions as the daemon waited for them: count and mean. */
-  txn: { count: number; mean_ms: number };
+  /** Store operations by kind (get, range, txn, ...) as the daemon waited for them: count and mean. */
+  store_ops: Record<string, { count: number; mean_ms: number }>;
+  /** Requests etcd's members handled in the phase, by gRPC method (all clients: the daemon, the bench's leases). */
+  etcd_calls: Record<string, number>;
   /** Server-side mean per route (`METHOD pattern`), from the daemon's request histogram: arrival to response sent. */
   server_mean_ms: Record<string, number>;
 }
@@ -36,10 +38,24 @@ function cpuTicks(pids: readonly number[]): number {
   return ticks;
 }
 
-export async function mark(daemon: Daemon, etcdPids: readonly number[]): Promise<Mark> {
+/** Unary and stream calls etcd's members have handled, summed over the members, by gRPC method. */
+async function etcdCalls(metricsUrls: readonly string[]): Promise<Map<string, number>> {
+  const calls = new Map<string, number>();
+  for (const url of metricsUrls) {
+    const text = await fetch(url).then((r) => r.text()).catch(() => '');
+    if (!text) continue;
+    for (const s of parsePrometheusText(text).all('grpc_server_handled_total')) {
+      calls.set(s.labels.grpc_method, (calls.get(s.labels.grpc_method) ?? 0) + s.value);
+    }
+  }
+  return calls;
+}
+
+/** A snapshot before or after a phase. `etcd`: the members' pids and their /metrics URLs (none on SQLite). */
+export async function mark(daemon: Daemon, etcd: { pids: readonly number[]; metricsUrls: readonly string[] }): Promise<Mark> {
   const res = await daemon.request('GET', '/metrics');
   if (res.status !== 200) throw new Error(`metrics of the timed daemon: HTTP ${res.status} ${res.body.slice(0, 200)}`);
-  return { at: performance.now(), scrape: parsePrometheusText(res.body), etcdTicks: cpuTicks(etcdPids) };
+  return { at: performance.now(), scrape: parsePrometheusText(res.body), etcdTicks: cpuTicks(etcd.pids), etcdCalls: await etcdCalls(etcd.metricsUrls) };
 }
 
 const r1 = (n: number) => Math.round(n * 10) / 10;
@@ -58,12 +74,18 @@ export function breakdown(a: Mark, b: Mark): PhaseBreakdown {
     sums.set(key, { sum: acc.sum + s.value - before, count: acc.count + count });
   }
   for (const [key, { sum, count }] of sums) if (count >= 20) server[key] = r1((1000 * sum) / count);
-  const txns = delta('appnet_store_operation_seconds_count', { op: 'txn' });
+  const ops: PhaseBreakdown['store_ops'] = {};
+  for (const c of b.scrape.all('appnet_store_operation_seconds_count')) {
+    const op = c.labels.op;
+    const count = delta('appnet_store_operation_seconds_count', { op });
+    if (count > 0) ops[op] = { count, mean_ms: r1((1000 * delta('appnet_store_operation_seconds_sum', { op })) / count) };
+  }
   return {
     wall_s: r1((b.at - a.at) / 1000),
     cpu_s: { daemon: r1(delta('appnet_process_cpu_seconds_total')), etcd: r1((b.etcdTicks - a.etcdTicks) / TICKS_PER_SECOND) },
     reconcile: { passes: delta('appnet_reconcile_seconds_count'), seconds: r2(delta('appnet_reconcile_seconds_sum')) },
-    txn: { count: txns, mean_ms: txns > 0 ? r1((1000 * delta('appnet_store_operation_seconds_sum', { op: 'txn' })) / txns) : 0 },
+    store_ops: ops,
+    etcd_calls: Object.fromEntries([...b.etcdCalls].map(([m, n]) => [m, n - (a.etcdCalls.get(m) ?? 0)]).filter(([, n]) => (n as number) > 0)),
     server_mean_ms: server,
   };
 }
@@ -71,6 +93,8 @@ export function breakdown(a: Mark, b: Mark): PhaseBreakdown {
 /** Lines for the bench's text output. */
 export function describe(phase: string, p: PhaseBreakdown): string {
   const routes = Object.entries(p.server_mean_ms).map(([k, v]) => `${k} ${v}`).join(', ');
+  const ops = Object.entries(p.store_ops).map(([op, o]) => `${op} ${o.count} x ${o.mean_ms} ms`).join(', ');
   return `${phase} (${p.wall_s} s): CPU s daemon ${p.cpu_s.daemon}, etcd ${p.cpu_s.etcd}; reconcile ${p.reconcile.passes} passes, ` +
-    `${p.reconcile.seconds} s; ${p.txn.count} txns, mean ${p.txn.mean_ms} ms; server-side mean ms: ${routes}`;
+    `${p.reconcile.seconds} s; store ops: ${ops}; etcd calls: ${Object.entries(p.etcd_calls).map(([m, n]) => `${m} ${n}`).join(', ') || 'none'}; ` +
+    `server-side mean ms: ${routes}`;
 }

@@ -132,7 +132,7 @@ async function scaleRun(kind: StoreKind, scale: number): Promise<ScaleResult> {
     }
 
     log(`${kind}: creating ${networks} networks and ${plan0.instances} instances (${plan0.instances * IFACES_PER_INSTANCE} interfaces), concurrency ${CONCURRENCY}`);
-    const etcdPids = () => etcd?.pids() ?? [];
+    const etcdPids = () => ({ pids: etcd?.pids() ?? [], metricsUrls: etcd?.members.map((m) => `http://${m.rootIp}:2379/metrics`) ?? [] });
     const beforeCreate = await mark(daemon, etcdPids());
     const t0 = performance.now();
     const created = await runLoad(net, h1.ns, { ...plan0, netnsPrefix, phase: 'create' });
