@@ -39,7 +39,7 @@ function cpuTicks(pids: readonly number[]): number {
 }
 
 /** Unary and stream calls etcd's members have handled, summed over the members, by gRPC method. */
-async function etcdCalls(metricsUrls: readonly string[]): Promise<Map<string, number>> {
+export async function etcdCalls(metricsUrls: readonly string[]): Promise<Map<string, number>> {
   const calls = new Map<string, number>();
   for (const url of metricsUrls) {
     const text = await fetch(url).then((r) => r.text()).catch(() => '');

@@ -10,6 +10,7 @@ import { TestNet, type Daemon } from '../test/helpers/testnet.ts';
 import { IFACES_PER_INSTANCE } from './controlplane-load.ts';
 import { benchTokens, runLoad, waitConverged, type Expect } from './controlplane-harness.ts';
 import { shim } from './path-measure.ts';
+import { etcdCalls } from './controlplane-breakdown.ts';
 import { INSTANCES_PREFIX, INTERFACES_PREFIX } from '../control/repo/keys.ts';
 
 const HOSTS = 5;
@@ -19,6 +20,8 @@ export interface FleetResult {
   daemons: number; interfaces: number; per_daemon: number; converge_ms: number;
   /** From the first POST to the last one answered (the rest of converge_ms is the daemons catching up). */
   creates_ms: number;
+  /** Calls etcd's members handled from the first POST to converged, by gRPC method (every client). */
+  etcd_calls: Record<string, number>;
   target_30s_met: boolean; rss_mb: number[];
 }
 
@@ -39,6 +42,8 @@ export async function runFleet(scale: number): Promise<FleetResult> {
     store = await openStore(etcd.rootUrl());
 
     log(`creating ${networks} networks and ${instancesPerHost * HOSTS} instances (${networks * HOSTS} interfaces) through h1's API`);
+    const metricsUrls = etcd.members.map((m) => `http://${m.rootIp}:2379/metrics`);
+    const callsBefore = await etcdCalls(metricsUrls);
     const t0 = performance.now();
     await runLoad(net, net.hosts[0].ns, {
       api: 'http://127.0.0.1:7878', networks, instances: instancesPerHost * HOSTS, instancesPerHost, netnsPrefix: `${net.prefix}-i`, phase: 'create',
@@ -56,10 +61,13 @@ export async function runFleet(scale: number): Promise<FleetResult> {
       };
     });
     const converge = await waitConverged(expects, t0);
+    const callsAfter = await etcdCalls(metricsUrls);
+    const calls = Object.fromEntries([...callsAfter].map(([m, n]) => [m, n - (callsBefore.get(m) ?? 0)]).filter(([, n]) => (n as number) > 0));
     const rss = await Promise.all(daemons.map(async (d) => Math.round((await d.get('/engine/stats')).rssBytes / 2 ** 20)));
-    log(`all ${HOSTS} daemons converged ${Math.round(converge)} ms after the first POST (the POSTs took ${Math.round(createsMs)} ms)`);
+    log(`all ${HOSTS} daemons converged ${Math.round(converge)} ms after the first POST (the POSTs took ${Math.round(createsMs)} ms); ` +
+      `etcd calls meanwhile: ${Object.entries(calls).map(([m, n]) => `${m} ${n}`).join(', ')}`);
     return {
-      daemons: HOSTS, interfaces: networks * HOSTS, per_daemon: networks, converge_ms: Math.round(converge), creates_ms: Math.round(createsMs), target_30s_met: converge < 30_000, rss_mb: rss,
+      daemons: HOSTS, interfaces: networks * HOSTS, per_daemon: networks, converge_ms: Math.round(converge), creates_ms: Math.round(createsMs), etcd_calls: calls as Record<string, number>, target_30s_met: converge < 30_000, rss_mb: rss,
     };
   } catch (e) {
     t.passed = false;
