@@ -23,6 +23,7 @@ import type { Compare, Store, TxnOp } from '../store/store.ts';
 import { isNetnsPath } from '../instances/instance.ts';
 import { planHost, type DesiredLinkPeer, type DesiredPort, type DesiredVni, type HostPlan } from './plan.ts';
 import { INTERFACES_PREFIX } from '../repo/keys.ts';
+import { marksNetwork } from './marker.ts';
 
 const run = promisify(execFile);
 
@@ -188,13 +189,14 @@ export class Reconciler {
     }
     await this.#writeObserved(plan);
     await this.#o.afterPass?.(plan).catch((e) => this.#o.log.error({ err: e }, 'post-pass step failed; retrying on the next pass'));
-    // A network is ready once the store has it: every daemon may mark it, compare-and-swap
-    // makes that happen once. Issued together, so the store commits them as one group.
-    const initial = [...state.networks.values()].filter((n) => n.state === 'initial');
+    // A network is ready once the store has it. One daemon marks it `created` (marker.ts), the others stand by;
+    // compare-and-swap makes it happen once if two try. Issued together, so the store commits them as one group.
+    // A lost txn (the view was behind) is not retried here: the change that beat it reaches the view and
+    // schedules the next pass, which plans again from what the view then holds.
+    const now = Date.now();
+    const initial = [...state.networks.values()].filter((n) => n.state === 'initial' && marksNetwork(this.#o.host, state.hosts, n, now));
     for (let i = 0; i < initial.length; i += NETWORK_WRITE_GROUP) {
-      const group = initial.slice(i, i + NETWORK_WRITE_GROUP);
-      if (await this.#o.networks.markCreatedTogether(group.map((n) => n.uuid)).catch(() => false)) continue;
-      await Promise.all(group.map((n) => this.#o.networks.markCreated(n.uuid).catch(() => undefined)));
+      await this.#o.networks.markCreatedTogether(initial.slice(i, i + NETWORK_WRITE_GROUP).map((n) => n.uuid)).catch(() => false);
     }
   }
 
