@@ -27,11 +27,16 @@ function numeric(v: unknown): v is number {
 /** The figures of a result (see the file header); empty when it has none to compare. */
 export function figuresOf(result: Record<string, unknown>): Figure[] {
   if (Array.isArray(result.results)) {
-    const runs = result.results as Array<{ store?: string; routes?: Record<string, { p50?: number; p99?: number }>; store_put_floor?: { p99?: number } }>;
+    type Stats = Record<string, { p50?: number; p99?: number }>;
+    const runs = result.results as Array<{ store?: string; routes?: Stats; transport_floor?: Stats; store_put_floor?: { p99?: number } }>;
     const routes = [...new Set(runs.flatMap((r) => Object.keys(r.routes ?? {})))];
+    // A route with a transport floor (its bytes from a bare server) has that anchor next to it.
     const out: Figure[] = routes.map((route) => ({
       name: `${route} p99 (ms)`,
-      bars: runs.filter((r) => numeric(r.routes?.[route]?.p99)).map((r) => ({ system: r.store ?? '?', value: r.routes![route]!.p99! })),
+      bars: [
+        ...runs.filter((r) => numeric(r.routes?.[route]?.p99)).map((r) => ({ system: r.store ?? '?', value: r.routes![route]!.p99! })),
+        ...runs.filter((r) => numeric(r.transport_floor?.[route]?.p99)).map((r) => ({ system: `${r.store} (same bytes, bare server)`, value: r.transport_floor![route]!.p99! })),
+      ],
     }));
     const floor = runs.filter((r) => numeric(r.store_put_floor?.p99)).map((r) => ({ system: `${r.store} (store alone)`, value: r.store_put_floor!.p99! }));
     if (floor.length) out.push({ name: 'a 1 KiB put, 8 in flight, p99 (ms)', bars: floor });

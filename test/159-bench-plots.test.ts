@@ -59,6 +59,22 @@ test('control-plane results: one group per route, the stores side by side, and t
   t.true(doc.texts.includes('etcd (store alone)'));
 });
 
+test('controlplane: a route with a transport floor has it next to the route, per store', (t) => {
+  const withFloor = {
+    results: [
+      { store: 'sqlite', routes: { 'GET /instances': { p99: 27 } }, transport_floor: { 'GET /instances': { p99: 43 } } },
+      { store: 'etcd', routes: { 'GET /instances': { p99: 54 } }, transport_floor: { 'GET /instances': { p99: 39 } } },
+    ],
+  };
+  t.deepEqual(figuresOf(withFloor), [{
+    name: 'GET /instances p99 (ms)',
+    bars: [
+      { system: 'sqlite', value: 27 }, { system: 'etcd', value: 54 },
+      { system: 'sqlite (same bytes, bare server)', value: 43 }, { system: 'etcd (same bytes, bare server)', value: 39 },
+    ],
+  }]);
+});
+
 test('a result with nothing to compare still makes a valid SVG that says so', (t) => {
   const doc = parse(plotSvg({ ms: 12, failed: [] }, { bench: 'dhcp', date: '2026-12-05' }));
   t.is(doc.rects, 1);
