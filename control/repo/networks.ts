@@ -183,9 +183,7 @@ export class NetworkRepository {
   }
 
   async getIpam(uuid: string): Promise<IpamState> {
-    const kv = await this.store.get(IPAM_PREFIX + uuid);
-    if (kv === undefined) throw new NotFound(`network ${uuid} has no address management state`, { reason: 'no-ipam' });
-    return JSON.parse(kv.value) as IpamState;
+    return ipamOf(uuid, await this.store.get(IPAM_PREFIX + uuid));
   }
 
   /**
@@ -198,9 +196,7 @@ export class NetworkRepository {
     const view = await this.view.sync();
     const byUuid = isUuid(ref) ? view.networks.get(ref) : undefined;
     const network = resolveNetworkRef(ref, namespace, isUuid(ref) ? (byUuid ? [byUuid] : []) : [...view.networks.values()]);
-    const kv = view.cachedKv(IPAM_PREFIX + network.uuid);
-    if (kv === undefined) throw new NotFound(`network ${network.uuid} has no address management state`, { reason: 'no-ipam' });
-    return listReservations(JSON.parse(kv.value) as IpamState, this.now()).map(addressView);
+    return listReservations(ipamOf(network.uuid, view.cachedKv(IPAM_PREFIX + network.uuid)), this.now()).map(addressView);
   }
 
   /** GET /networks/{ref}/events: by UUID, the network and its events are read side by side. */
@@ -459,4 +455,10 @@ export class NetworkRepository {
     const key = `${EVENTS_PREFIX}${uuid}/${String(revision).padStart(15, '0')}-${String(now).padStart(15, '0')}-${String(this.eventSeq).padStart(6, '0')}`;
     return { type: 'put', key, value: JSON.stringify(event) };
   }
+}
+
+/** A network's IPAM from its key, or 404 naming the network when it has none. */
+function ipamOf(uuid: string, kv: KeyValue | undefined): IpamState {
+  if (kv === undefined) throw new NotFound(`network ${uuid} has no address management state`, { reason: 'no-ipam' });
+  return JSON.parse(kv.value) as IpamState;
 }
